@@ -1,0 +1,59 @@
+"""Streaming STFT analysis and synthesis with overlap-add state.
+
+The per-block work (all frames a block completes) runs inside one Numba call;
+Python only concatenates the carried-over tail with the new block.
+"""
+import numpy as np
+
+from .kernels import analyze_frames, overlap_add
+from .stft import StftGrid
+
+
+class StreamingAnalyzer:
+    """Turn blocks of any size into the frames they complete.
+
+    Frame numbering and content equal :func:`stemboard.dsp.stft` on the
+    concatenation of all blocks pushed since the last :meth:`reset`.
+    """
+
+    def __init__(self, grid: StftGrid, num_channels: int):
+        self.grid = grid
+        self.num_channels = num_channels
+        self.reset()
+
+    def reset(self):
+        # The carried tail starts as the grid's leading silence.
+        self._tail = np.zeros((self.num_channels, self.grid.pad), np.float32)
+        self.frames_emitted = 0
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """Feed ``block`` (channels, samples) float32; return (channels, k, bins) complex64."""
+        buf = np.concatenate([self._tail, block], axis=1) if block.shape[1] else self._tail
+        n_fft, hop = self.grid.n_fft, self.grid.hop
+        n_frames = (buf.shape[1] - n_fft) // hop + 1 if buf.shape[1] >= n_fft else 0
+        spec = analyze_frames(buf, n_frames, n_fft, hop, self.grid.window)
+        self._tail = np.ascontiguousarray(buf[:, n_frames * hop :])
+        self.frames_emitted += n_frames
+        return spec
+
+
+class StreamingSynthesizer:
+    """Overlap-add frames into samples; each frame completes ``hop`` samples.
+
+    The raw output starts ``grid.pad`` samples before sample 0 of the signal
+    (the grid's leading silence); callers trim it.
+    """
+
+    def __init__(self, grid: StftGrid, num_channels: int):
+        self.grid = grid
+        self.num_channels = num_channels
+        self.reset()
+
+    def reset(self):
+        self._ola = np.zeros((self.num_channels, self.grid.n_fft), np.float32)
+
+    def push(self, spec: np.ndarray) -> np.ndarray:
+        """Feed (channels, k, bins) complex64; return (channels, k * hop) float32."""
+        spec = np.ascontiguousarray(spec, dtype=np.complex64)
+        return overlap_add(spec, self._ola, self.grid.n_fft, self.grid.hop,
+                           self.grid.synthesis_window)

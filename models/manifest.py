@@ -1,0 +1,169 @@
+"""The JSON manifest that travels beside every ONNX mask model."""
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST_FORMAT = "stemboard-mask-model"
+MANIFEST_VERSION = 1
+NORMALIZATIONS = ("none", "log1p")
+MASK_TYPES = ("soft", "binary")
+HIGH_BAND_RULES = ("hold_top_bin",)
+
+
+class ModelError(ValueError):
+    """A model file or manifest is missing, corrupt or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the runtime needs to know about a mask model.
+
+    The graph maps ``magnitude`` (batch, model_bins, time) float32 to ``masks``
+    (batch, stems, model_bins, time - context_frames - lookahead_frames): the
+    mask for input frame ``t`` is computed from frames ``t - context_frames`` to
+    ``t + lookahead_frames`` (a "valid" convolution over time).
+    """
+
+    sample_rate: int
+    n_fft: int
+    hop: int
+    model_bins: int
+    stems: tuple
+    context_frames: int
+    lookahead_frames: int
+    input_normalization: dict = field(default_factory=lambda: {"type": "none"})
+    mask_type: str = "soft"
+    high_band_rule: str = "hold_top_bin"
+    input_name: str = "magnitude"
+    output_name: str = "masks"
+    name: str = ""
+    description: str = ""
+    demo_only: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def receptive_field(self) -> int:
+        return self.context_frames + self.lookahead_frames + 1
+
+    def normalize(self, magnitude: np.ndarray) -> np.ndarray:
+        """Apply the input normalisation to (batch, model_bins, time) magnitudes."""
+        norm = self.input_normalization
+        if norm["type"] == "none":
+            return magnitude.astype(np.float32, copy=False)
+        x = np.log1p(np.float32(norm.get("scale", 1.0)) * magnitude)
+        mean = np.asarray(norm.get("mean", 0.0), np.float32)
+        std = np.asarray(norm.get("std", 1.0), np.float32)
+        if mean.ndim:
+            mean = mean[:, None]
+        if std.ndim:
+            std = std[:, None]
+        return ((x - mean) / std).astype(np.float32, copy=False)
+
+    def to_dict(self) -> dict:
+        d = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "sample_rate": self.sample_rate,
+            "n_fft": self.n_fft,
+            "hop": self.hop,
+            "model_bins": self.model_bins,
+            "stems": list(self.stems),
+            "context_frames": self.context_frames,
+            "lookahead_frames": self.lookahead_frames,
+            "input_normalization": self.input_normalization,
+            "mask_type": self.mask_type,
+            "high_band_rule": self.high_band_rule,
+            "input_name": self.input_name,
+            "output_name": self.output_name,
+            "demo_only": self.demo_only,
+        }
+        d.update(self.extra)
+        return d
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "manifest") -> "Manifest":
+        def fail(msg):
+            raise ModelError(f"{source}: {msg}")
+
+        if not isinstance(d, dict):
+            fail("the manifest must be a JSON object")
+        if d.get("format", MANIFEST_FORMAT) != MANIFEST_FORMAT:
+            fail(f"format is {d.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+        if int(d.get("version", 1)) > MANIFEST_VERSION:
+            fail(f"manifest version {d['version']} is newer than this stemboard supports "
+                 f"({MANIFEST_VERSION})")
+        required = ("sample_rate", "n_fft", "hop", "model_bins", "stems",
+                    "context_frames", "lookahead_frames")
+        for key in required:
+            if key not in d:
+                fail(f"missing key {key!r}")
+        ints = {}
+        for key in ("sample_rate", "n_fft", "hop", "model_bins", "context_frames",
+                    "lookahead_frames"):
+            v = d[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
+                fail(f"{key} must be an integer, got {v!r}")
+            ints[key] = int(v)
+            minimum = 0 if key in ("context_frames", "lookahead_frames") else 1
+            if ints[key] < minimum:
+                fail(f"{key} must be >= {minimum}, got {v!r}")
+        if ints["n_fft"] % ints["hop"]:
+            fail(f"n_fft ({ints['n_fft']}) must be a multiple of hop ({ints['hop']})")
+        if ints["model_bins"] > ints["n_fft"] // 2 + 1:
+            fail(f"model_bins ({ints['model_bins']}) exceeds the {ints['n_fft'] // 2 + 1} "
+                 f"bins of n_fft {ints['n_fft']}")
+        stems = d["stems"]
+        if (not isinstance(stems, list) or not stems
+                or not all(isinstance(s, str) and s for s in stems)):
+            fail(f"stems must be a non-empty list of names, got {stems!r}")
+        if len(set(stems)) != len(stems):
+            fail(f"stem names must be unique, got {stems!r}")
+        norm = d.get("input_normalization", {"type": "none"})
+        if not isinstance(norm, dict) or norm.get("type") not in NORMALIZATIONS:
+            fail(f"input_normalization.type must be one of {NORMALIZATIONS}, got {norm!r}")
+        for key in ("mean", "std"):
+            v = np.asarray(norm.get(key, 0.0 if key == "mean" else 1.0), np.float64)
+            if v.ndim > 1 or (v.ndim == 1 and v.shape[0] != ints["model_bins"]):
+                fail(f"input_normalization.{key} must be a number or "
+                     f"{ints['model_bins']} numbers")
+            if not np.all(np.isfinite(v)) or (key == "std" and np.any(v <= 0)):
+                fail(f"input_normalization.{key} holds invalid values")
+        if d.get("mask_type", "soft") not in MASK_TYPES:
+            fail(f"mask_type must be one of {MASK_TYPES}, got {d.get('mask_type')!r}")
+        if d.get("high_band_rule", "hold_top_bin") not in HIGH_BAND_RULES:
+            fail(f"high_band_rule must be one of {HIGH_BAND_RULES}")
+        known = {"format", "version", "name", "description", "input_normalization",
+                 "mask_type", "high_band_rule", "input_name", "output_name", "demo_only",
+                 *required}
+        return cls(
+            stems=tuple(stems),
+            input_normalization=norm,
+            mask_type=d.get("mask_type", "soft"),
+            high_band_rule=d.get("high_band_rule", "hold_top_bin"),
+            input_name=d.get("input_name", "magnitude"),
+            output_name=d.get("output_name", "masks"),
+            name=d.get("name", ""),
+            description=d.get("description", ""),
+            demo_only=bool(d.get("demo_only", False)),
+            extra={k: v for k, v in d.items() if k not in known},
+            **ints,
+        )
+
+    @classmethod
+    def load(cls, path) -> "Manifest":
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: model manifest not found")
+        try:
+            d = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelError(f"{path}: manifest is not valid JSON ({e})") from None
+        return cls.from_dict(d, source=str(path))
+
