@@ -1,0 +1,127 @@
+"""Training loop for :class:`MaskNet`."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .data import RemixSampler
+from .model import MaskNet
+
+
+@dataclass
+class TrainConfig:
+    name: str = "offline"
+    hidden: int = 256
+    dilations: tuple = (1, 2, 4, 4, 1)
+    kernel: int = 3
+    context: int = 12
+    lookahead: int = 12
+    loss: str = "l1mag"          # "l1mag" (ratio mask via magnitude L1) or "mse_ibm" (article)
+    steps: int = 2000
+    batch: int = 24
+    frames_out: int = 96
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    p_remix: float = 0.5
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def mask_type(self) -> str:
+        return "binary" if self.loss == "mse_ibm" else "soft"
+
+
+def log1p_features(mag, norm):
+    """Torch version of the runtime's ``log1p`` input normalisation.
+
+    ``mag`` is (batch, bins, time); ``norm`` is the manifest's dict.
+    """
+    mean = torch.as_tensor(np.asarray(norm["mean"], np.float32))
+    std = torch.as_tensor(np.asarray(norm["std"], np.float32))
+    if mean.ndim:
+        mean = mean[:, None]
+    if std.ndim:
+        std = std[:, None]
+    return (torch.log1p(float(norm.get("scale", 1.0)) * mag) - mean) / std
+
+
+def normalization_stats(spectra, lengths, scale: float = 1.0) -> dict:
+    """Per-bin mean/std of log1p(scale*|mixture|) over the training songs (unaugmented)."""
+    acc, acc2, n = 0.0, 0.0, 0
+    for i in range(spectra.shape[0]):
+        mix = np.abs(spectra[i, :, :, : lengths[i]].sum(axis=0))  # (2, frames, bins)
+        f = np.log1p(scale * mix.astype(np.float64)).reshape(-1, mix.shape[-1])
+        acc = acc + f.sum(0)
+        acc2 = acc2 + (f**2).sum(0)
+        n += f.shape[0]
+    mean = acc / n
+    std = np.sqrt(np.maximum(acc2 / n - mean**2, 1e-8))
+    return {"type": "log1p", "scale": scale,
+            "mean": [round(float(v), 6) for v in mean],
+            "std": [round(float(max(v, 1e-3)), 6) for v in std]}
+
+
+def loss_fn(masks, mix, stems, kind: str):
+    """masks (B,S,F,T); mix (B,F,T) and stems (B,S,F,T) magnitudes on the output frames."""
+    if kind == "l1mag":
+        return (masks * mix[:, None] - stems).abs().mean() / (mix.abs().mean() + 1e-8)
+    if kind == "mse_ibm":
+        ibm = torch.nn.functional.one_hot(stems.argmax(dim=1), masks.shape[1])
+        ibm = ibm.permute(0, 3, 1, 2).to(masks.dtype)
+        return ((masks - ibm) ** 2).mean()
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print):
+    torch.manual_seed(cfg.seed)
+    model = MaskNet(bins=spectra.shape[-1], stems=spectra.shape[1], hidden=cfg.hidden,
+                    dilations=cfg.dilations, kernel=cfg.kernel)
+    rf = model.receptive_field
+    if cfg.context + cfg.lookahead + 1 != rf:
+        raise ValueError(f"context {cfg.context} + lookahead {cfg.lookahead} + 1 != "
+                         f"receptive field {rf}")
+    sampler = RemixSampler(spectra, lengths, cfg.frames_out + rf - 1, p_remix=cfg.p_remix,
+                           seed=cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(1, cfg.steps // 20)
+
+    def lr_at(step):
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        p = (step - warm) / max(1, cfg.steps - warm)
+        return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
+
+    sl = slice(cfg.context, cfg.context + cfg.frames_out)
+    t0 = time.time()
+    history = []
+    run = 0.0
+    model.train()
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        mix_np, stems_np = sampler.batch(cfg.batch)
+        mix = torch.from_numpy(mix_np)
+        stems = torch.from_numpy(stems_np)
+        masks = model(log1p_features(mix, norm))
+        loss = loss_fn(masks, mix[:, :, sl], stems[:, :, :, sl], cfg.loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        run = 0.98 * run + 0.02 * loss.item() if step else loss.item()
+        if step % 100 == 0 or step == cfg.steps - 1:
+            el = time.time() - t0
+            history.append({"step": step, "loss": round(run, 5), "elapsed_s": round(el, 1)})
+            log(f"[{cfg.name}] step {step}/{cfg.steps} loss {run:.4f} "
+                f"lr {lr_at(step):.2e} {el:.0f}s")
+    model.eval()
+    info = {"config": {k: (list(v) if isinstance(v, tuple) else v)
+                       for k, v in asdict(cfg).items()},
+            "train_seconds": round(time.time() - t0, 1), "history": history,
+            "params": sum(p.numel() for p in model.parameters()),
+            "macs_per_frame": model.macs_per_frame()}
+    return model, info

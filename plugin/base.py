@@ -1,0 +1,184 @@
+"""The pedalboard call contract, by duck typing.
+
+pedalboard cannot host Python subclasses of ``Plugin`` (see docs), so our
+processors copy its contract instead: ``process(input_array, sample_rate,
+buffer_size=8192, reset=True)``, ``__call__``, ``reset()``, ``is_effect``,
+``is_instrument`` and a reported latency. Layout handling follows pedalboard:
+1-D is mono, for 2-D the smaller dimension is channels, and the detected layout
+is cached so later square or tiny blocks are read the same way.
+"""
+import math
+
+import numpy as np
+
+DEFAULT_BUFFER_SIZE = 8192
+
+
+class ChannelLayout:
+    """Detects and remembers how a caller lays out its audio."""
+
+    def __init__(self):
+        self.channels_first = None
+        self.num_channels = None
+
+    def reset(self):
+        self.channels_first = None
+        self.num_channels = None
+
+    def to_internal(self, x):
+        """Validate ``x`` and return ``(channels, samples)`` float32 plus its layout tag."""
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            hint = ""
+            if np.issubdtype(x.dtype, np.integer):
+                hint = " (convert integer PCM first, e.g. x.astype(np.float32) / 32768)"
+            raise TypeError(
+                f"stemboard only processes float32 or float64 audio, got {x.dtype}{hint}")
+        if x.ndim == 1:
+            return np.ascontiguousarray(x[None, :], dtype=np.float32), "mono"
+        if x.ndim != 2:
+            raise ValueError(
+                f"audio must be 1-D (mono) or 2-D (channels x samples), got shape {x.shape}")
+        rows, cols = x.shape
+        channels_first = self._detect(rows, cols, x.shape)
+        self.channels_first = channels_first
+        self.num_channels = rows if channels_first else cols
+        cf = x if channels_first else x.T
+        return np.ascontiguousarray(cf, dtype=np.float32), ("first" if channels_first else "last")
+
+    def _detect(self, rows, cols, shape):
+        if self.num_channels is not None:
+            # Prefer the reading that keeps the channel count seen before, so that
+            # tiny streaming blocks (e.g. 2x1) keep their meaning.
+            if self.channels_first and rows == self.num_channels:
+                return True
+            if not self.channels_first and cols == self.num_channels:
+                return False
+        if rows == cols:
+            raise ValueError(
+                f"cannot tell channels from samples in a square array of shape {shape}; "
+                "pass a non-square array first so the layout can be detected")
+        return rows < cols
+
+    @staticmethod
+    def restore(y, tag):
+        """Return (channels, samples) float32 ``y`` in the layout described by ``tag``."""
+        if tag == "mono":
+            return y[0]
+        if tag == "last":
+            return np.ascontiguousarray(y.T)
+        return y
+
+
+def check_finite(x):
+    """Raise ``ValueError`` naming the first NaN/inf sample of (channels, samples) ``x``."""
+    if x.size and not np.isfinite(x).all():
+        c, i = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(
+            f"input contains NaN or infinite values (first at channel {c}, sample {i}); "
+            "refusing to process so the model state is not poisoned")
+
+
+def check_sample_rate(sample_rate):
+    try:
+        sr = float(sample_rate)
+    except (TypeError, ValueError):
+        raise ValueError(f"sample_rate must be a number, got {sample_rate!r}") from None
+    if not math.isfinite(sr) or sr <= 0:
+        raise ValueError(f"sample_rate must be a positive number, got {sample_rate!r}")
+    return sr
+
+
+def check_buffer_size(buffer_size):
+    if isinstance(buffer_size, bool) or int(buffer_size) != buffer_size or buffer_size < 1:
+        raise ValueError(f"buffer_size must be a positive integer, got {buffer_size!r}")
+    return int(buffer_size)
+
+
+class Processor:
+    """Base class for stemboard processors (pedalboard's contract by duck typing).
+
+    Subclasses implement ``_process(x, sample_rate, buffer_size, reset)`` on
+    validated (channels, samples) float32 arrays, ``_flush()``, ``_reset()`` and
+    ``latency_samples``. Containers (``Chain``) call ``_process`` directly.
+    """
+
+    is_effect = True
+    is_instrument = False
+
+    def __init__(self):
+        self._layout = ChannelLayout()
+        self._last_tag = None
+        self._stream_rate = None
+
+    # -- public contract ----------------------------------------------------
+    def process(self, input_array, sample_rate, buffer_size=DEFAULT_BUFFER_SIZE, reset=True):
+        """Process audio.
+
+        Parameters
+        ----------
+        input_array : ndarray, shape (samples,), (channels, samples) or (samples, channels)
+            float32 or float64; integer arrays are rejected.
+        sample_rate : float
+        buffer_size : int
+            Internal block size; it never changes the result.
+        reset : bool
+            ``True`` (offline): the output has the input's length and is
+            latency-compensated, and all state is cleared afterwards.
+            ``False`` (streaming): state carries over to the next call and the
+            first ``latency_samples`` of output are trimmed (pedalboard's
+            semantics); call :meth:`flush` at the end to get the buffered tail.
+
+        Returns
+        -------
+        ndarray, float32, in the input's layout.
+        """
+        sr = check_sample_rate(sample_rate)
+        bs = check_buffer_size(buffer_size)
+        x, tag = self._layout.to_internal(input_array)
+        check_finite(x)
+        if not reset and self._stream_rate not in (None, sr):
+            raise ValueError(
+                f"sample rate changed from {self._stream_rate} to {sr} in the middle of a "
+                "stream; call reset() or flush() first")
+        y = self._process(x, sr, bs, bool(reset))
+        self._last_tag = tag
+        self._stream_rate = None if reset else sr
+        return ChannelLayout.restore(y, tag)
+
+    __call__ = process
+
+    def flush(self):
+        """End a ``reset=False`` stream: return the buffered tail and reset.
+
+        After :meth:`flush` the total output of the stream has exactly the
+        total input's length, aligned with it.
+        """
+        y = self._flush()
+        tag = self._last_tag or "first"
+        self._stream_rate = None
+        return ChannelLayout.restore(y, tag)
+
+    def reset(self):
+        """Clear all streaming state (buffered audio is discarded)."""
+        self._reset()
+        self._stream_rate = None
+
+    @property
+    def reported_latency_samples(self):
+        """Alias of ``latency_samples`` (the name VST3 plugins use)."""
+        return self.latency_samples
+
+    # -- for subclasses -------------------------------------------------------
+    def _process(self, x, sample_rate, buffer_size, reset):  # pragma: no cover
+        raise NotImplementedError
+
+    def _flush(self):  # pragma: no cover
+        raise NotImplementedError
+
+    def _reset(self):  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def latency_samples(self):  # pragma: no cover
+        raise NotImplementedError

@@ -1,0 +1,259 @@
+"""``StemSeparator``: neural stem separation as a pedalboard-style effect."""
+import math
+
+import numpy as np
+
+from ..models.runtime import MaskModel
+from .base import ChannelLayout, Processor, check_buffer_size, check_finite, check_sample_rate
+from .engine import Renderer, ResampledRenderer
+
+# Offline work is done in blocks at least this long: the model re-reads its
+# context at every block edge, so tiny blocks would only cost time. The result
+# does not depend on it.
+MIN_OFFLINE_BLOCK = 1 << 17
+
+
+def db_to_gain(db):
+    """dB to linear gain; ``-inf`` dB is silence."""
+    return 0.0 if db == -math.inf else 10.0 ** (db / 20.0)
+
+
+class StemSeparator(Processor):
+    """Separate audio into stems with an ONNX mask model, and remix them.
+
+    The input's STFT is multiplied by masks that sum to one over stems, so with
+    every gain at 0 dB the output equals the input (a lossless remix), and the
+    stems from :meth:`separate` add up to the input.
+
+    Parameters
+    ----------
+    model : str, Path or MaskModel, optional
+        A bundled model name (``"offline"``, the default, or ``"live"``), an
+        ``.onnx`` path with its ``.json`` manifest beside it, or a loaded model.
+    gains_db : dict, optional
+        Gain per stem in dB; ``-inf`` mutes. Stems not named stay at 0 dB.
+    mix : float
+        Dry/wet balance, 0 (input only) to 1 (remix only).
+    mask_mode : {"soft", "binary"}
+        Soft masks, or the article's binary masks (each bin goes to one stem).
+    num_threads : int, optional
+        onnxruntime threads (when ``model`` is not already loaded).
+    providers : list of str, optional
+        onnxruntime execution providers; CPU by default.
+
+    Notes
+    -----
+    Any sample rate works: other rates are resampled to the model's rate and
+    back with pedalboard's ``StreamResampler``. Any number of channels works;
+    each channel is separated on its own.
+    """
+
+    def __init__(self, model=None, *, gains_db=None, mix=1.0, mask_mode="soft",
+                 num_threads=None, providers=None):
+        super().__init__()
+        if isinstance(model, MaskModel):
+            self.model = model
+        else:
+            self.model = MaskModel(model, num_threads=num_threads, providers=providers)
+        self._gains_db = {s: 0.0 for s in self.stems}
+        self.mix = mix
+        self.mask_mode = mask_mode
+        for stem, db in (gains_db or {}).items():
+            self.set_gain(stem, db)
+        self._mix_renderer = None
+        self._stem_renderer = None
+        self._stem_names = None
+
+    # -- parameters -----------------------------------------------------------
+    @property
+    def stems(self):
+        """Stem names, in model order."""
+        return tuple(self.model.stems)
+
+    @property
+    def sample_rate(self):
+        """The model's sample rate."""
+        return self.model.sample_rate
+
+    @property
+    def gains_db(self):
+        """A copy of the per-stem gains in dB."""
+        return dict(self._gains_db)
+
+    def _check_stem(self, stem):
+        if stem not in self._gains_db:
+            raise ValueError(f"unknown stem {stem!r}; this model has {list(self.stems)}")
+
+    def set_gain(self, stem, db):
+        """Set one stem's gain in dB (``-inf`` mutes)."""
+        self._check_stem(stem)
+        db = float(db)
+        if math.isnan(db) or db == math.inf:
+            raise ValueError(f"gain for {stem!r} must be a finite dB value or -inf, got {db}")
+        self._gains_db[stem] = db
+
+    def mute(self, *stems):
+        """Silence the named stems."""
+        for s in stems:
+            self.set_gain(s, -math.inf)
+
+    def solo(self, *stems):
+        """Keep only the named stems (at 0 dB) and mute the rest."""
+        for s in stems:
+            self._check_stem(s)
+        for s in self.stems:
+            self._gains_db[s] = 0.0 if s in stems else -math.inf
+
+    def unmute_all(self):
+        """Put every stem back at 0 dB."""
+        for s in self.stems:
+            self._gains_db[s] = 0.0
+
+    @property
+    def mix(self):
+        return self._mix
+
+    @mix.setter
+    def mix(self, value):
+        value = float(value)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"mix must be between 0 and 1, got {value}")
+        self._mix = value
+
+    @property
+    def mask_mode(self):
+        return self._mask_mode
+
+    @mask_mode.setter
+    def mask_mode(self, value):
+        if value not in ("soft", "binary"):
+            raise ValueError(f"mask_mode must be 'soft' or 'binary', got {value!r}")
+        self._mask_mode = value
+        for r in (getattr(self, "_mix_renderer", None), getattr(self, "_stem_renderer", None)):
+            if r is not None:
+                _mask_stream(r).mask_mode = value
+
+    def gain_vector(self):
+        """Linear gain per stem with dry/wet folded in, shape (stems,).
+
+        Because masks sum to one, ``mix * g_s + (1 - mix)`` per stem gives
+        ``mix * remix + (1 - mix) * input`` exactly.
+        """
+        g = np.array([db_to_gain(self._gains_db[s]) for s in self.stems], np.float32)
+        return self._mix * g + (1.0 - self._mix)
+
+    @property
+    def latency_samples(self):
+        """Streaming latency in samples at the last sample rate used (model rate before)."""
+        r = self._mix_renderer or self._stem_renderer
+        if r is not None:
+            return r.latency_samples
+        m = self.model.manifest
+        return m.n_fft - m.hop + m.lookahead_frames * m.hop
+
+    # -- processing ---------------------------------------------------------------
+    def _renderer(self, current, x, sample_rate, n_outputs, reset):
+        n_ch = x.shape[0]
+        fits = (current is not None and current.num_channels == n_ch
+                and current.n_outputs == n_outputs
+                and getattr(current, "sample_rate", self.sample_rate) == sample_rate)
+        if fits:
+            return current
+        if current is not None and not reset and _samples_in(current):
+            raise ValueError(
+                f"channel count changed from {current.num_channels} to {n_ch} in the middle "
+                "of a stream; call reset() or flush() first")
+        if sample_rate == self.sample_rate:
+            return Renderer(self.model, n_ch, n_outputs, self._mask_mode)
+        return ResampledRenderer(self.model, n_ch, n_outputs, sample_rate, self._mask_mode)
+
+    def _run(self, renderer, x, gains, buffer_size, reset):
+        if reset:
+            renderer.reset()
+        step = max(buffer_size, MIN_OFFLINE_BLOCK) if reset else buffer_size
+        pieces = [renderer.push(x[:, i:i + step], gains) for i in range(0, x.shape[1], step)]
+        if reset:
+            pieces.append(renderer.flush(gains))
+        if not pieces:
+            return np.zeros((gains.shape[0], x.shape[0], 0), np.float32)
+        return np.concatenate(pieces, axis=2)
+
+    def _process(self, x, sample_rate, buffer_size, reset):
+        self._mix_renderer = self._renderer(self._mix_renderer, x, sample_rate, 1, reset)
+        return self._run(self._mix_renderer, x, self.gain_vector()[None], buffer_size, reset)[0]
+
+    def _flush(self):
+        if self._mix_renderer is None:
+            return np.zeros((1, 0), np.float32)
+        return self._mix_renderer.flush(self.gain_vector()[None])[0]
+
+    def _reset(self):
+        for r in (self._mix_renderer, self._stem_renderer):
+            if r is not None:
+                r.reset()
+
+    def separate(self, input_array, sample_rate, *, stems=None,
+                 buffer_size=8192, reset=True):
+        """Split audio into stems.
+
+        Parameters
+        ----------
+        input_array : ndarray, shape (samples,), (channels, samples) or (samples, channels)
+        sample_rate : float
+        stems : list of str, optional
+            Which stems to return (all by default).
+        buffer_size : int
+        reset : bool
+            As in :meth:`process`; with ``reset=False`` finish with
+            :meth:`flush_stems`.
+
+        Returns
+        -------
+        dict of str to ndarray
+            One float32 array per stem, in the input's layout and aligned with
+            it. With every stem requested they sum to the input.
+        """
+        sr = check_sample_rate(sample_rate)
+        bs = check_buffer_size(buffer_size)
+        names = list(self.stems if stems is None else stems)
+        for s in names:
+            self._check_stem(s)
+        if not names:
+            raise ValueError("stems must name at least one stem")
+        x, tag = self._layout.to_internal(input_array)
+        check_finite(x)
+        if not reset and self._stem_names not in (None, names) and _samples_in(self._stem_renderer):
+            raise ValueError("the stems requested changed in the middle of a stream")
+        self._stem_names = names
+        self._stem_renderer = self._renderer(self._stem_renderer, x, sr, len(names), reset)
+        out = self._run(self._stem_renderer, x, self._one_hot(names), bs, reset)
+        self._last_tag = tag
+        return {s: ChannelLayout.restore(y, tag) for s, y in zip(names, out)}
+
+    def flush_stems(self):
+        """End a ``separate(..., reset=False)`` stream; returns the tail per stem."""
+        if self._stem_renderer is None:
+            return {}
+        out = self._stem_renderer.flush(self._one_hot(self._stem_names))
+        tag = self._last_tag or "first"
+        return {s: ChannelLayout.restore(y, tag) for s, y in zip(self._stem_names, out)}
+
+    def _one_hot(self, names):
+        return np.stack([(np.array(self.stems) == s).astype(np.float32) for s in names])
+
+    def __repr__(self):
+        gains = ", ".join(f"{s}={g:+.1f}dB" for s, g in self._gains_db.items())
+        return (f"StemSeparator(model={self.model.manifest.name or self.model.path.name!r}, "
+                f"{gains}, mix={self._mix}, mask_mode={self._mask_mode!r})")
+
+
+def _mask_stream(renderer):
+    inner = getattr(renderer, "inner", renderer)
+    return inner.stream
+
+
+def _samples_in(renderer):
+    if renderer is None:
+        return 0
+    inner = getattr(renderer, "inner", renderer)
+    return inner.stream.samples_in

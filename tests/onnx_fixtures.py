@@ -1,0 +1,71 @@
+"""Small real ONNX mask models built with ``onnx.helper`` for the engine's tests.
+
+They are test fixtures, never offered to users as separation: each stem owns a
+frequency band, and a context-dependent term (the mean magnitude over the
+model's receptive field) shifts the softmax, so streaming bugs in the context
+handling change the output.
+"""
+import json
+
+import numpy as np
+
+STEMS = ["vocals", "drums", "bass", "other"]
+
+
+def band_split_model(path, *, model_bins=513, context=3, lookahead=2, stems=STEMS,
+                     n_fft=2048, hop=512, sample_rate=44100, manifest_overrides=None,
+                     bins_in_graph=None):
+    """Write ``path`` (.onnx) and its manifest (.json); return the ONNX path."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    n_stems = len(stems)
+    k = context + lookahead + 1
+    rng = np.random.default_rng(0)
+    # Per-stem band preference: stem s favours bins in its quarter of the range.
+    centers = np.linspace(0, model_bins - 1, n_stems)
+    f = np.arange(model_bins)
+    bias = -((f[None, :] - centers[:, None]) / (model_bins / n_stems)) ** 2
+    weight = rng.uniform(-2.0, 2.0, size=(n_stems, model_bins))
+    bias_t = helper.make_tensor("bias", TensorProto.FLOAT, (1, n_stems, model_bins, 1),
+                                bias.astype(np.float32).ravel())
+    weight_t = helper.make_tensor("weight", TensorProto.FLOAT, (1, n_stems, model_bins, 1),
+                                  weight.astype(np.float32).ravel())
+    axes = helper.make_tensor("axes", TensorProto.INT64, (1,), [1])
+    nodes = [
+        helper.make_node("Unsqueeze", ["magnitude", "axes"], ["x4"]),
+        helper.make_node("AveragePool", ["x4"], ["avg"], kernel_shape=[1, k], strides=[1, 1]),
+        helper.make_node("Mul", ["avg", "weight"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "bias"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["masks"], axis=1),
+    ]
+    bins_dim = model_bins if bins_in_graph is None else bins_in_graph
+    graph = helper.make_graph(
+        nodes, "band_split_fixture",
+        [helper.make_tensor_value_info("magnitude", TensorProto.FLOAT, ["batch", bins_dim, "time"])],
+        [helper.make_tensor_value_info("masks", TensorProto.FLOAT,
+                                       ["batch", n_stems, bins_dim, "time_out"])],
+        initializer=[bias_t, weight_t, axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    manifest = {
+        "format": "stemboard-mask-model",
+        "version": 1,
+        "name": "band-split-fixture",
+        "description": "Test fixture: fixed band split, not a separation model.",
+        "sample_rate": sample_rate,
+        "n_fft": n_fft,
+        "hop": hop,
+        "model_bins": model_bins,
+        "stems": list(stems),
+        "context_frames": context,
+        "lookahead_frames": lookahead,
+        "input_normalization": {"type": "log1p", "scale": 1.0, "mean": 0.0, "std": 1.0},
+        "mask_type": "soft",
+        "demo_only": True,
+    }
+    manifest.update(manifest_overrides or {})
+    path.with_suffix(".json").write_text(json.dumps(manifest))
+    return path
