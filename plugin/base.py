@@ -54,6 +54,10 @@ class ChannelLayout:
                 return True
             if not self.channels_first and cols == self.num_channels:
                 return False
+        if rows == 0 or cols == 0:
+            # An empty block: the empty dimension is samples (pedalboard reads it so),
+            # which lets a caller announce its layout with e.g. a (2, 0) array.
+            return cols == 0
         if rows == cols:
             raise ValueError(
                 f"cannot tell channels from samples in a square array of shape {shape}; "

@@ -27,30 +27,50 @@ def native_latency(plugin):
 
 
 class _NativeSegment:
-    """Consecutive native plugins run as one persistent ``Pedalboard``."""
+    """Consecutive native plugins run as one persistent ``Pedalboard``.
+
+    pedalboard re-prepares (and so resets) its plugins whenever a
+    ``reset=False`` block is longer than any block it was prepared for, and our
+    processors emit blocks of varying length. So before a stream starts, the
+    board is prepared once with a full block of silence and reset, and stream
+    blocks are then fed in chunks no longer than that. This also teaches
+    pedalboard the channels-first layout, so tiny blocks (2x1) are read right.
+    """
 
     def __init__(self, plugins):
         self.plugins = list(plugins)
         self.board = pedalboard.Pedalboard(self.plugins)
-        self._primed_channels = None
-
-    def _prime(self, n_ch):
-        # A zero-length channels-first call teaches pedalboard the layout without
-        # touching plugin state, so later tiny blocks (2x1, 1x1) are read right.
-        if self._primed_channels != n_ch:
-            self.board(np.zeros((n_ch, 0), np.float32), 44100.0, reset=True)
-            self._primed_channels = n_ch
+        self._chunk = None
 
     def run(self, x, sample_rate, buffer_size, reset):
-        self._prime(x.shape[0])
-        y = self.board(x, sample_rate, buffer_size=buffer_size, reset=reset)
-        return np.asarray(y, np.float32).reshape(x.shape[0], -1)
+        n_ch = x.shape[0]
+        if reset:
+            self._chunk = None
+            if x.shape[1] <= n_ch:  # too short for pedalboard to read the layout
+                self._prepare(n_ch, sample_rate, buffer_size)
+            y = self.board(x, sample_rate, buffer_size=buffer_size, reset=True)
+            return np.asarray(y, np.float32).reshape(n_ch, -1)
+        if self._chunk is None:
+            self._prepare(n_ch, sample_rate, buffer_size)
+            self._chunk = buffer_size
+        pieces = [self.board(x[:, i:i + self._chunk], sample_rate, reset=False)
+                  for i in range(0, x.shape[1], self._chunk)]
+        if not pieces:
+            return np.zeros((n_ch, 0), np.float32)
+        return np.concatenate([np.asarray(p, np.float32).reshape(n_ch, -1) for p in pieces],
+                              axis=1)
+
+    def _prepare(self, n_ch, sample_rate, buffer_size):
+        silence = np.zeros((n_ch, max(buffer_size, n_ch + 1)), np.float32)
+        self.board(silence, sample_rate, buffer_size=buffer_size, reset=True)
+        self.board.reset()
 
     def flush(self, n_ch):
         return np.zeros((n_ch, 0), np.float32)
 
     def reset(self):
         self.board.reset()
+        self._chunk = None
 
     @property
     def latency_samples(self):
@@ -102,6 +122,7 @@ class Chain(Processor):
     def __init__(self, plugins=()):
         super().__init__()
         self._plugins = []
+        self._channels = None
         for p in plugins:
             self.append(p)
 
@@ -160,19 +181,22 @@ class Chain(Processor):
     # -- processing ------------------------------------------------------------
     def _process(self, x, sample_rate, buffer_size, reset):
         self._channels = x.shape[0]
+        self._rate = sample_rate
+        self._buffer_size = buffer_size
         for seg in self.segments:
             x = seg.run(x, sample_rate, buffer_size, reset)
-        self._rate = sample_rate
         return x
 
     def _flush(self):
-        n_ch = getattr(self, "_channels", 1)
+        n_ch = self._channels
+        if n_ch is None:  # nothing was streamed
+            return np.zeros((1, 0), np.float32)
         segs = self.segments
         pieces = []
         for i, seg in enumerate(segs):
             tail = seg.flush(n_ch)
             for later in segs[i + 1:]:
-                tail = later.run(tail, getattr(self, "_rate", 44100.0), 8192, False)
+                tail = later.run(tail, self._rate, self._buffer_size, False)
             pieces.append(tail)
         self._reset()
         return np.concatenate(pieces, axis=1) if pieces else np.zeros((n_ch, 0), np.float32)
@@ -180,3 +204,4 @@ class Chain(Processor):
     def _reset(self):
         for seg in self.segments:
             seg.reset()
+        self._channels = None

@@ -1,0 +1,186 @@
+"""The ``stemboard`` command line."""
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from . import audio
+
+EXIT_ERROR = 1
+
+
+class CliError(Exception):
+    """An error to report as one line, exiting non-zero."""
+
+
+def _parse_stems(text, available):
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise CliError("--stems needs at least one stem name")
+    unknown = [s for s in names if s not in available]
+    if unknown:
+        raise CliError(f"unknown stem(s) {', '.join(unknown)}; the model has "
+                       f"{', '.join(available)}")
+    return list(dict.fromkeys(names))
+
+
+def _parse_gain(text):
+    if "=" not in text:
+        raise CliError(f"--gain expects STEM=DB (e.g. vocals=-inf), got {text!r}")
+    stem, value = text.split("=", 1)
+    value = value.strip().lower()
+    if value.endswith("db"):
+        value = value[:-2]
+    try:
+        db = -math.inf if value in ("-inf", "mute", "off") else float(value)
+    except ValueError:
+        raise CliError(f"--gain {text!r}: {value!r} is not a number of dB") from None
+    if math.isnan(db) or db == math.inf:
+        raise CliError(f"--gain {text!r}: gain must be finite dB or -inf")
+    return stem.strip(), db
+
+
+def _make_separator(args):
+    from .plugin import StemSeparator
+
+    return StemSeparator(args.model, mask_mode=args.mask_mode, num_threads=args.threads)
+
+
+def _progress(args, total_frames, sample_rate, desc):
+    bar = audio.progress_bar(total_frames / sample_rate, desc,
+                             enabled=None if not args.quiet else False)
+    return bar
+
+
+def cmd_separate(args):
+    sr, n_ch, frames, dtype = audio.read_info(args.input)
+    sep = _make_separator(args)
+    stems = list(sep.stems) if args.stems is None else _parse_stems(args.stems, sep.stems)
+    fmt = audio.output_format(f"x.{args.format}")
+    bit_depth = args.bit_depth or audio.default_bit_depth(dtype, fmt)
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    writers = [audio.AtomicWriter(out_dir / f"{s}.{fmt}", sr, n_ch, bit_depth=bit_depth)
+               for s in stems]
+    bar = _progress(args, frames, sr, f"separating {Path(args.input).name}")
+    try:
+        with audio.WriterGroup(writers):
+            for block in audio.iter_blocks(args.input, args.block_size):
+                out = sep.separate(block, sr, stems=stems, reset=False)
+                for w, s in zip(writers, stems):
+                    w.write(out[s])
+                if bar is not None:
+                    bar.update(block.shape[1] / sr)
+            tail = sep.flush_stems()
+            for w, s in zip(writers, stems):
+                w.write(tail[s])
+    finally:
+        if bar is not None:
+            bar.close()
+    for w in writers:
+        print(w.path)
+    return 0
+
+
+def cmd_remix(args):
+    sr, _, frames, _ = audio.read_info(args.input)
+    audio.output_format(args.output)
+    sep = _make_separator(args)
+    for text in args.gain or []:
+        stem, db = _parse_gain(text)
+        if stem not in sep.stems:
+            raise CliError(f"--gain {text!r}: unknown stem {stem!r}; the model has "
+                           f"{', '.join(sep.stems)}")
+        sep.set_gain(stem, db)
+    sep.mix = args.mix
+    bar = _progress(args, frames, sr, f"remixing {Path(args.input).name}")
+    try:
+        audio.render_file(args.input, args.output, sep, block_size=args.block_size,
+                          bit_depth=args.bit_depth,
+                          progress=None if bar is None else
+                          (lambda done, total: bar.update(done / sr - bar.n)))
+    finally:
+        if bar is not None:
+            bar.close()
+    print(args.output)
+    return 0
+
+
+def cmd_models(args):
+    from .models import MaskModel, bundled_models
+
+    for name, path in bundled_models().items():
+        m = MaskModel(path).manifest
+        latency = (m.n_fft - m.hop + m.lookahead_frames * m.hop) / m.sample_rate * 1000
+        print(f"{name:10s} stems={','.join(m.stems)}  latency={latency:.1f} ms  "
+              f"{m.description}")
+    return 0
+
+
+def _common(p):
+    p.add_argument("--model", default=None,
+                   help="bundled model name (offline, live) or path to an .onnx model "
+                        "(default: offline)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="onnxruntime threads (default: all cores)")
+    p.add_argument("--mask-mode", choices=("soft", "binary"), default="soft")
+    p.add_argument("--block-size", type=int, default=audio.DEFAULT_BLOCK,
+                   help="samples read per block (memory use, not results)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="stemboard",
+        description="Neural stem separation as an audio effect: separate, remix, render.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("separate", help="write one file per stem")
+    p.add_argument("input", help="audio file (anything pedalboard.io reads)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--stems", default=None, help="comma-separated stems (default: all)")
+    p.add_argument("--format", choices=("wav", "flac"), default="wav")
+    p.add_argument("--bit-depth", type=int, default=None,
+                   help="output bit depth (default: keeps the input's precision)")
+    _common(p)
+    p.set_defaults(func=cmd_separate)
+
+    p = sub.add_parser("remix", help="change stem levels and write one mix")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True, help="output file (.wav, .flac, ...)")
+    p.add_argument("--gain", action="append", metavar="STEM=DB",
+                   help="stem gain in dB, -inf mutes; repeatable")
+    p.add_argument("--mix", type=float, default=1.0, help="dry/wet, 0..1 (default 1)")
+    p.add_argument("--bit-depth", type=int, default=None)
+    _common(p)
+    p.set_defaults(func=cmd_remix)
+
+    p = sub.add_parser("models", help="list the bundled models")
+    p.set_defaults(func=cmd_models)
+
+    try:
+        from .cli_daw import add_commands
+    except ImportError:
+        pass
+    else:
+        add_commands(sub)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("stemboard: interrupted; no partial outputs were kept", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, TypeError, OSError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"stemboard: error: {msg}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Scripted renders: files through any chain, streamed in blocks, written atomically.
+
+Memory stays bounded by the block size: each file is read, processed with
+``reset=False`` and written one block at a time, then the processor is
+flushed so the output is exactly as long as the input and aligned with it.
+Outputs appear under their name only when complete (see ``stemboard.audio``).
+"""
+from pathlib import Path
+
+import numpy as np
+
+from . import audio
+from .audio import DEFAULT_BLOCK
+
+READ_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif", ".m4a")
+
+
+def as_processor(obj, *, model=None):
+    """Turn what a script passes into something with the processor contract.
+
+    Parameters
+    ----------
+    obj : processor, pedalboard plugin, list of plugins, Preset, or preset name
+        A preset (name, path or ``Preset``) becomes its ``StemSeparator``; a
+        native plugin or a list becomes a ``Chain``.
+    model : str or Path, optional
+        Overrides a preset's model.
+    """
+    from .plugin.base import Processor
+    from .plugin.chain import Chain, is_native
+    from .presets import Preset, load_preset
+
+    if isinstance(obj, (str, Path, Preset)):
+        return load_preset(obj).make_separator(model)
+    if isinstance(obj, Processor):
+        return obj
+    if is_native(obj):
+        return Chain([obj])
+    if isinstance(obj, (list, tuple)):
+        return Chain(obj)
+    raise TypeError(f"cannot render through {type(obj).__name__}; pass a processor, a "
+                    "pedalboard plugin, a list of plugins, or a preset name")
+
+
+def _output_path(out_path, format):
+    out_path = Path(out_path)
+    if format is not None:
+        out_path = out_path.with_suffix("." + audio.output_format(out_path, format))
+    audio.output_format(out_path)  # fail early, naming the path, for unknown formats
+    return out_path
+
+
+def _prime(processor, n_ch):
+    # Sub-blocks split at MIDI events can be shorter than the channel count
+    # (2 x 1); tell the processor our blocks are channels-first.
+    layout = getattr(processor, "_layout", None)
+    if layout is not None:
+        layout.channels_first, layout.num_channels = True, n_ch
+
+
+def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=None,
+           bit_depth=None, progress=None, automation=None, midi_map=None, model=None):
+    """Render one file through a processor (or chain, or preset) to another file.
+
+    Parameters
+    ----------
+    in_path, out_path : str or Path
+    processor : processor, pedalboard plugin, list, Preset or preset name
+        See :func:`as_processor`. It is reset first and flushed at the end.
+    block_size : int
+        Samples per block read from disk; bounds memory, never changes the result.
+    format : str, optional
+        ``"wav"``, ``"flac"``, ``"aiff"``, ``"ogg"`` or ``"mp3"``; replaces
+        ``out_path``'s extension. By default the extension decides.
+    bit_depth : int, optional
+        PCM bit depth (wav/aiff 8/16/24/32, flac 16/24); by default one that
+        keeps the input's precision.
+    progress : callable, optional
+        ``progress(done_frames, total_frames)`` after each block.
+    automation : str, Path or mido.MidiFile, optional
+        A MIDI file whose messages drive the processor through ``midi_map``,
+        applied at their exact sample positions (see ``stemboard.plugin.midi``).
+    midi_map : str, Path, dict or MidiMap, optional
+        Required with ``automation``.
+    model : str or Path, optional
+        Overrides a preset's model.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    sr, n_ch, frames, dtype = audio.read_info(in_path)
+    out_path = _output_path(out_path, format)
+    if bit_depth is None:
+        bit_depth = audio.default_bit_depth(dtype, audio.output_format(out_path))
+    processor = as_processor(processor, model=model)
+    if automation is not None and midi_map is None:
+        raise ValueError("automation needs a midi_map that says what the messages control")
+    processor.reset()
+    _prime(processor, n_ch)
+    blocks = audio.iter_blocks(in_path, block_size)
+    if automation is not None:
+        from .plugin.midi import MidiController, automate, midi_file_events
+
+        controller = MidiController(processor, midi_map, model=model)
+        pieces = automate(processor, blocks, sr, midi_file_events(automation, sr), controller)
+    else:
+        pieces = _plain(processor, blocks, sr)
+    done = 0
+    with audio.AtomicWriter(out_path, sr, n_ch, bit_depth=bit_depth) as w:
+        for y, consumed in pieces:
+            w.write(np.asarray(y, np.float32).reshape(n_ch, -1))
+            done += consumed
+            if progress is not None and consumed:
+                progress(done, frames)
+    return out_path
+
+
+def _plain(processor, blocks, sr):
+    for block in blocks:
+        yield processor.process(block, sr, reset=False), block.shape[1]
+    yield processor.flush(), 0
+
+
+def render_stems(in_path, out_dir, separator=None, *, stems=None, block_size=DEFAULT_BLOCK,
+                 format="wav", bit_depth=None, progress=None, model=None, name_template=None):
+    """Write one file per stem, all committed together (or none on failure).
+
+    Parameters
+    ----------
+    in_path : str or Path
+    out_dir : str or Path
+        Created if missing.
+    separator : StemSeparator, optional
+        A new one from ``model`` by default.
+    stems : list of str, optional
+        Which stems (all by default).
+    format, bit_depth, block_size, progress
+        As in :func:`render`.
+    name_template : str, optional
+        Output file name, e.g. ``"{input}-{stem}"`` (default ``"{stem}"``);
+        the extension is added.
+
+    Returns
+    -------
+    dict of str to Path
+    """
+    from .plugin.separator import StemSeparator
+
+    sr, n_ch, frames, dtype = audio.read_info(in_path)
+    sep = separator if separator is not None else StemSeparator(model)
+    names = list(sep.stems if stems is None else stems)
+    fmt = audio.output_format(f"x.{format}")
+    if bit_depth is None:
+        bit_depth = audio.default_bit_depth(dtype, fmt)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    template = name_template or "{stem}"
+    paths = {s: out_dir / f"{template.format(stem=s, input=Path(in_path).stem)}.{fmt}"
+             for s in names}
+    writers = [audio.AtomicWriter(paths[s], sr, n_ch, bit_depth=bit_depth) for s in names]
+    sep.reset()
+    _prime(sep, n_ch)
+    done = 0
+    with audio.WriterGroup(writers):
+        for block in audio.iter_blocks(in_path, block_size):
+            out = sep.separate(block, sr, stems=names, reset=False)
+            for w, s in zip(writers, names):
+                w.write(out[s])
+            done += block.shape[1]
+            if progress is not None:
+                progress(done, frames)
+        tail = sep.flush_stems()
+        for w, s in zip(writers, names):
+            w.write(tail[s])
+    return paths
+
+
+def audio_files(folder, suffixes=READ_SUFFIXES):
+    """The audio files directly inside ``folder``, sorted by name (hidden files skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: not a folder")
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+
+
+def render_folder(in_dir, out_dir, processor, *, suffix="", format=None, stems=False,
+                  progress=None, model=None, **kwargs):
+    """Render every audio file of a folder through one processor (or preset).
+
+    Parameters
+    ----------
+    in_dir, out_dir : str or Path
+        ``out_dir`` is created if missing.
+    processor : processor, plugin, list, Preset or preset name
+        Reset before each file. For ``stems=True``, a ``StemSeparator`` or
+        ``None``.
+    suffix : str
+        Appended to each output's name, e.g. ``"-karaoke"``.
+    format : str, optional
+        Output format; by default the input's when writable, else wav.
+    stems : bool
+        Write one folder of stems per input (``out_dir/NAME/STEM.ext``)
+        instead of one mix.
+    progress : callable, optional
+        ``progress(in_path, done_frames, total_frames)``.
+    **kwargs
+        ``block_size``, ``bit_depth``, ``automation``, ``midi_map``.
+
+    Returns
+    -------
+    list
+        The paths written (a dict per input when ``stems=True``).
+    """
+    files = audio_files(in_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not stems:
+        processor = as_processor(processor, model=model)
+    written = []
+    for f in files:
+        fmt = format or (f.suffix.lstrip(".").lower() if f.suffix.lower().lstrip(".")
+                         in audio.WRITE_FORMATS else "wav")
+        cb = None if progress is None else (lambda d, t, f=f: progress(f, d, t))
+        if stems:
+            written.append(render_stems(f, out_dir / f"{f.stem}{suffix}", processor,
+                                        format=fmt, progress=cb, model=model, **kwargs))
+        else:
+            written.append(render(f, out_dir / f"{f.stem}{suffix}.{fmt}", processor,
+                                  progress=cb, **kwargs))
+    return written
+
+
+__all__ = ["render", "render_stems", "render_folder", "as_processor", "audio_files"]
