@@ -143,7 +143,8 @@ def as_branch(stem, chain):
     if chain is None:
         return None
     if isinstance(chain, Chain):
-        return chain
+        # An empty Chain is an identity (and Chain([]) cannot reset itself yet).
+        return chain if len(chain) else None
     if isinstance(chain, (list, tuple)):
         return Chain(chain) if len(chain) else None
     if is_native(chain) or is_processor(chain):
