@@ -227,6 +227,7 @@ class StemSplit(Processor):
         self._lanes = [s for s in separator.stems if s in branches or unlisted == "keep"]
         self._in_pos = 0
         self._gains = {s: ScheduledValue(1.0, 0) for s in separator.stems}
+        self._gains_db = {s: 0.0 for s in separator.stems}
         self._mix = ScheduledValue(1.0, 0)
         init_gains = separator.gains_db if gains_db is None else dict(gains_db)
         for s, db in init_gains.items():
@@ -247,8 +248,8 @@ class StemSplit(Processor):
 
     @property
     def gains_db(self):
-        """Per-stem gains in dB (the targets of any ramp in progress)."""
-        return {s: _to_db(v.target) for s, v in self._gains.items()}
+        """Per-stem gains in dB (where any ramp in progress is going)."""
+        return dict(self._gains_db)
 
     def _check_stem(self, stem):
         if stem not in self._gains:
@@ -267,6 +268,7 @@ class StemSplit(Processor):
         db = float(db)
         if math.isnan(db) or db == math.inf:
             raise ValueError(f"gain for {stem!r} must be a finite dB value or -inf, got {db}")
+        self._gains_db[stem] = db  # kept in dB so presets round-trip exactly
         self._schedule(self._gains[stem], db_to_gain(db))
 
     def mute(self, *stems):
@@ -395,7 +397,3 @@ class StemSplit(Processor):
     def __repr__(self):
         parts = ", ".join(f"{s}={c!r}" for s, c in self._branches.items())
         return f"StemSplit({{{parts}}}, unlisted={self.unlisted!r}, mix={self.mix})"
-
-
-def _to_db(gain):
-    return -math.inf if gain <= 0 else 20.0 * math.log10(gain)
