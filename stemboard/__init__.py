@@ -7,6 +7,8 @@ Quick start::
     stems = sep.separate(audio, 44100)         # dict of stem -> array
     sep.mute("vocals"); karaoke = sep(audio, 44100)
 """
+from functools import lru_cache
+
 from .dsp import StftGrid, istft, stft
 from .models import MaskModel, ModelError
 from .plugin import Chain, Processor, StemSeparator
@@ -14,9 +16,28 @@ from .plugin import Chain, Processor, StemSeparator
 __version__ = "0.1.0"
 
 
+@lru_cache(maxsize=4)
+def _loaded_model(model):
+    return MaskModel(model)
+
+
 def separate(audio, sample_rate, *, model=None, stems=None):
-    """Separate ``audio`` with a (cached) model; returns a dict of stem arrays."""
-    return StemSeparator(model).separate(audio, sample_rate, stems=stems)
+    """Separate ``audio`` into stems in one call.
+
+    Parameters
+    ----------
+    audio : ndarray, shape (samples,), (channels, samples) or (samples, channels)
+    sample_rate : float
+    model : str or Path, optional
+        Bundled model name or ONNX path; loaded once and cached.
+    stems : list of str, optional
+
+    Returns
+    -------
+    dict of str to ndarray, each shaped like ``audio``.
+    """
+    key = None if model is None else str(model)
+    return StemSeparator(_loaded_model(key)).separate(audio, sample_rate, stems=stems)
 
 
 __all__ = ["StemSeparator", "Chain", "Processor", "MaskModel", "ModelError",

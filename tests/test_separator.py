@@ -250,3 +250,12 @@ def test_pedalboard_contract(sep):
     assert sep.is_effect and not sep.is_instrument
     assert callable(sep.reset)
     assert "vocals" in repr(sep)
+
+
+def test_top_level_separate(model_path):
+    import stemboard
+
+    x = music_like(seconds=0.3)
+    stems = stemboard.separate(x.T, SR, model=model_path, stems=["vocals", "other"])
+    assert list(stems) == ["vocals", "other"] and stems["vocals"].shape == x.T.shape
+    assert stemboard._loaded_model(model_path) is stemboard._loaded_model(model_path)
