@@ -1,0 +1,156 @@
+"""DAW-workflow commands for the ``stemboard`` CLI: ``render``, ``presets``, ``ab``.
+
+``stemboard.cli`` calls :func:`add_commands` with its subparsers; each command
+sets ``func(args) -> int``. Errors are raised (``CliError``, ``ValueError``,
+``OSError``) for the main CLI to print as one line.
+"""
+import math
+from pathlib import Path
+
+from . import audio
+
+
+def _error(msg):
+    from .cli import CliError
+
+    return CliError(msg)
+
+
+def _options(p):
+    p.add_argument("--model", default=None,
+                   help="model name (offline, live) or .onnx path; overrides the preset's")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
+    p.add_argument("--block-size", type=int, default=audio.DEFAULT_BLOCK,
+                   help="samples per block read from disk (memory use, not results)")
+    p.add_argument("--bit-depth", type=int, default=None,
+                   help="output bit depth (default: keeps the input's precision)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def add_commands(subparsers):
+    """Register ``render``, ``presets`` and ``ab`` on an argparse subparsers object."""
+    p = subparsers.add_parser("render", help="render a file through a preset "
+                                             "(optionally automated by a MIDI file)")
+    p.add_argument("input", help="audio file")
+    p.add_argument("-o", "--output", required=True, help="output file (.wav, .flac, ...)")
+    p.add_argument("--preset", required=True, help="preset name or .json path "
+                                                   "(see `stemboard presets`)")
+    p.add_argument("--automation", metavar="FILE.mid", default=None,
+                   help="MIDI file whose messages automate the render, sample-accurately")
+    p.add_argument("--midi-map", metavar="MAP.json", default=None,
+                   help="JSON map from MIDI messages to stem gains, mix and presets")
+    _options(p)
+    p.set_defaults(func=cmd_render)
+
+    p = subparsers.add_parser("presets", help="list the presets, with descriptions")
+    p.set_defaults(func=cmd_presets)
+
+    p = subparsers.add_parser("ab", help="render two presets for an A/B comparison, "
+                                         "loudness-matched")
+    p.add_argument("input", help="audio file")
+    p.add_argument("--a", required=True, metavar="PRESET", help="preset A")
+    p.add_argument("--b", required=True, metavar="PRESET", help="preset B")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--format", choices=("wav", "flac", "aiff"), default="wav")
+    p.add_argument("--no-match", action="store_true",
+                   help="do not match loudness (still measure and print it)")
+    _options(p)
+    p.set_defaults(func=cmd_ab)
+
+
+def _bar(args, path, desc):
+    sr, _, frames, _ = audio.read_info(path)
+    bar = audio.progress_bar(frames / sr, desc, enabled=False if args.quiet else None)
+    if bar is None:
+        return None, None
+    return bar, (lambda done, total: bar.update(done / sr - bar.n))
+
+
+def _separator_for(preset, args, *, automated=False):
+    kw = {} if args.threads is None else {"num_threads": args.threads}
+    if automated:
+        # Time-domain gains: automation lands on its exact sample.
+        from .plugin.separator import StemSeparator
+        from .plugin.stemsplit import StemSplit
+
+        sep = StemSeparator(preset.resolved_model(args.model), mask_mode=preset.mask_mode, **kw)
+        return preset.apply(StemSplit(separator=sep))
+    return preset.make_separator(args.model, **kw)
+
+
+def cmd_render(args):
+    from .presets import load_preset
+    from .render import render
+
+    if args.automation and not args.midi_map:
+        raise _error("--automation needs --midi-map to say what the MIDI messages control")
+    if args.midi_map and not args.automation:
+        raise _error("--midi-map is only used with --automation FILE.mid")
+    preset = load_preset(args.preset)
+    proc = _separator_for(preset, args, automated=bool(args.automation))
+    bar, cb = _bar(args, args.input, f"rendering {Path(args.input).name}")
+    try:
+        out = render(args.input, args.output, proc, block_size=args.block_size,
+                     bit_depth=args.bit_depth, progress=cb, automation=args.automation,
+                     midi_map=args.midi_map)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(out)
+    return 0
+
+
+def cmd_presets(args):
+    from .presets import list_presets, user_preset_dir
+
+    presets = list_presets()
+    width = max(map(len, presets), default=0)
+    for name, desc in presets.items():
+        print(f"{name:{width}s}  {desc}")
+    print(f"(user presets: {user_preset_dir()})")
+    return 0
+
+
+def file_lufs(path):
+    """Integrated loudness of an audio file (the whole file is read; BS.1770 needs it)."""
+    import numpy as np
+
+    from .plugin.ab import integrated_lufs
+
+    sr, _, _, _ = audio.read_info(path)
+    x = np.concatenate(list(audio.iter_blocks(path)), axis=1)
+    return integrated_lufs(x, sr)
+
+
+def cmd_ab(args):
+    from pedalboard import Gain
+
+    from .plugin.ab import matching_gains
+    from .presets import load_preset
+    from .render import render
+
+    presets = [load_preset(args.a), load_preset(args.b)]
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.input).stem
+    paths = []
+    for side, preset in zip("AB", presets):
+        path = out_dir / f"{stem}.{side}-{preset.name}.{args.format}"
+        bar, cb = _bar(args, args.input, f"{side}: {preset.name}")
+        try:
+            render(args.input, path, _separator_for(preset, args),
+                   block_size=args.block_size, bit_depth=args.bit_depth, progress=cb)
+        finally:
+            if bar is not None:
+                bar.close()
+        paths.append(path)
+    lufs = [file_lufs(p) for p in paths]
+    gains = (0.0, 0.0) if args.no_match else matching_gains(*lufs)
+    for side, preset, path, level, gain in zip("AB", presets, paths, lufs, gains):
+        if gain != 0.0:
+            # Rewritten atomically in place: read fully before the rename.
+            render(path, path, [Gain(gain)], block_size=args.block_size,
+                   bit_depth=args.bit_depth)
+        shown = "-inf" if level == -math.inf else f"{level:.1f}"
+        print(f"{side} {preset.name}: {shown} LUFS, gain {gain:+.1f} dB -> {path}")
+    return 0
