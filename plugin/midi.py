@@ -183,9 +183,6 @@ class MidiController:
         ``select``/``toggle``; presets go to ``Preset.apply``. A target
         gets only the mappings it supports; others are refused up front.
     midi_map : MidiMap, dict, str or Path
-    model : str, optional
-        Unused by presets here (they only set gains and mix); accepted so
-        callers can pass their options through.
 
     Raises
     ------
@@ -194,7 +191,7 @@ class MidiController:
         or names an unknown stem or preset.
     """
 
-    def __init__(self, target, midi_map, *, model=None):
+    def __init__(self, target, midi_map):
         from ..presets import load_preset
 
         self.target = target
@@ -320,6 +317,11 @@ def automate(processor, blocks, sample_rate, events, controller):
     (ndarray, int)
         Output piece, shape (channels, m), and the input samples it consumed;
         the flush tail comes last with 0.
+
+    Notes
+    -----
+    Events at or before sample 0 are applied before the first block (as
+    settings, with no ramp); events past the end of the input are not applied.
     """
     pos, i = 0, 0
     for block in blocks:

@@ -15,7 +15,7 @@ from .audio import DEFAULT_BLOCK
 READ_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif", ".m4a")
 
 
-def as_processor(obj, *, model=None):
+def as_processor(obj, *, model=None, automated=False):
     """Turn what a script passes into something with the processor contract.
 
     Parameters
@@ -25,13 +25,17 @@ def as_processor(obj, *, model=None):
         native plugin or a list becomes a ``Chain``.
     model : str or Path, optional
         Overrides a preset's model.
+    automated : bool
+        Build presets as a ``StemSplit`` (time-domain gains), so MIDI
+        automation lands on its exact sample instead of an STFT frame.
     """
     from .plugin.base import Processor
     from .plugin.chain import Chain, is_native
     from .presets import Preset, load_preset
 
     if isinstance(obj, (str, Path, Preset)):
-        return load_preset(obj).make_separator(model)
+        preset = load_preset(obj)
+        return preset.make_stemsplit(model=model) if automated else preset.make_separator(model)
     if isinstance(obj, Processor):
         return obj
     if is_native(obj):
@@ -94,7 +98,7 @@ def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=Non
     out_path = _output_path(out_path, format)
     if bit_depth is None:
         bit_depth = audio.default_bit_depth(dtype, audio.output_format(out_path))
-    processor = as_processor(processor, model=model)
+    processor = as_processor(processor, model=model, automated=automation is not None)
     if automation is not None and midi_map is None:
         raise ValueError("automation needs a midi_map that says what the messages control")
     processor.reset()
@@ -103,7 +107,7 @@ def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=Non
     if automation is not None:
         from .plugin.midi import MidiController, automate, midi_file_events
 
-        controller = MidiController(processor, midi_map, model=model)
+        controller = MidiController(processor, midi_map)
         pieces = automate(processor, blocks, sr, midi_file_events(automation, sr), controller)
     else:
         pieces = _plain(processor, blocks, sr)
@@ -149,7 +153,13 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, block_size=DEF
     from .plugin.separator import StemSeparator
 
     sr, n_ch, frames, dtype = audio.read_info(in_path)
+    if isinstance(separator, (str, Path)) or hasattr(separator, "make_separator"):
+        from .presets import load_preset
+
+        separator = load_preset(separator).make_separator(model)  # its model; gains unused
     sep = separator if separator is not None else StemSeparator(model)
+    if not isinstance(sep, StemSeparator):
+        raise TypeError(f"render_stems needs a StemSeparator, got {type(sep).__name__}")
     names = list(sep.stems if stems is None else stems)
     fmt = audio.output_format(f"x.{format}")
     if bit_depth is None:
@@ -195,8 +205,8 @@ def render_folder(in_dir, out_dir, processor, *, suffix="", format=None, stems=F
     in_dir, out_dir : str or Path
         ``out_dir`` is created if missing.
     processor : processor, plugin, list, Preset or preset name
-        Reset before each file. For ``stems=True``, a ``StemSeparator`` or
-        ``None``.
+        Reset before each file. For ``stems=True``, a ``StemSeparator``, a
+        preset (for its model) or ``None``.
     suffix : str
         Appended to each output's name, e.g. ``"-karaoke"``.
     format : str, optional

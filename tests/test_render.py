@@ -133,5 +133,9 @@ def test_render_with_midi_automation_file(tmp_path, song, model_path):
     ramp = int(round(0.005 * SR))
     assert np.abs(y[:, :t0] - up[:, :t0]).max() < 1e-5
     assert np.abs(y[:, t0 + ramp:] - kar[:, t0 + ramp:]).max() < 1e-5
+    # A preset name with automation renders through a StemSplit the same way.
+    again = render(path, tmp_path / "auto2.wav", "vocals-up-3db", model=model_path,
+                   automation=tmp_path / "a.mid", midi_map=tmp_path / "map.json")
+    assert np.abs(read(again)[0] - y).max() < 1e-6
     with pytest.raises(ValueError, match="midi_map"):
         render(path, tmp_path / "x.wav", proc, automation=tmp_path / "a.mid")
