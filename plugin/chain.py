@@ -122,6 +122,7 @@ class Chain(Processor):
     def __init__(self, plugins=()):
         super().__init__()
         self._plugins = []
+        self._segments = None
         self._channels = None
         for p in plugins:
             self.append(p)

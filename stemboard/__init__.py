@@ -11,7 +11,10 @@ from functools import lru_cache
 
 from .dsp import StftGrid, istft, stft
 from .models import MaskModel, ModelError
-from .plugin import Chain, Processor, StemSeparator
+from .plugin import ABSwitch, Chain, Processor, StemSeparator, StemSplit
+from .plugin.midi import LiveMidi, MidiController, MidiMap
+from .presets import Preset, apply_preset, list_presets, load_preset, save_preset
+from .render import render, render_folder, render_stems
 
 __version__ = "0.1.0"
 
@@ -40,5 +43,7 @@ def separate(audio, sample_rate, *, model=None, stems=None):
     return StemSeparator(_loaded_model(key)).separate(audio, sample_rate, stems=stems)
 
 
-__all__ = ["StemSeparator", "Chain", "Processor", "MaskModel", "ModelError",
-           "StftGrid", "stft", "istft", "separate", "__version__"]
+__all__ = ["StemSeparator", "Chain", "StemSplit", "ABSwitch", "Processor", "MaskModel",
+           "ModelError", "StftGrid", "stft", "istft", "separate", "Preset", "load_preset",
+           "list_presets", "save_preset", "apply_preset", "render", "render_stems",
+           "render_folder", "MidiMap", "MidiController", "LiveMidi", "__version__"]
