@@ -172,9 +172,7 @@ class ABSwitch(Processor):
     def _run_side(self, side, x, sample_rate, buffer_size):
         if side is None:
             return x
-        y = side._process(x, sample_rate, buffer_size, False)
-        side._stream_rate = sample_rate
-        return y
+        return side.process_channels_first(x, sample_rate, buffer_size, False)
 
     def _push(self, x, sample_rate, buffer_size):
         if self._in_pos == 0:
@@ -212,7 +210,7 @@ class ABSwitch(Processor):
             return np.zeros((n_ch, 0), np.float32)
         for i, side in enumerate(self.sides):
             if side is not None:
-                self._aligner.push(i, side._flush())
+                self._aligner.push(i, side.flush_channels_first())
         expected = self._in_pos - self._pos._pos
         y = self._emit(n_ch, min(expected, self._aligner.available()))
         if y.shape[1] < expected:

@@ -168,6 +168,33 @@ class Processor:
         self._reset()
         self._stream_rate = None
 
+    def expect_layout(self, num_channels, *, channels_first=True):
+        """Announce how the next blocks are laid out.
+
+        A fresh ``(2, 1)`` block would otherwise read as two mono samples
+        (pedalboard's rule); after this call it reads as one stereo sample.
+        """
+        self._layout.num_channels = int(num_channels)
+        self._layout.channels_first = bool(channels_first)
+
+    # -- for containers (Chain, StemSplit, ABSwitch) ---------------------------
+    def process_channels_first(self, x, sample_rate, buffer_size, reset):
+        """:meth:`process` for already validated (channels, samples) float32 audio.
+
+        Containers validate once at their own entrance and pass canonical
+        blocks inward with this, skipping layout detection.
+        """
+        self.expect_layout(x.shape[0])
+        y = self._process(x, sample_rate, buffer_size, reset)
+        self._stream_rate = None if reset else sample_rate
+        return y
+
+    def flush_channels_first(self):
+        """:meth:`flush` returning (channels, samples)."""
+        y = self._flush()
+        self._stream_rate = None
+        return y
+
     @property
     def reported_latency_samples(self):
         """Alias of ``latency_samples`` (the name VST3 plugins use)."""

@@ -82,13 +82,10 @@ class _ProcessorSegment:
         self.processor = processor
 
     def run(self, x, sample_rate, buffer_size, reset):
-        p = self.processor
-        y = p._process(x, sample_rate, buffer_size, reset)
-        p._stream_rate = None if reset else sample_rate
-        return y
+        return self.processor.process_channels_first(x, sample_rate, buffer_size, reset)
 
     def flush(self, n_ch):
-        y = self.processor._flush()
+        y = self.processor.flush_channels_first()
         return y if y.shape[0] == n_ch else np.zeros((n_ch, 0), np.float32)
 
     def reset(self):

@@ -323,10 +323,9 @@ class StemSplit(Processor):
             chain = self._branches.get(s)
             y = stems[s]
             if chain is not None:
-                y = chain._process(y, sample_rate, buffer_size, False)
-                chain._stream_rate = sample_rate
+                y = chain.process_channels_first(y, sample_rate, buffer_size, False)
                 if tail:
-                    y = np.concatenate([y, chain._flush()], axis=1)
+                    y = np.concatenate([y, chain.flush_channels_first()], axis=1)
             self._aligner.push(i, y)
 
     def _emit(self, n_ch, n=None):
@@ -352,8 +351,7 @@ class StemSplit(Processor):
         sep = self.separator
         # Our blocks are channels-first; tell the separator so tiny blocks
         # (2 x 1) are not taken for channels-last.
-        sep._layout.channels_first = True
-        sep._layout.num_channels = x.shape[0]
+        sep.expect_layout(x.shape[0])
         if self._in_pos == 0:
             self._set_ramp(sample_rate)
         self._in_pos += x.shape[1]

@@ -57,9 +57,8 @@ def _output_path(out_path, format):
 def _prime(processor, n_ch):
     # Sub-blocks split at MIDI events can be shorter than the channel count
     # (2 x 1); tell the processor our blocks are channels-first.
-    layout = getattr(processor, "_layout", None)
-    if layout is not None:
-        layout.channels_first, layout.num_channels = True, n_ch
+    if hasattr(processor, "expect_layout"):
+        processor.expect_layout(n_ch)
 
 
 def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=None,

@@ -33,8 +33,8 @@ def test_impulse_aligned_streaming(model_path, buffer_size):
     x = np.zeros((2, n), np.float32)
     x[:, 4000] = 1.0
     # A fresh (2, 1) block reads as two mono samples (pedalboard's rule), so a
-    # one-sample stream announces its layout first with an empty block.
-    chain(np.zeros((2, 0), np.float32), SR, reset=False)
+    # one-sample stream announces its layout first.
+    chain.expect_layout(2)
     outs = [chain(x[:, i:i + buffer_size], SR, reset=False) for i in range(0, n, buffer_size)]
     body = np.concatenate(outs, axis=1)
     # Trimmed by both separators' latency, but aligned.
