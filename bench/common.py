@@ -1,0 +1,163 @@
+"""Helpers shared by the bench scripts: test signal, model resolution, timing, tables.
+
+The bench scripts are run as files (``python bench/speed.py``); they import this
+module by putting their own folder on ``sys.path``.
+"""
+import json
+import platform
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SR = 44100
+STEMS = ["vocals", "drums", "bass", "other"]
+
+
+# -- test signal ---------------------------------------------------------------
+def test_signal(seconds, sr=SR, seed=0):
+    """A deterministic synthetic stereo "song", (2, n) float32, peak about 0.5.
+
+    A panned chord pad with vibrato (a stand-in for voice), noise-burst drums on
+    a 120 bpm grid, a sine bass line and a little broadband noise. Only the
+    amount of work matters for speed, not the musical content.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    x = np.zeros((2, n), np.float64)
+    # "voice": vibrato tone with harmonics, centre panned
+    f0 = 220.0 * (1 + 0.01 * np.sin(2 * np.pi * 5.5 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    voice = sum(np.sin(k * phase) / k for k in range(1, 8)) * 0.15
+    x += voice
+    # "other": chord pad panned left/right
+    for f, pan in ((261.6, 0.2), (329.6, 0.8), (392.0, 0.5)):
+        tone = 0.05 * np.sin(2 * np.pi * f * t)
+        x[0] += (1 - pan) * tone
+        x[1] += pan * tone
+    # "bass": sine line changing every beat
+    beat = sr // 2
+    notes = rng.choice([55.0, 61.7, 73.4, 82.4], size=n // beat + 1)
+    fb = np.repeat(notes, beat)[:n]
+    x += 0.2 * np.sin(2 * np.pi * np.cumsum(fb) / sr)
+    # "drums": decaying noise bursts on every beat
+    env = np.exp(-np.arange(beat) / (0.03 * sr))
+    for start in range(0, n, beat):
+        m = min(beat, n - start)
+        x[:, start:start + m] += 0.3 * rng.standard_normal((2, m)) * env[:m]
+    x += 0.003 * rng.standard_normal((2, n))
+    x *= 0.5 / max(np.abs(x).max(), 1e-9)
+    return x.astype(np.float32)
+
+
+# -- models --------------------------------------------------------------------
+_TMP = []
+
+
+def fixture_model():
+    """Write the test suite's tiny band-split ONNX fixture into a temp dir; return its path."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from onnx_fixtures import band_split_model
+
+    d = tempfile.TemporaryDirectory(prefix="stemboard-bench-")
+    _TMP.append(d)
+    return str(band_split_model(Path(d.name) / "fixture.onnx"))
+
+
+def resolve_models(specs):
+    """``["offline", "live", "fixture", "path.onnx"]`` -> {label: model arg}; missing bundled names are dropped."""
+    from stemboard.models import bundled_models
+
+    out = {}
+    bundled = bundled_models()
+    for spec in specs:
+        if spec == "fixture":
+            out["fixture"] = fixture_model()
+        elif spec in ("offline", "live"):
+            if spec in bundled:
+                out[spec] = spec
+            else:
+                print(f"[bench] bundled model {spec!r} is not there yet; skipped", file=sys.stderr)
+        else:
+            out[Path(spec).stem] = spec
+    if not out:
+        raise SystemExit("no model to benchmark (bundled models missing?); pass --model fixture "
+                         "or --model PATH")
+    return out
+
+
+def manifest_info(model):
+    """Grid and latency facts from a loaded MaskModel."""
+    m = model.manifest
+    lat = m.n_fft - m.hop + m.lookahead_frames * m.hop
+    return {"name": m.name, "n_fft": m.n_fft, "hop": m.hop, "model_bins": m.model_bins,
+            "context_frames": m.context_frames, "lookahead_frames": m.lookahead_frames,
+            "sample_rate": m.sample_rate, "latency_samples": lat,
+            "latency_ms": 1000.0 * lat / m.sample_rate, "demo_only": m.demo_only,
+            "path": str(model.path)}
+
+
+# -- timing --------------------------------------------------------------------
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def median(xs):
+    return float(statistics.median(xs))
+
+
+def machine_info():
+    import numpy
+    info = {"python": platform.python_version(), "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "numpy": numpy.__version__}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        info["loadavg_at_start"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def git_rev():
+    import subprocess
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+
+# -- output --------------------------------------------------------------------
+def table(headers, rows):
+    """A GitHub markdown table as a string."""
+    def fmt(v):
+        if isinstance(v, float):
+            if v != v:
+                return "—"
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def save_json(path, obj):
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(obj, indent=2, default=float) + "\n")
+        print(f"[bench] wrote {path}", file=sys.stderr)

@@ -1,0 +1,259 @@
+"""Separation quality on the 14 MUSDB18-7 ``valid`` excerpts (museval, BSSEval v4).
+
+Methods, all scored the same way (SDR per 1 s window, median over windows per
+track, median over tracks per stem, "median of medians"):
+
+* stemboard offline and live (bundled ONNX models, through ``StemSeparator.separate``);
+* oracle binary (IBM) and ratio (IRM, magnitude) masks on each model's STFT grid;
+* classical baselines: vocals = centre extraction (mid/side: the STFT bins where
+  left and right agree), drums = librosa HPSS percussive part, bass = 4th-order
+  low-pass at 150 Hz; "other" = the mixture minus those three (a residual);
+* the mixture as its own estimate for every stem (the floor).
+
+The mixture is the sum of the stems (the stored AAC mixture is not). Decoded
+audio is cached under ``runs/bench_cache/`` (git-ignored).
+
+    python bench/quality.py --json runs/bench/quality.json
+    python bench/quality.py --model fixture --tracks 1 --seconds 2    # smoke run
+"""
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (ROOT, SR, STEMS, git_rev, machine_info, manifest_info,  # noqa: E402
+                    resolve_models, save_json, table)
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "musdb18-7"
+CACHE = ROOT / "runs" / "bench_cache"
+MUSDB_ORDER = ["drums", "bass", "other", "vocals"]   # stems 1..4 of a .stem.mp4
+
+
+# -- data ------------------------------------------------------------------------
+def load_tracks(data, subset="valid", limit=None, seconds=None):
+    """[(name, stems (4, 2, n) float32 in STEMS order)], decoded once and cached."""
+    data = Path(data)
+    cache = CACHE / f"musdb18-7_{subset}"
+    index = cache / "index.txt"
+    if not index.exists():
+        import musdb
+
+        if not data.exists():
+            raise FileNotFoundError(f"MUSDB18-7 not found at {data} (use --data)")
+        db = musdb.DB(root=str(data), subsets="train", split=subset)
+        if not db.tracks:
+            raise FileNotFoundError(f"no {subset} tracks under {data}")
+        cache.mkdir(parents=True, exist_ok=True)
+        names = []
+        for i, tr in enumerate(db.tracks):
+            st = tr.stems  # (5, n, 2): mixture, drums, bass, other, vocals
+            if tr.rate != SR:
+                raise ValueError(f"{tr.name}: rate {tr.rate}, expected {SR}")
+            by = {s: st[1 + k].T for k, s in enumerate(MUSDB_ORDER)}
+            arr = np.stack([by[s] for s in STEMS]).astype(np.float32)
+            np.save(cache / f"{i:02d}.npy", arr)
+            names.append(tr.name)
+        index.write_text("\n".join(names) + "\n")
+    names = index.read_text().splitlines()
+    out = []
+    for i, name in enumerate(names[:limit]):
+        arr = np.load(cache / f"{i:02d}.npy")
+        if seconds:
+            arr = arr[:, :, : int(seconds * SR)]
+        out.append((name, np.ascontiguousarray(arr)))
+    return out
+
+
+# -- methods ---------------------------------------------------------------------
+def stemboard_method(model):
+    from stemboard.plugin.separator import StemSeparator
+
+    sep = StemSeparator(model)
+
+    def run(mix, stems):
+        out = sep.separate(mix, SR)
+        return np.stack([out[s] for s in STEMS])
+    return run
+
+
+def oracle_method(n_fft, hop, kind):
+    from stemboard.dsp import StftGrid, istft, stft
+
+    grid = StftGrid(n_fft, hop)
+
+    def run(mix, stems):
+        X = stft(mix, grid)
+        mags = np.abs(np.stack([stft(s, grid) for s in stems]))   # (S, ch, frames, bins)
+        if kind == "binary":
+            masks = (mags == mags.max(axis=0, keepdims=True)).astype(np.float32)
+            masks /= masks.sum(axis=0, keepdims=True)   # ties split evenly
+        else:
+            tot = mags.sum(axis=0, keepdims=True)
+            masks = np.where(tot > 0, mags / np.maximum(tot, 1e-12), 1.0 / len(stems))
+        return np.stack([istft(X * m, mix.shape[1], grid) for m in masks])
+    return run
+
+
+def centre_extraction(mix, n_fft=4096, hop=1024):
+    """Mid/side centre extraction: each channel masked by left/right agreement."""
+    from stemboard.dsp import StftGrid, istft, stft
+
+    grid = StftGrid(n_fft, hop)
+    X = stft(mix, grid)
+    L, R = X[0], X[1]
+    agree = 1.0 - np.abs(L - R) / (np.abs(L) + np.abs(R) + 1e-9)   # 1 = centre, 0 = side/opposite
+    mask = np.clip(agree, 0.0, 1.0) ** 4
+    return istft(X * mask[None], mix.shape[1], grid)
+
+
+def hpss_drums(mix):
+    import librosa
+
+    return np.stack([librosa.effects.percussive(np.ascontiguousarray(c), margin=1.0)
+                     for c in mix]).astype(np.float32)
+
+
+def lowpass_bass(mix, cutoff=150.0):
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(4, cutoff, btype="low", fs=SR, output="sos")
+    return sosfiltfilt(sos, mix, axis=1).astype(np.float32)
+
+
+def classical(mix, stems):
+    v = centre_extraction(mix)
+    d = hpss_drums(mix)
+    b = lowpass_bass(mix)
+    est = {"vocals": v, "drums": d, "bass": b, "other": mix - v - d - b}
+    return np.stack([est[s] for s in STEMS])
+
+
+def mixture(mix, stems):
+    return np.stack([mix] * len(stems))
+
+
+# -- scoring ---------------------------------------------------------------------
+def sdr_windows(refs, ests, win=SR):
+    """BSSEval v4 SDR per source and 1 s window, (S, nwin), computed directly.
+
+    In museval's v4 mode (``bss_eval`` with ``bsseval_sources_version=False``)
+    SDR is ``||s_true||^2 / ||e_spat + e_interf + e_artif||^2`` and the three
+    error terms add up to ``estimate - reference`` exactly, so the projection
+    filters (a 4096 x 4096 solve per source, ~18 s per track here) cancel out
+    of the SDR. This reproduces museval's windowing (full windows only) and its
+    silent-window rule (NaN for every source when any reference or estimate
+    sums to zero over the window); ``--check-museval`` compares it with
+    ``museval.evaluate`` itself.
+    """
+    R = np.asarray(refs, np.float64).transpose(0, 2, 1)   # (S, n, ch), museval layout
+    E = np.asarray(ests, np.float64).transpose(0, 2, 1)
+    n = R.shape[1]
+    nwin = (n - win + win) // win if win < n else 1
+    out = np.full((R.shape[0], nwin), np.nan)
+    for t in range(nwin):
+        sl = slice(t * win, min(t * win + win, n))
+        r, e = R[:, sl], E[:, sl]
+        if np.any(np.all(r.sum(axis=2) == 0, axis=1)) or np.any(np.all(e.sum(axis=2) == 0, axis=1)):
+            continue
+        num = np.sum(r ** 2, axis=(1, 2))
+        den = np.sum((e - r) ** 2, axis=(1, 2))
+        with np.errstate(divide="ignore"):
+            out[:, t] = np.where(den == 0, np.inf, 10 * np.log10(num / np.where(den == 0, 1, den)))
+    return out
+
+
+def sdr_museval(refs, ests):
+    """The same numbers from ``museval.evaluate`` (slow), (S, nwin)."""
+    import museval
+
+    sdr, _, _, _ = museval.evaluate(refs.transpose(0, 2, 1), ests.transpose(0, 2, 1),
+                                    win=SR, hop=SR, padding=True)
+    return sdr
+
+
+def sdr_per_stem(refs, ests):
+    """Median over 1 s windows per stem -> (S,)."""
+    return np.nanmedian(sdr_windows(refs, ests), axis=1)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="MUSDB18-7 root")
+    ap.add_argument("--model", action="append",
+                    help="offline, live, fixture or an .onnx path (repeatable; default offline, live)")
+    ap.add_argument("--tracks", type=int, help="only the first N valid tracks (smoke tests)")
+    ap.add_argument("--seconds", type=float, help="only the first S seconds of each track")
+    ap.add_argument("--no-classical", action="store_true")
+    ap.add_argument("--check-museval", type=int, default=1, metavar="N",
+                    help="also run museval.evaluate itself on the first N tracks and report the "
+                         "largest difference (default 1; 0 to skip)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--json", help="write results to this JSON file")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+
+    from stemboard.models import MaskModel
+
+    tracks = load_tracks(args.data, limit=args.tracks, seconds=args.seconds)
+    methods, info, grids = {}, {}, []
+    for label, spec in resolve_models(args.model or ["offline", "live"]).items():
+        model = MaskModel(spec, num_threads=args.threads)
+        info[label] = manifest_info(model)
+        methods[f"stemboard {label}"] = stemboard_method(model)
+        g = (model.manifest.n_fft, model.manifest.hop)
+        if g not in grids:
+            grids.append(g)
+    for n_fft, hop in grids:
+        methods[f"oracle IBM {n_fft}/{hop}"] = oracle_method(n_fft, hop, "binary")
+        methods[f"oracle IRM {n_fft}/{hop}"] = oracle_method(n_fft, hop, "ratio")
+    if not args.no_classical:
+        methods["classical (centre / HPSS / low-pass)"] = classical
+    methods["mixture (floor)"] = mixture
+
+    per_track = {m: [] for m in methods}
+    check = []
+    t0 = time.time()
+    for ti, (name, stems) in enumerate(tracks):
+        mix = stems.sum(axis=0)
+        for m, fn in methods.items():
+            est = fn(mix, stems)
+            assert est.shape == stems.shape, (m, est.shape)
+            per_track[m].append(sdr_per_stem(stems, est).tolist())
+            if ti < args.check_museval:
+                a, b = sdr_windows(stems, est), sdr_museval(stems, est)
+                same_nan = bool(np.array_equal(np.isnan(a), np.isnan(b)))
+                check.append(float(np.nanmax(np.abs(a - b))) if same_nan else float("inf"))
+        print(f"[bench] {ti + 1}/{len(tracks)} {name} ({time.time() - t0:.0f} s)",
+              file=sys.stderr, flush=True)
+
+    summary = {}
+    for m, rows in per_track.items():
+        arr = np.asarray(rows)
+        med = np.nanmedian(arr, axis=0)
+        summary[m] = {s: float(v) for s, v in zip(STEMS, med)}
+        summary[m]["avg"] = float(np.mean(med))
+    res = {"tracks": [n for n, _ in tracks], "stems": STEMS, "models": info,
+           "summary": summary, "per_track": per_track, "seconds": args.seconds,
+           "machine": machine_info(), "git": git_rev(),
+           "museval_check": {"tracks": min(args.check_museval, len(tracks)),
+                             "max_abs_diff_db": max(check) if check else None},
+           "note": "classical 'other' is the residual mixture - (vocals + drums + bass)"}
+    print(f"\n## MUSDB18-7 valid ({len(tracks)} excerpts): SDR (dB), museval v4, "
+          "median over 1 s windows, then over tracks\n")
+    print(table(["method"] + STEMS + ["avg"],
+                [[m] + [s[k] for k in STEMS] + [s["avg"]] for m, s in summary.items()]))
+    if check:
+        print(f"\nmuseval.evaluate cross-check on {res['museval_check']['tracks']} track(s), "
+              f"every method: largest SDR difference {max(check):.2e} dB")
+    print()
+    save_json(args.json, res)
+    return res
+
+
+if __name__ == "__main__":
+    main()

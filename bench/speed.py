@@ -1,0 +1,329 @@
+"""Speed and latency benchmark: stemboard next to Open-Unmix, HT Demucs and STFT baselines.
+
+Every method runs on the same synthetic stereo 44.1 kHz signal, in the same
+process, round-robin (repeat 1 of every method, then repeat 2, ...), so load
+from other users of the machine hits all of them alike. Medians over repeats
+are reported, and ratios to stemboard's offline separation.
+
+Peers are their real architectures with *random* weights (no weights can be
+downloaded here); their speed does not depend on the weights.
+
+    python bench/speed.py                         # 60 s, bundled offline + live models
+    python bench/speed.py --seconds 5 --model fixture --no-peers   # smoke run
+    python bench/speed.py --json runs/bench/speed.json
+"""
+import argparse
+import os
+import sys
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (SR, STEMS, git_rev, machine_info, manifest_info, median,  # noqa: E402
+                    resolve_models, save_json, table, test_signal, timed)
+
+BLOCKS = (256, 512, 1024)
+
+
+# -- stemboard -----------------------------------------------------------------
+def stream_block_times(sep, x, block):
+    """Feed ``x`` through ``sep.process(reset=False)`` in fixed blocks; per-block seconds."""
+    import time
+    sep.reset()
+    n = x.shape[1] - x.shape[1] % block
+    times = np.empty(n // block)
+    for k, i in enumerate(range(0, n, block)):
+        blk = x[:, i:i + block]
+        t0 = time.perf_counter()
+        sep.process(blk, SR, buffer_size=block, reset=False)
+        times[k] = time.perf_counter() - t0
+    sep.reset()
+    return times
+
+
+def verify_latency(sep, block=1):
+    """Impulse test of the streaming latency.
+
+    An impulse is streamed (``reset=False``) in ``block``-sample blocks. Every
+    output sample ``j`` is emitted once some number of input samples have been
+    fed; its delay is that count minus ``j + 1``. With every stem at 0 dB the
+    remix is lossless, so the impulse must come out at its own index.
+    Returns the minimum delay (the algorithmic latency), the maximum (latency
+    plus the hop granularity), and whether the impulse came out aligned.
+    """
+    m = sep.model.manifest
+    p = 3 * m.n_fft + 17
+    n = p + 4 * m.n_fft
+    x = np.zeros((2, n), np.float32)
+    x[:, p] = 1.0
+    sep.reset()
+    outs, emitted_at = [], []
+    fed = 0
+    for i in range(0, n, block):
+        y = sep.process(x[:, i:i + block], SR, buffer_size=block, reset=False)
+        fed += x[:, i:i + block].shape[1]
+        outs.append(y)
+        emitted_at += [fed] * y.shape[1]
+    sep.reset()
+    out = np.concatenate(outs, axis=1)
+    j = np.arange(out.shape[1])
+    delay = np.asarray(emitted_at) - (j + 1)
+    # offline (reset=True): whole signal at once, output must be aligned and full length
+    off = sep.process(x, SR, reset=True)
+    return {
+        "reported_samples": int(sep.latency_samples),
+        "reported_ms": 1000.0 * sep.latency_samples / SR,
+        "measured_min_delay_samples": int(delay.min()),
+        "measured_max_delay_samples": int(delay.max()),
+        "impulse_index_in": int(p),
+        "impulse_index_stream_out": int(np.argmax(np.abs(out[0]))) if out.size else -1,
+        "stream_impulse_error": float(np.abs(out - x[:, :out.shape[1]]).max()) if out.size else float("nan"),
+        "impulse_index_offline_out": int(np.argmax(np.abs(off[0]))),
+        "offline_length_ok": bool(off.shape == x.shape),
+    }
+
+
+# -- peers ---------------------------------------------------------------------
+def _torch(threads):
+    import torch
+    torch.set_num_threads(threads)
+    return torch
+
+
+def make_umx(threads):
+    """Open-Unmix umxhq architecture (4 targets, n_fft 4096, hop 1024, 16 kHz bandwidth), random weights."""
+    torch = _torch(threads)
+    try:
+        import torchaudio  # noqa: F401
+    except ImportError:
+        # openunmix imports torchaudio at module level but only uses it for file
+        # I/O and resampling; no torchaudio wheel exists for this torch.
+        sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+    from openunmix.model import OpenUnmix, Separator
+
+    torch.manual_seed(0)
+    targets = {s: OpenUnmix(nb_bins=2049, nb_channels=2, hidden_size=512, max_bin=1487)
+               for s in STEMS}
+    sep = Separator(targets, niter=1, residual=False, n_fft=4096, n_hop=1024, nb_channels=2,
+                    sample_rate=float(SR), wiener_win_len=300).eval()
+    params = sum(p.numel() for p in targets["vocals"].parameters())
+
+    def run(x):
+        with torch.inference_mode():
+            return sep(torch.from_numpy(x)[None]).numpy()
+    return run, {"params_per_target_M": params / 1e6, "config": "umxhq-like: 4 x OpenUnmix(hidden 512, "
+                 "max_bin 1487), n_fft 4096, hop 1024, 1 Wiener iteration"}
+
+
+def make_demucs(threads):
+    """HT Demucs architecture (htdemucs defaults, segment 7.8 s), random weights, demucs CLI defaults."""
+    torch = _torch(threads)
+    from demucs.apply import apply_model
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(0)
+    model = HTDemucs(sources=["drums", "bass", "other", "vocals"], segment=7.8).eval()
+    params = sum(p.numel() for p in model.parameters())
+
+    def run(x):
+        with torch.inference_mode():
+            return apply_model(model, torch.from_numpy(x)[None], shifts=1, split=True,
+                               overlap=0.25, progress=False, device="cpu").numpy()
+    return run, {"params_M": params / 1e6, "config": "HTDemucs() defaults, segment 7.8 s; "
+                 "apply_model(shifts=1, split=True, overlap=0.25)"}
+
+
+# -- STFT baselines ------------------------------------------------------------
+def stft_baselines(n_fft, hop, threads):
+    from stemboard.dsp import StftGrid, istft, stft
+
+    grid = StftGrid(n_fft, hop)
+    cands = {}
+    cands["stemboard.dsp (numba + rocket-fft)"] = (
+        lambda x: stft(x, grid), lambda X, n: istft(X, n, grid))
+    try:
+        import librosa
+        cands["librosa"] = (
+            lambda x: librosa.stft(x, n_fft=n_fft, hop_length=hop, window="hann"),
+            lambda X, n: librosa.istft(X, hop_length=hop, window="hann", length=n))
+    except ImportError:
+        pass
+    try:
+        torch = _torch(threads)
+        win = torch.hann_window(n_fft)
+        cands["torch.stft"] = (
+            lambda x: torch.stft(torch.from_numpy(x), n_fft, hop, window=win, return_complex=True),
+            lambda X, n: torch.istft(X, n_fft, hop, window=win, length=n).numpy())
+    except ImportError:
+        pass
+    return cands
+
+
+# -- main ----------------------------------------------------------------------
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=60.0, help="test signal length (default 60)")
+    ap.add_argument("--model", action="append", help="offline, live, fixture or an .onnx path "
+                    "(repeatable; default: the bundled offline and live models)")
+    ap.add_argument("--blocks", type=int, nargs="+", default=list(BLOCKS))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--peer-repeats", type=int, default=None,
+                    help="repeats for the peers (default: --repeats)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="threads for onnxruntime and torch (default: all cores)")
+    ap.add_argument("--no-peers", action="store_true", help="skip Open-Unmix and HT Demucs")
+    ap.add_argument("--no-stft", action="store_true", help="skip the STFT baselines")
+    ap.add_argument("--json", help="write all results to this JSON file")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+
+    from stemboard.models import MaskModel
+    from stemboard.plugin.separator import StemSeparator
+
+    x = test_signal(args.seconds)
+    dur = x.shape[1] / SR
+    warm = x[:, : min(x.shape[1], 2 * SR)]
+    peer_repeats = args.peer_repeats or args.repeats
+    res = {"audio_seconds": dur, "channels": 2, "sample_rate": SR, "repeats": args.repeats,
+           "peer_repeats": peer_repeats, "threads": args.threads, "machine": machine_info(),
+           "git": git_rev(), "models": {}, "offline": {}, "streaming": {}, "latency": {},
+           "peers": {}, "stft": {}}
+
+    # Build everything first, warm it up (JIT, lazy init), then measure round-robin.
+    tasks = []   # (kind, name, fn, repeats)
+    seps = {}
+    for label, spec in resolve_models(args.model or ["offline", "live"]).items():
+        t_load, model = timed(lambda: MaskModel(spec, num_threads=args.threads))
+        info = manifest_info(model)
+        info["load_seconds"] = t_load
+        res["models"][label] = info
+        sep = StemSeparator(model)
+        seps[label] = sep
+        sep.separate(warm, SR)
+        tasks.append(("offline", label, lambda s=sep: s.separate(x, SR), args.repeats))
+        for b in args.blocks:
+            stream_block_times(sep, warm, b)
+            tasks.append(("stream", f"{label}@{b}", lambda s=sep, b=b: stream_block_times(s, x, b),
+                          args.repeats))
+    if not args.no_peers:
+        for name, make in (("Open-Unmix (umxhq arch.)", make_umx),
+                           ("HT Demucs (htdemucs arch.)", make_demucs)):
+            try:
+                run, meta = make(args.threads)
+                run(warm)
+            except Exception as e:  # missing optional package: report, keep going
+                print(f"[bench] peer {name} skipped: {type(e).__name__}: {e}", file=sys.stderr)
+                res["peers"][name] = {"skipped": f"{type(e).__name__}: {e}"}
+                continue
+            res["peers"][name] = dict(meta, times=[])
+            tasks.append(("peer", name, lambda r=run: r(x), peer_repeats))
+    if not args.no_stft:
+        first = next(iter(res["models"].values()))
+        for name, (fwd, inv) in stft_baselines(first["n_fft"], first["hop"], args.threads).items():
+            X = fwd(warm)
+            inv(X, warm.shape[1])
+            res["stft"][name] = {"n_fft": first["n_fft"], "hop": first["hop"],
+                                 "stft_times": [], "istft_times": []}
+            tasks.append(("stft", name, (fwd, inv), args.repeats))
+
+    offline_times = {label: [] for label in seps}
+    stream_runs = {}
+    for r in range(max(t[3] for t in tasks)):
+        for kind, name, fn, reps in tasks:
+            if r >= reps:
+                continue
+            print(f"[bench] repeat {r + 1}: {kind} {name}", file=sys.stderr, flush=True)
+            if kind == "offline":
+                offline_times[name].append(timed(fn)[0])
+            elif kind == "stream":
+                stream_runs.setdefault(name, []).append(fn())
+            elif kind == "peer":
+                res["peers"][name]["times"].append(timed(fn)[0])
+            else:
+                fwd, inv = fn
+                t, X = timed(lambda: fwd(x))
+                res["stft"][name]["stft_times"].append(t)
+                res["stft"][name]["istft_times"].append(timed(lambda: inv(X, x.shape[1]))[0])
+
+    # -- summarise ---------------------------------------------------------------
+    for label, ts in offline_times.items():
+        res["offline"][label] = {"times": ts, "median_s": median(ts), "x_realtime": dur / median(ts)}
+    for name, runs in stream_runs.items():
+        label, b = name.rsplit("@", 1)
+        b = int(b)
+        budget = b / SR
+        per = [{"mean": float(t.mean() / budget), "p99": float(np.percentile(t, 99) / budget),
+                "max": float(t.max() / budget)} for t in runs]
+        res["streaming"][name] = {
+            "model": label, "block": b, "budget_ms": 1000 * budget, "blocks_per_run": len(runs[0]),
+            "mean_frac": median([p["mean"] for p in per]),
+            "p99_frac": median([p["p99"] for p in per]),
+            "max_frac": median([p["max"] for p in per]),
+            "mean_ms": 1000 * budget * median([p["mean"] for p in per]),
+            "p99_ms": 1000 * budget * median([p["p99"] for p in per]),
+            "runs": per}
+    for label, sep in seps.items():
+        res["latency"][label] = verify_latency(sep)
+    for name, p in res["peers"].items():
+        if p.get("times"):
+            p["median_s"] = median(p["times"])
+            p["x_realtime"] = dur / p["median_s"]
+    for name, s in res["stft"].items():
+        s["stft_median_ms"] = 1000 * median(s["stft_times"])
+        s["istft_median_ms"] = 1000 * median(s["istft_times"])
+
+    print_report(res)
+    save_json(args.json, res)
+    return res
+
+
+def print_report(res):
+    dur = res["audio_seconds"]
+    print(f"\n## Separation speed ({dur:.0f} s stereo 44.1 kHz, 4 stems, "
+          f"{res['threads']} threads, median of {res['repeats']} "
+          f"(peers {res['peer_repeats']}))\n")
+    ref_label = "offline" if "offline" in res["offline"] else next(iter(res["offline"]), None)
+    ref = res["offline"][ref_label]["median_s"] if ref_label else float("nan")
+    rows = []
+    for label, o in res["offline"].items():
+        rows.append([f"stemboard {label}", o["median_s"], o["x_realtime"], o["median_s"] / ref])
+    for name, p in res["peers"].items():
+        if "median_s" in p:
+            rows.append([name + ", random weights", p["median_s"], p["x_realtime"],
+                         p["median_s"] / ref])
+    print(table(["method", "wall time (s)", "x real time", f"time / stemboard {ref_label}"], rows))
+
+    print("\n## Streaming (process(reset=False), time per block / block duration)\n")
+    rows = [[s["model"], s["block"], s["budget_ms"], s["mean_frac"], s["p99_frac"], s["max_frac"],
+             s["blocks_per_run"]] for s in res["streaming"].values()]
+    print(table(["model", "block", "budget (ms)", "mean", "p99", "max", "blocks"], rows))
+
+    print("\n## Latency (impulse test, streaming in 1-sample blocks)\n")
+    rows = []
+    for label, lat in res["latency"].items():
+        ok = (lat["measured_min_delay_samples"] == lat["reported_samples"]
+              and lat["impulse_index_stream_out"] == lat["impulse_index_in"]
+              and lat["impulse_index_offline_out"] == lat["impulse_index_in"])
+        rows.append([label, lat["reported_samples"], lat["reported_ms"],
+                     lat["measured_min_delay_samples"], lat["measured_max_delay_samples"],
+                     f"{lat['stream_impulse_error']:.1e}", "yes" if ok else "NO"])
+    print(table(["model", "reported (samples)", "reported (ms)", "measured min delay",
+                 "measured max delay", "impulse error", "verified"], rows))
+
+    if res["stft"]:
+        print("\n## STFT + ISTFT baselines (same signal)\n")
+        base = next(iter(res["stft"].values()))
+        rows = [[name, f"{s['n_fft']}/{s['hop']}", s["stft_median_ms"], s["istft_median_ms"],
+                 (s["stft_median_ms"] + s["istft_median_ms"])
+                 / (base["stft_median_ms"] + base["istft_median_ms"])]
+                for name, s in res["stft"].items()]
+        print(table(["method", "n_fft/hop", "STFT (ms)", "ISTFT (ms)", "total / stemboard.dsp"],
+                    rows))
+    print()
+
+
+if __name__ == "__main__":
+    main()
