@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, SR, git_rev, machine_info, resolve_models, save_json,  # noqa: E402
+from benchlib import (ROOT, SR, git_rev, machine_info, resolve_models, save_json,  # noqa: E402
                     table, test_signal)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, SR, STEMS, git_rev, machine_info, manifest_info,  # noqa: E402
+from benchlib import (ROOT, SR, STEMS, git_rev, machine_info, manifest_info,  # noqa: E402
                     resolve_models, save_json, table)
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "musdb18-7"
@@ -35,34 +35,41 @@ MUSDB_ORDER = ["drums", "bass", "other", "vocals"]   # stems 1..4 of a .stem.mp4
 
 
 # -- data ------------------------------------------------------------------------
-def load_tracks(data, subset="valid", limit=None, seconds=None):
-    """[(name, stems (4, 2, n) float32 in STEMS order)], decoded once and cached."""
+def load_tracks(data, subset="valid", limit=None, seconds=None, cache=CACHE):
+    """[(name, stems (4, 2, n) float32 in STEMS order)]; each track decoded once and cached."""
     data = Path(data)
-    cache = CACHE / f"musdb18-7_{subset}"
+    cache = Path(cache) / f"musdb18-7_{subset}"
     index = cache / "index.txt"
-    if not index.exists():
+    db = None
+
+    def open_db():
         import musdb
 
         if not data.exists():
             raise FileNotFoundError(f"MUSDB18-7 not found at {data} (use --data)")
-        db = musdb.DB(root=str(data), subsets="train", split=subset)
-        if not db.tracks:
+        found = musdb.DB(root=str(data), subsets="train", split=subset)
+        if not found.tracks:
             raise FileNotFoundError(f"no {subset} tracks under {data}")
+        return found
+
+    if not index.exists():
+        db = open_db()
         cache.mkdir(parents=True, exist_ok=True)
-        names = []
-        for i, tr in enumerate(db.tracks):
-            st = tr.stems  # (5, n, 2): mixture, drums, bass, other, vocals
+        index.write_text("".join(t.name + "\n" for t in db.tracks))
+    names = index.read_text().splitlines()[:limit]
+    out = []
+    for i, name in enumerate(names):
+        npy = cache / f"{i:02d}.npy"
+        if not npy.exists():
+            db = db or open_db()
+            tr = db.tracks[i]
+            assert tr.name == name, (tr.name, name)
             if tr.rate != SR:
                 raise ValueError(f"{tr.name}: rate {tr.rate}, expected {SR}")
+            st = tr.stems  # (5, n, 2): mixture, drums, bass, other, vocals
             by = {s: st[1 + k].T for k, s in enumerate(MUSDB_ORDER)}
-            arr = np.stack([by[s] for s in STEMS]).astype(np.float32)
-            np.save(cache / f"{i:02d}.npy", arr)
-            names.append(tr.name)
-        index.write_text("\n".join(names) + "\n")
-    names = index.read_text().splitlines()
-    out = []
-    for i, name in enumerate(names[:limit]):
-        arr = np.load(cache / f"{i:02d}.npy")
+            np.save(npy, np.stack([by[s] for s in STEMS]).astype(np.float32))
+        arr = np.load(npy)
         if seconds:
             arr = arr[:, :, : int(seconds * SR)]
         out.append((name, np.ascontiguousarray(arr)))
@@ -184,6 +191,7 @@ def sdr_per_stem(refs, ests):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="MUSDB18-7 root")
+    ap.add_argument("--cache", default=str(CACHE), help="decoded-audio cache folder")
     ap.add_argument("--model", action="append",
                     help="offline, live, fixture or an .onnx path (repeatable; default offline, live)")
     ap.add_argument("--tracks", type=int, help="only the first N valid tracks (smoke tests)")
@@ -199,7 +207,8 @@ def main(argv=None):
 
     from stemboard.models import MaskModel
 
-    tracks = load_tracks(args.data, limit=args.tracks, seconds=args.seconds)
+    tracks = load_tracks(args.data, limit=args.tracks, seconds=args.seconds,
+                         cache=args.cache)
     methods, info, grids = {}, {}, []
     for label, spec in resolve_models(args.model or ["offline", "live"]).items():
         model = MaskModel(spec, num_threads=args.threads)

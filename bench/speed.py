@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (SR, STEMS, git_rev, machine_info, manifest_info, median,  # noqa: E402
+from benchlib import (SR, STEMS, git_rev, machine_info, manifest_info, median,  # noqa: E402
                     resolve_models, save_json, table, test_signal, timed)
 
 BLOCKS = (256, 512, 1024)

@@ -1,0 +1,98 @@
+"""Smoke tests for bench/: each script runs end to end on a tiny input.
+
+They only check that the scripts still run and produce well-formed results
+(fixture model, peers skipped); the benchmarks themselves are not tests.
+"""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+DATA = BENCH.parent.parent / "shared" / "data" / "musdb18-7"
+
+
+def _load(name):
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def speed_json(model_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "speed.json"
+    _load("speed").main(["--seconds", "0.5", "--model", model_path, "--no-peers",
+                         "--repeats", "1", "--blocks", "512", "--json", str(out)])
+    return out
+
+
+@pytest.fixture(scope="module")
+def quality_json(model_path, tmp_path_factory):
+    pytest.importorskip("musdb")
+    pytest.importorskip("librosa")
+    pytest.importorskip("scipy")
+    if not DATA.is_dir():
+        pytest.skip(f"MUSDB18-7 not found at {DATA}")
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "quality.json"
+    _load("quality").main(["--data", str(DATA), "--cache", str(tmp / "cache"),
+                           "--model", model_path, "--tracks", "1", "--seconds", "2",
+                           "--check-museval", "0", "--json", str(out)])
+    return out, tmp / "cache"
+
+
+def test_speed_smoke(speed_json):
+    res = json.loads(speed_json.read_text())
+    (label,) = res["offline"]
+    assert res["offline"][label]["x_realtime"] > 0
+    s = res["streaming"][f"{label}@512"]
+    assert s["block"] == 512 and s["p99_frac"] >= s["mean_frac"] > 0
+    lat = res["latency"][label]
+    assert lat["measured_min_delay_samples"] == lat["reported_samples"]
+    assert lat["impulse_index_stream_out"] == lat["impulse_index_in"]
+    assert lat["impulse_index_offline_out"] == lat["impulse_index_in"]
+    assert res["peers"] == {}
+    assert "stemboard.dsp (numba + rocket-fft)" in res["stft"]
+
+
+def test_memory_smoke(model_path, tmp_path):
+    if not Path("/proc/self/status").exists():
+        pytest.skip("peak RSS is read from /proc (Linux)")
+    out = tmp_path / "memory.json"
+    res = _load("memory").main(["--model", model_path, "--minutes", "0.01", "0.03",
+                                "--json", str(out)])
+    assert json.loads(out.read_text())["model"] == res["model"]
+    assert len(res["runs"]) == 2
+    for r in res["runs"]:
+        assert r["output_lengths_ok"] and len(r["outputs"]) == 4
+        assert r["peak_rss_mib"] > res["floor_mib"] * 0.5
+
+
+def test_quality_smoke(quality_json):
+    res = json.loads(quality_json[0].read_text())
+    assert len(res["tracks"]) == 1
+    summ = res["summary"]
+    assert {"mixture (floor)", "classical (centre / HPSS / low-pass)"} <= set(summ)
+    irm = next(k for k in summ if k.startswith("oracle IRM"))
+    # the oracle must beat the mixture-as-estimate floor on average
+    assert summ[irm]["avg"] > summ["mixture (floor)"]["avg"]
+
+
+def test_plots_smoke(speed_json, model_path, tmp_path):
+    pytest.importorskip("matplotlib")
+    _load("plots").main(["--speed", str(speed_json), "--quality", str(tmp_path / "none.json"),
+                         "--out", str(tmp_path), "--only", "speed"])
+    assert (tmp_path / "speed.png").stat().st_size > 1000
+
+
+def test_plots_quality_smoke(quality_json, speed_json, model_path, tmp_path):
+    pytest.importorskip("matplotlib")
+    qjson, cache = quality_json
+    _load("plots").main(["--speed", str(speed_json), "--quality", str(qjson), "--model", model_path,
+                         "--data", str(DATA), "--cache", str(cache), "--out", str(tmp_path)])
+    for name in ("masks", "sdr", "latency_sdr"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
