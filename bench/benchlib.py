@@ -143,12 +143,14 @@ def git_rev():
 
 
 # -- output --------------------------------------------------------------------
-def table(headers, rows):
-    """A GitHub markdown table as a string."""
+def table(headers, rows, floatfmt=None):
+    """A GitHub markdown table as a string (floats to 3 significant digits, or ``floatfmt``)."""
     def fmt(v):
         if isinstance(v, float):
             if v != v:
                 return "—"
+            if floatfmt:
+                return format(v, floatfmt)
             return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
         return str(v)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

@@ -255,7 +255,8 @@ def main(argv=None):
     print(f"\n## MUSDB18-7 valid ({len(tracks)} excerpts): SDR (dB), museval v4, "
           "median over 1 s windows, then over tracks\n")
     print(table(["method"] + STEMS + ["avg"],
-                [[m] + [s[k] for k in STEMS] + [s["avg"]] for m, s in summary.items()]))
+                [[m] + [s[k] for k in STEMS] + [s["avg"]] for m, s in summary.items()],
+                floatfmt=".2f"))
     if check:
         print(f"\nmuseval.evaluate cross-check on {res['museval_check']['tracks']} track(s), "
               f"every method: largest SDR difference {max(check):.2e} dB")
