@@ -60,6 +60,8 @@ def verify_latency(sep, block=1):
     x = np.zeros((2, n), np.float32)
     x[:, p] = 1.0
     sep.reset()
+    if hasattr(sep, "expect_layout"):   # a fresh (2, 1) block would read as 2 mono samples
+        sep.expect_layout(2)
     outs, emitted_at = [], []
     fed = 0
     for i in range(0, n, block):
