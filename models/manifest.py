@@ -61,6 +61,18 @@ class Manifest:
             std = std[:, None]
         return ((x - mean) / std).astype(np.float32, copy=False)
 
+    def feature_params(self):
+        """``(log, scale, mean, std)`` for :func:`stemboard.dsp.kernels.log_features`.
+
+        ``mean`` and ``std`` are float32 arrays of ``model_bins`` values.
+        """
+        norm = self.input_normalization
+        log = norm["type"] == "log1p"
+        full = np.ones(self.model_bins, np.float32)
+        mean = full * np.asarray(norm.get("mean", 0.0) if log else 0.0, np.float32)
+        std = full * np.asarray(norm.get("std", 1.0) if log else 1.0, np.float32)
+        return log, float(norm.get("scale", 1.0)) if log else 1.0, mean, std
+
     def to_dict(self) -> dict:
         d = {
             "format": MANIFEST_FORMAT,

@@ -138,9 +138,12 @@ class MaskModel:
         -------
         ndarray, shape (batch, stems, model_bins, time - context - lookahead), float32
         """
+        return self.run(self.manifest.normalize(np.ascontiguousarray(magnitude, np.float32)))
+
+    def run(self, features: np.ndarray) -> np.ndarray:
+        """Run the graph on already normalised features; shapes as :meth:`raw_masks`."""
         m = self.manifest
-        feats = m.normalize(np.ascontiguousarray(magnitude, np.float32))
-        return self.session.run([m.output_name], {m.input_name: feats})[0]
+        return self.session.run([m.output_name], {m.input_name: features})[0]
 
     def masks(self, magnitude: np.ndarray, *, mode: str = "soft") -> np.ndarray:
         """Masks normalised to sum to one over stems.
@@ -153,16 +156,22 @@ class MaskModel:
 
 
 def normalize_masks(raw: np.ndarray, mode: str = "soft") -> np.ndarray:
-    """Make masks (batch, stems, bins, time) sum to exactly one over stems."""
-    if mode == "binary":
-        idx = np.argmax(raw, axis=1)
-        out = np.zeros_like(raw, dtype=np.float32)
-        np.put_along_axis(out, idx[:, None], 1.0, axis=1)
-        return out
-    if mode != "soft":
+    """Make masks (batch, stems, bins, time) sum to exactly one over stems.
+
+    Negative and NaN values count as zero, and a bin no stem claims is split
+    evenly. ``"soft"`` divides by the sum over stems; ``"binary"`` gives each
+    bin wholly to its largest stem (the article's perceptual binarisation).
+    This is the reference for the engine's fused Numba kernel.
+    """
+    if mode not in ("soft", "binary"):
         raise ValueError(f"mask mode must be 'soft' or 'binary', got {mode!r}")
-    raw = np.maximum(np.nan_to_num(raw.astype(np.float32, copy=False)), 0.0)
+    raw = np.maximum(np.nan_to_num(raw.astype(np.float32, copy=False), nan=0.0), 0.0)
     total = raw.sum(axis=1, keepdims=True)
     n = raw.shape[1]
+    if mode == "binary":
+        out = np.zeros_like(raw)
+        np.put_along_axis(out, np.argmax(raw, axis=1)[:, None], 1.0, axis=1)
+    else:
+        out = raw / np.maximum(total, 1e-12)
     # Where the model gives nothing to any stem, split evenly rather than drop audio.
-    return np.where(total > 1e-12, raw / np.maximum(total, 1e-12), np.float32(1.0 / n))
+    return np.where(total > 1e-12, out, np.float32(1.0 / n)).astype(np.float32)

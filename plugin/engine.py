@@ -10,10 +10,9 @@ streaming output equals offline output by construction.
 """
 import numpy as np
 
-from ..dsp.kernels import apply_masks
+from ..dsp.kernels import log_features, masked_overlap_add
 from ..dsp.stft import StftGrid, num_frames
-from ..dsp.stream import StreamingAnalyzer, StreamingSynthesizer
-from ..models.runtime import normalize_masks
+from ..dsp.stream import StreamingAnalyzer
 
 
 class MaskStream:
@@ -31,20 +30,25 @@ class MaskStream:
         self.num_channels = num_channels
         self.mask_mode = mask_mode
         self.analyzer = StreamingAnalyzer(self.grid, num_channels)
+        self._feature_params = m.feature_params()
         self.reset()
 
     def reset(self):
         m = self.model.manifest
         self.analyzer.reset()
         self.samples_in = 0
-        self._feats = np.zeros((self.num_channels, m.model_bins, m.context_frames), np.float32)
+        # The frames before the signal are silence, in feature space.
+        silence = np.zeros((self.num_channels, m.context_frames, self.grid.n_bins), np.complex64)
+        self._feats = self._features(silence)
         self._pending = np.zeros((self.num_channels, 0, self.grid.n_bins), np.complex64)
 
     def push(self, block):
         """Feed (channels, n) float32; return ``(spec, masks)`` for ready frames.
 
-        ``spec`` is (channels, k, bins) complex64, ``masks`` is
-        (channels, stems, k, model_bins) float32 and sums to one over stems.
+        ``spec`` is (channels, k, bins) complex64; ``masks`` is the model's raw
+        output for those frames, (channels, stems, model_bins, k) float32
+        (normalised to sum to one by
+        :func:`~stemboard.dsp.kernels.masked_overlap_add`).
         """
         self.samples_in += block.shape[1]
         return self._ready(self.analyzer.push(block))
@@ -59,21 +63,22 @@ class MaskStream:
         silence = np.zeros((self.num_channels, max(need, 0)), np.float32)
         return self._ready(self.analyzer.push(silence))
 
+    def _features(self, spec):
+        return log_features(spec, self.model.manifest.model_bins, *self._feature_params)
+
     def _ready(self, spec_new):
         m = self.model.manifest
-        mag = np.abs(spec_new[:, :, : m.model_bins]).transpose(0, 2, 1)
-        feats = np.concatenate([self._feats, mag], axis=2)
+        feats = np.concatenate([self._feats, self._features(spec_new)], axis=2)
         pending = np.concatenate([self._pending, spec_new], axis=1)
         n_ready = feats.shape[2] - m.context_frames - m.lookahead_frames
         if n_ready <= 0:
             self._feats, self._pending = feats, pending
-            empty = np.zeros((self.num_channels, len(m.stems), 0, m.model_bins), np.float32)
+            empty = np.zeros((self.num_channels, len(m.stems), m.model_bins, 0), np.float32)
             return pending[:, :0], empty
-        masks = normalize_masks(self.model.raw_masks(feats), self.mask_mode)
+        masks = self.model.run(feats)
         self._feats = np.ascontiguousarray(feats[:, :, n_ready:])
         self._pending = np.ascontiguousarray(pending[:, n_ready:])
-        ready = np.ascontiguousarray(pending[:, :n_ready])
-        return ready, np.ascontiguousarray(masks.transpose(0, 1, 3, 2))
+        return np.ascontiguousarray(pending[:, :n_ready]), masks
 
 
 class Renderer:
@@ -91,7 +96,6 @@ class Renderer:
         self.num_channels = num_channels
         self.n_outputs = n_outputs
         self._model_bins = model.manifest.model_bins
-        self._synths = [StreamingSynthesizer(self.grid, num_channels) for _ in range(n_outputs)]
         self.reset()
 
     @property
@@ -101,8 +105,7 @@ class Renderer:
 
     def reset(self):
         self.stream.reset()
-        for s in self._synths:
-            s.reset()
+        self._ola = np.zeros((self.n_outputs, self.num_channels, self.grid.n_fft), np.float32)
         self._to_trim = self.grid.pad
         self.samples_out = 0
 
@@ -119,11 +122,14 @@ class Renderer:
 
     def _render(self, spec, masks, gains):
         gains = np.ascontiguousarray(gains, np.float32)
-        outs = [synth.push(apply_masks(spec, masks, g, self._model_bins))
-                for synth, g in zip(self._synths, gains)]
-        trim = min(self._to_trim, outs[0].shape[1])
+        binary = self.stream.mask_mode == "binary"
+        g = self.grid
+        out = masked_overlap_add(spec, np.ascontiguousarray(masks, np.float32), gains,
+                                 self._model_bins, binary, self._ola, g.n_fft, g.hop,
+                                 g.synthesis_window)
+        trim = min(self._to_trim, out.shape[2])
         self._to_trim -= trim
-        out = np.stack([o[:, trim:] for o in outs]) if outs else None
+        out = out[:, :, trim:]
         self.samples_out += out.shape[2]
         return out
 

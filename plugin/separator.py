@@ -10,7 +10,7 @@ from .engine import Renderer, ResampledRenderer
 # Offline work is done in blocks at least this long: the model re-reads its
 # context at every block edge, so tiny blocks would only cost time. The result
 # does not depend on it.
-MIN_OFFLINE_BLOCK = 1 << 17
+MIN_OFFLINE_BLOCK = 1 << 18
 
 
 def db_to_gain(db):
