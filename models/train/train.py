@@ -15,7 +15,7 @@ from .model import MaskNet
 @dataclass
 class TrainConfig:
     name: str = "offline"
-    hidden: int = 256
+    hidden: int = 192
     dilations: tuple = (1, 2, 4, 4, 1)
     kernel: int = 3
     context: int = 12

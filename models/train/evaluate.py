@@ -1,0 +1,208 @@
+"""Evaluation on the MUSDB18-7 valid excerpts through the shipped runtime path.
+
+Separation here uses only what ships: :func:`stemboard.dsp.stft` /
+:func:`stemboard.dsp.istft` and the exported ONNX through
+:class:`stemboard.models.MaskModel`, with the manifest's high-band rule
+(bins above ``model_bins`` take the mask of the top model bin).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from stemboard.dsp import StftGrid, istft, stft
+
+from .data import STEMS
+
+# Vocal activity per STFT frame (fixed before looking at any results, not tuned):
+# truth: the vocal stem's frame energy is >= VAD_SHARE of the mixture's frame energy;
+# prediction: the separated vocals' frame energy is >= VAD_SHARE of the mixture's.
+# Frames more than 60 dB below the track's loudest frame are left out (silence).
+VAD_SHARE = 0.1
+
+
+def extend_masks(masks, n_bins):
+    """(B,S,model_bins,T) -> (B,S,n_bins,T) with the hold_top_bin rule."""
+    b = masks.shape[2]
+    if b == n_bins:
+        return masks
+    top = np.repeat(masks[:, :, b - 1: b], n_bins - b, axis=2)
+    return np.concatenate([masks, top], axis=2)
+
+
+def model_masks(model, spec, mode=None):
+    """Masks for every frame of ``spec`` (channels, frames, bins) -> (ch, S, bins, frames)."""
+    m = model.manifest
+    mag = np.abs(spec[:, :, : m.model_bins]).transpose(0, 2, 1)
+    mag = np.pad(mag, ((0, 0), (0, 0), (m.context_frames, m.lookahead_frames)))
+    masks = model.masks(np.ascontiguousarray(mag, np.float32), mode=mode or "soft")
+    return extend_masks(masks, spec.shape[2])
+
+
+def apply_masks(spec, masks, length, grid):
+    """spec (ch, frames, bins), masks (ch, S, bins, frames) -> (S, ch, length) audio."""
+    out = []
+    for s in range(masks.shape[1]):
+        out.append(istft(spec * masks[:, s].transpose(0, 2, 1), length, grid))
+    return np.stack(out)
+
+
+def oracle_masks(stem_specs, kind):
+    """stem_specs (S, ch, frames, bins) -> (ch, S, bins, frames) oracle masks."""
+    mag = np.abs(stem_specs).transpose(1, 0, 3, 2)
+    if kind == "ibm":
+        idx = mag.argmax(axis=1)
+        out = np.zeros_like(mag)
+        np.put_along_axis(out, idx[:, None], 1.0, axis=1)
+        return out
+    if kind == "irm":
+        tot = mag.sum(axis=1, keepdims=True)
+        return np.where(tot > 0, mag / np.maximum(tot, 1e-12), 1.0 / mag.shape[1])
+    raise ValueError(kind)
+
+
+class _CachedSolve:
+    """Drop-in for ``numpy.linalg.solve`` that reuses the LU factors of a large matrix.
+
+    museval's BSSEval v4 solves the same (references' Gram + eps*I) system once
+    per estimated stem and again for every system scored on the same track;
+    LAPACK's ``gesv`` is ``getrf`` + ``getrs``, so caching ``getrf`` gives the
+    same numbers and saves most of museval's time.  Matrices are compared
+    element for element before reuse.
+    """
+
+    def __init__(self, solve):
+        self.solve = solve
+        self.matrix = None
+        self.lu = None
+
+    def __call__(self, a, b):
+        import scipy.linalg
+
+        if a.ndim != 2 or a.shape[0] < 2048:
+            return self.solve(a, b)
+        if self.matrix is None or self.matrix.shape != a.shape or not np.array_equal(self.matrix, a):
+            self.matrix = np.array(a, copy=True)
+            self.lu = scipy.linalg.lu_factor(a, check_finite=False)
+        return scipy.linalg.lu_solve(self.lu, b, check_finite=False)
+
+
+_SOLVER = None
+
+
+def bss_sdr(refs, ests, rate=44100):
+    """museval BSSEval v4 SDR per stem: median over 1 s windows. refs/ests (S, ch, n)."""
+    global _SOLVER
+    import museval
+
+    original = np.linalg.solve
+    if _SOLVER is None:
+        _SOLVER = _CachedSolve(original)
+    np.linalg.solve = _SOLVER
+    try:
+        sdr, _, _, _ = museval.evaluate(refs.transpose(0, 2, 1), ests.transpose(0, 2, 1),
+                                        win=rate, hop=rate, padding=True)
+    finally:
+        np.linalg.solve = original
+    return np.nanmedian(sdr, axis=1)
+
+
+def vad_frames(vocal_ref, vocal_est, mix, grid):
+    """Per-frame VAD truth and prediction from time-domain signals (ch, n)."""
+    def frame_energy(x):
+        return (np.abs(stft(x, grid)) ** 2).sum(axis=(0, 2))
+
+    e_mix = frame_energy(mix)
+    e_voc = frame_energy(vocal_ref)
+    e_est = frame_energy(vocal_est)
+    truth = e_voc >= VAD_SHARE * e_mix
+    pred = e_est >= VAD_SHARE * e_mix
+    valid = e_mix > 1e-6 * max(e_mix.max(), 1e-30)
+    return truth[valid], pred[valid]
+
+
+def evaluate_systems(tracks, systems: dict, grid=StftGrid(), log=print) -> dict:
+    """Score systems on tracks.
+
+    ``systems`` maps a name to a callable ``(spec, stem_specs) -> masks``
+    (ch, S, bins, frames) or to ``"mixture"``.  Returns per-system SDR tables
+    (median over tracks), per-track SDRs and, for the systems with masks, VAD.
+    """
+    results = {name: {"per_track": [], "vad_truth": [], "vad_pred": [], "seconds": 0.0}
+               for name in systems}
+    for ti, t in enumerate(tracks):
+        stems = t["stems"]                       # (S, ch, n)
+        n = stems.shape[-1]
+        mix = stems.sum(axis=0)
+        spec = stft(mix, grid)
+        stem_specs = None
+        for name, fn in systems.items():
+            t0 = time.time()
+            if isinstance(fn, str) and fn == "mixture":
+                est = np.repeat(mix[None], len(STEMS), axis=0)
+            else:
+                if stem_specs is None:
+                    stem_specs = np.stack([stft(s, grid) for s in stems])
+                est = apply_masks(spec, fn(spec, stem_specs), n, grid)
+            results[name]["seconds"] += time.time() - t0
+            sdr = bss_sdr(stems, est)
+            results[name]["per_track"].append([float(v) for v in sdr])
+            if not isinstance(fn, str):
+                tr, pr = vad_frames(stems[0], est[0], mix, grid)
+                results[name]["vad_truth"].append(tr)
+                results[name]["vad_pred"].append(pr)
+        log(f"eval {ti + 1}/{len(tracks)} {t['name']}: " + ", ".join(
+            f"{k} {np.mean(v['per_track'][-1]):.2f}" for k, v in results.items()))
+    table = {}
+    for name, r in results.items():
+        per = np.array(r["per_track"])          # (tracks, S)
+        med = np.nanmedian(per, axis=0)
+        row = {s: round(float(v), 3) for s, v in zip(STEMS, med)}
+        row["avg"] = round(float(np.mean(med)), 3)
+        if r["vad_truth"]:
+            tr = np.concatenate(r["vad_truth"])
+            pr = np.concatenate(r["vad_pred"])
+            row["vad_accuracy"] = round(float(np.mean(tr == pr)), 4)
+            row["vad_vocal_frame_share"] = round(float(np.mean(tr)), 4)
+        row["per_track"] = {t["name"]: [round(v, 3) for v in p]
+                            for t, p in zip(tracks, r["per_track"])}
+        table[name] = row
+    return table
+
+
+def onnx_system(model, mode=None):
+    def fn(spec, _stem_specs):
+        return model_masks(model, spec, mode)
+    return fn
+
+
+def oracle_system(kind):
+    def fn(_spec, stem_specs):
+        return oracle_masks(stem_specs, kind)
+    return fn
+
+
+def separation_speed(model, seconds=60.0, repeats=3, seed=0) -> dict:
+    """Whole separation (STFT + model + 4 ISTFTs) on ``seconds`` of stereo noise-like audio."""
+    grid = StftGrid(model.manifest.n_fft, model.manifest.hop)
+    rng = np.random.default_rng(seed)
+    x = (0.1 * rng.standard_normal((2, int(seconds * model.sample_rate)))).astype(np.float32)
+    best_model, best_all = float("inf"), float("inf")
+    m = model.manifest
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        spec = stft(x, grid)
+        mag = np.abs(spec[:, :, : m.model_bins]).transpose(0, 2, 1)
+        mag = np.pad(mag, ((0, 0), (0, 0), (m.context_frames, m.lookahead_frames)))
+        t1 = time.perf_counter()
+        masks = model.masks(np.ascontiguousarray(mag, np.float32))
+        t2 = time.perf_counter()
+        masks = extend_masks(masks, spec.shape[2])
+        apply_masks(spec, masks, x.shape[1], grid)
+        t3 = time.perf_counter()
+        best_model = min(best_model, t2 - t1)
+        best_all = min(best_all, t3 - t0)
+    return {"seconds_audio": seconds, "channels": 2,
+            "model_only_x_realtime": round(seconds / best_model, 1),
+            "whole_separation_x_realtime": round(seconds / best_all, 1)}

@@ -1,0 +1,224 @@
+"""One command from MUSDB18-7 to the shipped ONNX models, manifests, metrics and card.
+
+    python -m stemboard.models.train.pipeline --data ../shared/data --out models/weights
+
+Stages (each cached under ``--work``, default ``runs/pipeline``; ``--fresh``
+ignores the caches): decode the data, precompute stem STFTs, train the shipped
+``offline`` and ``live`` models and the comparison runs, export ONNX, evaluate
+every system on the 14 ``valid`` excerpts through the runtime path, measure
+speed, write ``offline.onnx/.json``, ``live.onnx/.json``, ``metrics.json`` and
+``MODEL_CARD.md`` into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stemboard.dsp import StftGrid
+from stemboard.models import Manifest, MaskModel
+
+from .data import SAMPLE_RATE, STEMS, decode_musdb, stem_spectra
+from .evaluate import evaluate_systems, onnx_system, oracle_system, separation_speed
+from .export import export_onnx
+from .model import MaskNet
+from .train import TrainConfig, normalization_stats, train
+
+MODEL_BINS = 513
+GRID = StftGrid(2048, 512)
+
+
+def run_configs(main_steps: int, cmp_steps: int) -> list[TrainConfig]:
+    """The shipped models first, then the short comparison runs (all offline 12/12)."""
+    return [
+        TrainConfig(name="offline", hidden=192, context=12, lookahead=12, loss="l1mag",
+                    steps=main_steps),
+        TrainConfig(name="live", hidden=192, context=22, lookahead=2, loss="l1mag",
+                    steps=main_steps),
+        TrainConfig(name="cmp_l1mag_h192", hidden=192, context=12, lookahead=12,
+                    loss="l1mag", steps=cmp_steps),
+        TrainConfig(name="cmp_mseibm_h192", hidden=192, context=12, lookahead=12,
+                    loss="mse_ibm", steps=cmp_steps),
+        TrainConfig(name="cmp_l1mag_h128", hidden=128, context=12, lookahead=12,
+                    loss="l1mag", steps=cmp_steps),
+    ]
+
+
+def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict) -> Manifest:
+    return Manifest(
+        sample_rate=SAMPLE_RATE, n_fft=GRID.n_fft, hop=GRID.hop, model_bins=MODEL_BINS,
+        stems=STEMS, context_frames=cfg.context, lookahead_frames=cfg.lookahead,
+        input_normalization=norm, mask_type=cfg.mask_type, high_band_rule="hold_top_bin",
+        name=f"stemboard-{cfg.name}", description=description, extra=extra)
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="../shared/data", help="folder holding musdb18-7/")
+    ap.add_argument("--out", default="models/weights", help="where the shipped files go")
+    ap.add_argument("--work", default="runs/pipeline", help="checkpoints and caches")
+    ap.add_argument("--cache", default="runs/cache", help="decoded-audio cache")
+    ap.add_argument("--steps", type=int, default=900, help="steps for offline and live")
+    ap.add_argument("--cmp-steps", type=int, default=400, help="steps for comparison runs")
+    ap.add_argument("--no-compare", action="store_true", help="skip the comparison runs")
+    ap.add_argument("--fresh", action="store_true", help="ignore cached checkpoints/evals")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (1 can be faster when the cores are shared)")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated run names to train (e.g. to split work over processes)")
+    ap.add_argument("--train-only", action="store_true",
+                    help="stop after training/export (no evaluation, nothing shipped)")
+    ap.add_argument("--valid-limit", type=int, default=None,
+                    help="score only the first N valid excerpts (smoke tests only)")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    work, out = Path(args.work), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    timings = {}
+
+    def log(msg):
+        print(f"[{time.time() - t_start:7.1f}s] {msg}", flush=True)
+
+    # -- data ----------------------------------------------------------------
+    t = time.time()
+    train_tracks = decode_musdb(args.data, args.cache, "train", log=log)
+    valid_tracks = decode_musdb(args.data, args.cache, "valid", log=log)[: args.valid_limit]
+    train_names = {x["name"] for x in train_tracks}
+    assert not train_names & {x["name"] for x in valid_tracks}, "valid leaked into train"
+    spectra, lengths = stem_spectra(train_tracks, GRID, MODEL_BINS)
+    del train_tracks
+    norm = normalization_stats(spectra, lengths)
+    timings["data_s"] = round(time.time() - t, 1)
+    log(f"data: {spectra.shape[0]} train songs, {int(lengths.sum())} frames/channel; "
+        f"{len(valid_tracks)} valid songs ({timings['data_s']} s)")
+
+    # -- training + export ------------------------------------------------------
+    configs = run_configs(args.steps, args.cmp_steps)
+    if args.no_compare:
+        configs = configs[:2]
+    if args.only:
+        configs = [c for c in configs if c.name in args.only.split(",")]
+    infos = {}
+    for cfg in configs:
+        ckpt, info_path, onnx_path = (work / f"{cfg.name}.pt", work / f"{cfg.name}.train.json",
+                                      work / f"{cfg.name}.onnx")
+        key = json.dumps({k: str(v) for k, v in vars(cfg).items()}, sort_keys=True)
+        cached = (not args.fresh and ckpt.is_file() and info_path.is_file()
+                  and json.loads(info_path.read_text()).get("key") == key)
+        if cached:
+            info = json.loads(info_path.read_text())
+            state = torch.load(ckpt, map_location="cpu")
+            model = MaskNet(**state["config"])
+            model.load_state_dict(state["state_dict"])
+            model.eval()
+            log(f"{cfg.name}: reusing checkpoint ({info['train_seconds']} s of training)")
+        else:
+            log(f"{cfg.name}: training {cfg.steps} steps")
+            model, info = train(cfg, spectra, lengths, norm, log=log)
+            info["key"] = key
+            torch.save({"config": model.config, "state_dict": model.state_dict()}, ckpt)
+            info_path.write_text(json.dumps(info, indent=1))
+        export_onnx(model, onnx_path)
+        manifest_for(cfg, norm, cfg.name, {}).save(onnx_path.with_suffix(".json"))
+        infos[cfg.name] = info
+    timings["train_s"] = round(sum(i["train_seconds"] for i in infos.values()), 1)
+    del spectra
+    if args.train_only:
+        log("--train-only: stopping after training and export")
+        return
+
+    # -- evaluation ---------------------------------------------------------------
+    t = time.time()
+    eval_cache = work / "eval_cache.json"
+    cache = json.loads(eval_cache.read_text()) if eval_cache.is_file() and not args.fresh else {}
+    systems, keys = {}, {}
+    for kind in ("ibm", "irm"):
+        systems[f"oracle_{kind}"], keys[f"oracle_{kind}"] = oracle_system(kind), f"oracle_{kind}"
+    systems["mixture"], keys["mixture"] = "mixture", "mixture"
+    models = {}
+    for cfg in configs:
+        onnx_path = work / f"{cfg.name}.onnx"
+        models[cfg.name] = MaskModel(onnx_path)
+        modes = ["soft"] + (["binary"] if cfg.mask_type == "binary" else [])
+        for mode in modes:
+            name = cfg.name if mode == "soft" else f"{cfg.name}_binary"
+            systems[name] = onnx_system(models[cfg.name], mode)
+            keys[name] = f"{name}:{_sha(onnx_path)}:{_sha(onnx_path.with_suffix('.json'))}"
+    todo = {n: f for n, f in systems.items() if keys[n] not in cache}
+    if todo:
+        log(f"evaluating {list(todo)} on {len(valid_tracks)} valid excerpts (museval)")
+        res = evaluate_systems(valid_tracks, todo, GRID, log=log)
+        for n, r in res.items():
+            cache[keys[n]] = r
+        eval_cache.write_text(json.dumps(cache, indent=1))
+    table = {n: cache[keys[n]] for n in systems}
+    timings["eval_s"] = round(time.time() - t, 1)
+
+    speed = {}
+    for name in ("offline", "live"):
+        speed[name] = separation_speed(models[name])
+        log(f"speed {name}: {speed[name]}")
+
+    # -- ship -----------------------------------------------------------------------
+    timings["pipeline_wall_s_this_invocation"] = round(time.time() - t_start, 1)
+    summary = {
+        "sdr_valid": {n: {k: v for k, v in r.items() if k != "per_track"}
+                      for n, r in table.items()},
+        "speed": speed,
+        "training": {n: {k: v for k, v in i.items() if k not in ("history", "key")}
+                     for n, i in infos.items()},
+        "timings": timings,
+        "torch": torch.__version__,
+        "command": "python -m stemboard.models.train.pipeline " + " ".join(
+            sys.argv[1:] if argv is None else argv),
+        "threads": args.threads,
+        "python": sys.version.split()[0],
+    }
+    (out / "metrics.json").write_text(json.dumps({**summary, "per_track": {
+        n: r["per_track"] for n, r in table.items()}, "history": {
+        n: i["history"] for n, i in infos.items()}}, indent=1) + "\n")
+    descriptions = {
+        "offline": "4-stem mask CNN, centred context (12 past + 12 future frames); package "
+                   "default. Trained on MUSDB18-7 (non-commercial research data).",
+        "live": "4-stem mask CNN for streaming: 22 past + 2 lookahead frames "
+                "(latency n_fft - hop + 2*hop = 2560 samples = 58 ms at 44.1 kHz). "
+                "Trained on MUSDB18-7 (non-commercial research data).",
+    }
+    cfg_by_name = {c.name: c for c in configs}
+    for name in ("offline", "live"):
+        cfg = cfg_by_name[name]
+        src = work / f"{name}.onnx"
+        shutil.copyfile(src, out / f"{name}.onnx")
+        metrics = {k: v for k, v in summary["sdr_valid"][name].items()}
+        metrics["speed"] = speed[name]
+        metrics["eval"] = ("museval BSSEval v4 SDR (dB), 1 s windows, median over frames then "
+                           "over the 14 MUSDB18-7 valid excerpts, mixture = sum of stems")
+        extra = {"metrics": metrics,
+                 "training": {k: v for k, v in infos[name].items()
+                              if k not in ("history", "key")},
+                 "license": "weights trained on MUSDB18 (non-commercial research use only; "
+                            "many songs CC BY-NC-SA)"}
+        manifest_for(cfg, norm, descriptions[name], extra).save(out / f"{name}.json")
+        MaskModel(out / f"{name}.onnx")  # validate what ships
+    from .card import write_card
+
+    write_card(out / "MODEL_CARD.md", summary, cfg_by_name, args)
+    log(f"done: wrote {out}/offline.*, live.*, metrics.json, MODEL_CARD.md")
+
+
+if __name__ == "__main__":
+    main()
