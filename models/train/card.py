@@ -94,13 +94,14 @@ def write_card(path, summary, configs, args):
     add(f"- Loss: L1 between mask × mixture magnitude and the stem magnitude, divided by "
         f"the mean mixture magnitude (ratio-mask training). AdamW, lr {off['lr']} with "
         f"linear warm-up and cosine decay, batch {off['batch']} channel-crops × "
-        f"{off['frames_out']} output frames, {off['steps']} steps, gradient clip 5, "
+        f"{off['frames_out']} output frames, gradient clip 5, "
         f"seed {off['seed']}. torch {summary['torch']} on CPU, "
         f"{summary.get('threads', 2)} thread(s).")
-    add("- Training time on the 2-core CPU machine: " + ", ".join(
-        f"{n} {_fmt_s(i['train_seconds'])}" for n, i in tr.items()) + ".")
+    add("- Steps and training time on the 2-core CPU machine: " + ", ".join(
+        f"{n} {i['config']['steps']} steps in {_fmt_s(i['train_seconds'])}"
+        for n, i in tr.items()) + ".")
     add(f"- Pipeline stage times: data {tm['data_s']:.0f} s, training {_fmt_s(tm['train_s'])}, "
-        f"evaluation {_fmt_s(tm['eval_s'])}. (The machine's 2 cores were shared with other "
+        f"evaluation (museval, all systems) {_fmt_s(tm['eval_s'])}. (The machine's 2 cores were shared with other "
         f"work while this ran, so times are upper-ish estimates.)")
     add("")
     add("## Metrics (measured on the 14 MUSDB18-7 `valid` excerpts)")
@@ -139,13 +140,20 @@ def write_card(path, summary, configs, args):
     add("")
     add("### Speed (60 s of stereo, 4 stems, onnxruntime CPU, this 2-core machine)")
     add("")
-    add("| model | model only (× real time) | STFT + model + 4 ISTFTs (× real time) |")
-    add("|---|---|---|")
+    add("| model | model only (× real time) | STFT + model + 4 ISTFTs, numpy glue "
+        "(× real time) | `stemboard.separate` (× real time) |")
+    add("|---|---|---|---|")
     for name, s in sp.items():
+        eng = s.get("stemboard_separate_x_realtime")
         add(f"| {name} | {s['model_only_x_realtime']:.0f}× | "
-            f"{s['whole_separation_x_realtime']:.0f}× |")
+            f"{s['whole_separation_x_realtime']:.0f}× | "
+            f"{'%.0f×' % eng if eng else 'n/a'} |")
     add("")
-    add("Best of 3 runs, measured while the cores were shared with other jobs.")
+    add("Best of 3 runs on 60 s of stereo noise, measured while the 2 cores were shared with "
+        "other jobs (so these are lower bounds of what an idle machine gives). Model only = "
+        "one onnxruntime call for both channels. The second column is "
+        "`models/train/evaluate.py:separation_speed` (numba STFT, ONNX, mask extension and "
+        "four ISTFTs); the third is the package's public one-call API (streaming engine).")
     add("")
     cmp_names = [n for n in sdr if n.startswith("cmp_")]
     if cmp_names:
