@@ -100,7 +100,12 @@ def manifest_info(model):
             "context_frames": m.context_frames, "lookahead_frames": m.lookahead_frames,
             "sample_rate": m.sample_rate, "latency_samples": lat,
             "latency_ms": 1000.0 * lat / m.sample_rate, "demo_only": m.demo_only,
-            "path": str(model.path)}
+            "path": str(model.path), "sha256": _sha256(model.path)}
+
+
+def _sha256(path):
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 # -- timing --------------------------------------------------------------------
