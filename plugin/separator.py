@@ -168,15 +168,26 @@ class StemSeparator(Processor):
         return ResampledRenderer(self.model, n_ch, n_outputs, sample_rate, self._mask_mode)
 
     def _run(self, renderer, x, gains, buffer_size, reset):
-        if reset:
-            renderer.reset()
-        step = max(buffer_size, MIN_OFFLINE_BLOCK) if reset else buffer_size
-        pieces = [renderer.push(x[:, i:i + step], gains) for i in range(0, x.shape[1], step)]
-        if reset:
-            pieces.append(renderer.flush(gains))
-        if not pieces:
-            return np.zeros((gains.shape[0], x.shape[0], 0), np.float32)
-        return np.concatenate(pieces, axis=2)
+        if not reset:
+            pieces = [renderer.push(x[:, i:i + buffer_size], gains)
+                      for i in range(0, x.shape[1], buffer_size)]
+            if not pieces:
+                return np.zeros((gains.shape[0], x.shape[0], 0), np.float32)
+            return np.concatenate(pieces, axis=2)
+        # Offline: the output is exactly as long as the input, so fill it in
+        # place rather than concatenating (one copy fewer of every stem).
+        renderer.reset()
+        out = np.empty((gains.shape[0],) + x.shape, np.float32)
+        pos = 0
+        step = max(buffer_size, MIN_OFFLINE_BLOCK)
+        for i in range(0, x.shape[1], step):
+            y = renderer.push(x[:, i:i + step], gains)
+            out[:, :, pos:pos + y.shape[2]] = y
+            pos += y.shape[2]
+        y = renderer.flush(gains)
+        out[:, :, pos:pos + y.shape[2]] = y
+        assert pos + y.shape[2] == x.shape[1]
+        return out
 
     def _process(self, x, sample_rate, buffer_size, reset):
         self._mix_renderer = self._renderer(self._mix_renderer, x, sample_rate, 1, reset)
