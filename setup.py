@@ -49,7 +49,6 @@ setup(
             "onnxscript",
             "musdb>=0.4",
             "museval>=0.4",
-            "tinysoundfont",
         ],
         # Peers (openunmix, demucs) are a manual `pip install --no-deps` step:
         # their pins would replace torch (see docs/benchmarks.md).
