@@ -80,16 +80,23 @@ class RemixSampler:
     (Open-Unmix style incoherent remix); otherwise the four stems come from the
     same song, channel and offset.  Every stem gets a random gain
     (``gain_db`` range), and a stem is occasionally silenced (``p_drop``).
+
+    With ``stereo_pair=True`` each item also carries the *other* channel of the
+    same stem segments (same song, offset and gain per stem; the drawn channel is
+    "self", so the channel choice stays a channel swap), and :meth:`batch`
+    returns a third array: the other channel's mixture magnitude.  The random
+    draws are the same as without it.
     """
 
     def __init__(self, spectra, lengths, frames: int, *, p_remix=0.5, gain_db=(-6.0, 3.0),
-                 p_drop=0.1, seed=0):
+                 p_drop=0.1, seed=0, stereo_pair=False):
         self.spectra = spectra
         self.lengths = lengths
         self.frames = frames
         self.p_remix = p_remix
         self.gain_db = gain_db
         self.p_drop = p_drop
+        self.stereo_pair = bool(stereo_pair)
         self.rng = np.random.default_rng(seed)
 
     def batch(self, size: int):
@@ -98,6 +105,7 @@ class RemixSampler:
         F = self.frames
         bins = self.spectra.shape[-1]
         stems = np.empty((size, n_stems, F, bins), np.complex64)
+        other = np.empty((size, n_stems, F, bins), np.complex64) if self.stereo_pair else None
         for b in range(size):
             remix = rng.random() < self.p_remix
             tr = rng.integers(n_tracks)
@@ -115,6 +123,15 @@ class RemixSampler:
                 if rng.random() < self.p_drop:
                     g = 0.0
                 stems[b, s] = seg * np.float32(g)
+                if other is not None:
+                    seg2 = self.spectra[tr, s, 1 - ch, off: off + F]
+                    if seg2.shape[0] < F:
+                        seg2 = np.pad(seg2, ((0, F - seg2.shape[0]), (0, 0)))
+                    other[b, s] = seg2 * np.float32(g)
         mix = np.abs(stems.sum(axis=1))  # (B, F, bins)
-        return (np.ascontiguousarray(mix.transpose(0, 2, 1)),
-                np.ascontiguousarray(np.abs(stems).transpose(0, 1, 3, 2)))
+        out = (np.ascontiguousarray(mix.transpose(0, 2, 1)),
+               np.ascontiguousarray(np.abs(stems).transpose(0, 1, 3, 2)))
+        if other is None:
+            return out
+        mix2 = np.abs(other.sum(axis=1))
+        return out + (np.ascontiguousarray(mix2.transpose(0, 2, 1)),)

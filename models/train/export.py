@@ -16,7 +16,7 @@ def export_onnx(model, path, *, frames: int = 64) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).eval().cpu()
-    dummy = torch.randn(2, model.bins, frames)
+    dummy = torch.randn(2, getattr(model, "in_bins", model.bins), frames)
     with torch.no_grad():
         torch.onnx.export(
             model, (dummy,), str(path),

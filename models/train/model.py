@@ -32,12 +32,18 @@ class Block(nn.Module):
 
 class MaskNet(nn.Module):
     def __init__(self, bins: int = 513, stems: int = 4, hidden: int = 256,
-                 dilations=(1, 2, 4, 4, 1), kernel: int = 3):
+                 dilations=(1, 2, 4, 4, 1), kernel: int = 3, in_bins: int | None = None):
         super().__init__()
         self.bins, self.stems = bins, stems
+        # in_bins: input feature rows (2*bins for the stereo-pair layout: own channel's
+        # features, then the other channel's); the output always has ``bins`` bins.
+        self.in_bins = int(in_bins or bins)
         self.config = {"bins": bins, "stems": stems, "hidden": hidden,
                        "dilations": list(dilations), "kernel": kernel}
-        self.inp = nn.Sequential(nn.Conv1d(bins, hidden, 1), nn.BatchNorm1d(hidden), nn.ReLU())
+        if self.in_bins != bins:
+            self.config["in_bins"] = self.in_bins
+        self.inp = nn.Sequential(nn.Conv1d(self.in_bins, hidden, 1), nn.BatchNorm1d(hidden),
+                                 nn.ReLU())
         self.blocks = nn.Sequential(*[Block(hidden, kernel, d) for d in dilations])
         self.out = nn.Conv1d(hidden, stems * bins, 1)
 
@@ -52,7 +58,7 @@ class MaskNet(nn.Module):
         return y.reshape(y.shape[0], self.stems, self.bins, y.shape[2])
 
     def forward(self, x):
-        """(batch, bins, time) normalised features -> (batch, stems, bins, time - rf + 1)."""
+        """(batch, in_bins, time) normalised features -> (batch, stems, bins, time - rf + 1)."""
         # Softmax across stems written out: onnxruntime's Softmax on a non-last
         # axis transposes internally and costs ~3x the whole network here.
         y = self.logits(x)
@@ -62,4 +68,5 @@ class MaskNet(nn.Module):
     def macs_per_frame(self) -> int:
         c = self.config
         h = c["hidden"]
-        return c["bins"] * h + len(c["dilations"]) * c["kernel"] * h * h + h * c["stems"] * c["bins"]
+        return (self.in_bins * h + len(c["dilations"]) * c["kernel"] * h * h
+                + h * c["stems"] * c["bins"])

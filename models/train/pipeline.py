@@ -26,7 +26,8 @@ from stemboard.dsp import StftGrid
 from stemboard.models import Manifest, MaskModel
 
 from .data import SAMPLE_RATE, STEMS, decode_musdb, stem_spectra
-from .evaluate import evaluate_systems, onnx_system, oracle_system, separation_speed
+from .evaluate import (PairedOnnxModel, evaluate_systems, onnx_system, oracle_system,
+                       separation_speed)
 from .export import export_onnx
 from .model import MaskNet
 from .train import TrainConfig, normalization_stats, train
@@ -52,6 +53,10 @@ def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None) 
 
 
 def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict) -> Manifest:
+    if cfg.input_layout != "channel":
+        # Experimental: the runtime (MaskModel, the engine) does not read this key, so such
+        # a model is evaluated with evaluate.PairedOnnxModel and never shipped.
+        extra = {"input_layout": cfg.input_layout, **extra}
     return Manifest(
         sample_rate=SAMPLE_RATE, n_fft=GRID.n_fft, hop=GRID.hop, model_bins=MODEL_BINS,
         stems=STEMS, context_frames=cfg.context, lookahead_frames=cfg.lookahead,
@@ -81,6 +86,11 @@ def main(argv=None):
                     help="comma-separated run names to train (e.g. to split work over processes)")
     ap.add_argument("--train-only", action="store_true",
                     help="stop after training/export (no evaluation, nothing shipped)")
+    ap.add_argument("--stereo-pair", action="store_true",
+                    help="experimental: stereo-pair input layout (own channel's features "
+                         "followed by the other channel's); trains and evaluates (the "
+                         "metrics go to --work), never ships: the runtime does not "
+                         "support it")
     ap.add_argument("--valid-limit", type=int, default=None,
                     help="score only the first N valid excerpts (smoke tests only)")
     args = ap.parse_args(argv)
@@ -112,13 +122,17 @@ def main(argv=None):
     configs = run_configs(args.steps, args.cmp_steps, args.live_steps)
     if args.no_compare:
         configs = configs[:2]
+    if args.stereo_pair:
+        for c in configs:
+            c.input_layout = "stereo_pair"
     if args.only:
         configs = [c for c in configs if c.name in args.only.split(",")]
     infos = {}
     for cfg in configs:
         ckpt, info_path, onnx_path = (work / f"{cfg.name}.pt", work / f"{cfg.name}.train.json",
                                       work / f"{cfg.name}.onnx")
-        key = json.dumps({k: str(v) for k, v in vars(cfg).items()}, sort_keys=True)
+        key = json.dumps({k: str(v) for k, v in vars(cfg).items()
+                          if not (k == "input_layout" and v == "channel")}, sort_keys=True)
         cached = (not args.fresh and ckpt.is_file() and info_path.is_file()
                   and json.loads(info_path.read_text()).get("key") == key)
         if cached:
@@ -148,13 +162,15 @@ def main(argv=None):
     eval_cache = work / "eval_cache.json"
     cache = json.loads(eval_cache.read_text()) if eval_cache.is_file() and not args.fresh else {}
     systems, keys = {}, {}
-    for kind in ("ibm", "irm"):
+    for kind in ("ibm", "irm") if not args.stereo_pair else ():
         systems[f"oracle_{kind}"], keys[f"oracle_{kind}"] = oracle_system(kind), f"oracle_{kind}"
-    systems["mixture"], keys["mixture"] = "mixture", "mixture"
+    if not args.stereo_pair:
+        systems["mixture"], keys["mixture"] = "mixture", "mixture"
     models = {}
     for cfg in configs:
         onnx_path = work / f"{cfg.name}.onnx"
-        models[cfg.name] = MaskModel(onnx_path)
+        models[cfg.name] = (PairedOnnxModel(onnx_path) if cfg.stereo_pair
+                            else MaskModel(onnx_path))
         modes = ["soft"] + (["binary"] if cfg.mask_type == "binary" else [])
         for mode in modes:
             name = cfg.name if mode == "soft" else f"{cfg.name}_binary"
@@ -170,6 +186,18 @@ def main(argv=None):
     table = {n: cache[keys[n]] for n in systems}
     timings["eval_s_this_invocation"] = round(time.time() - t, 1)
     timings["eval_s"] = round(sum(r.get("eval_seconds", 0.0) for r in table.values()), 1)
+
+    if args.stereo_pair:
+        rows = {n: {k: v for k, v in table[n].items() if k != "per_track"}
+                for n in table if n in models}
+        (work / "stereo_pair_metrics.json").write_text(json.dumps(
+            {"sdr_valid": rows, "per_track": {n: table[n]["per_track"] for n in rows},
+             "training": {n: {k: v for k, v in infos[n].items() if k != "key"}
+                          for n in rows}}, indent=1) + "\n")
+        for n, r in rows.items():
+            log(f"{n} (stereo_pair): " + ", ".join(f"{k} {r[k]:.2f}" for k in (*STEMS, "avg")))
+        log(f"--stereo-pair: wrote {work}/stereo_pair_metrics.json; nothing shipped")
+        return
 
     speed = {}
     for name in ("offline", "live"):

@@ -28,7 +28,14 @@ class TrainConfig:
     weight_decay: float = 0.0
     p_remix: float = 0.5
     seed: int = 0
+    input_layout: str = "channel"   # "channel" or "stereo_pair" (own + other channel's features)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def stereo_pair(self) -> bool:
+        if self.input_layout not in ("channel", "stereo_pair"):
+            raise ValueError(f"unknown input_layout {self.input_layout!r}")
+        return self.input_layout == "stereo_pair"
 
     @property
     def mask_type(self) -> str:
@@ -79,13 +86,14 @@ def loss_fn(masks, mix, stems, kind: str):
 def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print):
     torch.manual_seed(cfg.seed)
     model = MaskNet(bins=spectra.shape[-1], stems=spectra.shape[1], hidden=cfg.hidden,
-                    dilations=cfg.dilations, kernel=cfg.kernel)
+                    dilations=cfg.dilations, kernel=cfg.kernel,
+                    in_bins=spectra.shape[-1] * (2 if cfg.stereo_pair else 1))
     rf = model.receptive_field
     if cfg.context + cfg.lookahead + 1 != rf:
         raise ValueError(f"context {cfg.context} + lookahead {cfg.lookahead} + 1 != "
                          f"receptive field {rf}")
     sampler = RemixSampler(spectra, lengths, cfg.frames_out + rf - 1, p_remix=cfg.p_remix,
-                           seed=cfg.seed)
+                           seed=cfg.seed, stereo_pair=cfg.stereo_pair)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, cfg.steps // 20)
 
@@ -103,10 +111,13 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print):
     for step in range(cfg.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        mix_np, stems_np = sampler.batch(cfg.batch)
-        mix = torch.from_numpy(mix_np)
-        stems = torch.from_numpy(stems_np)
-        masks = model(log1p_features(mix, norm))
+        batch = sampler.batch(cfg.batch)
+        mix = torch.from_numpy(batch[0])
+        stems = torch.from_numpy(batch[1])
+        feats = log1p_features(mix, norm)
+        if cfg.stereo_pair:
+            feats = torch.cat([feats, log1p_features(torch.from_numpy(batch[2]), norm)], dim=1)
+        masks = model(feats)
         loss = loss_fn(masks, mix[:, :, sl], stems[:, :, :, sl], cfg.loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
