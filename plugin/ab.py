@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Processor
-from .separator import MIN_OFFLINE_BLOCK
+from .base import StreamedProcessor
 from .stemsplit import LaneAligner, ScheduledValue, as_branch
 
 SIDES = ("a", "b")
@@ -58,7 +57,7 @@ def matching_gains(lufs_a, lufs_b):
     return target - lufs_a, target - lufs_b
 
 
-class ABSwitch(Processor):
+class ABSwitch(StreamedProcessor):
     """Hold two presets or chains and switch between them without clicks.
 
     Parameters
@@ -192,16 +191,6 @@ class ABSwitch(Processor):
         # cos(pi/2) is 6e-17, not 0: zero it so a settled side is truly silent.
         ga[theta >= np.pi / 2] = 0.0
         return ga * a + gb * b
-
-    def _process(self, x, sample_rate, buffer_size, reset):
-        self._channels, self._rate = x.shape[0], sample_rate
-        if not reset:
-            self._push(x, sample_rate, buffer_size)
-            return self._emit(x.shape[0])
-        self._reset()
-        self._push(x, sample_rate, max(buffer_size, MIN_OFFLINE_BLOCK))
-        head = self._emit(x.shape[0])
-        return np.concatenate([head, self._flush()], axis=1)
 
     def _flush(self):
         n_ch = getattr(self, "_channels", 1)

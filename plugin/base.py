@@ -13,6 +13,11 @@ import numpy as np
 
 DEFAULT_BUFFER_SIZE = 8192
 
+# Offline work is done in blocks at least this long: models re-read their
+# context at every block edge, so tiny blocks would only cost time. The result
+# does not depend on it.
+MIN_OFFLINE_BLOCK = 1 << 18
+
 
 class ChannelLayout:
     """Detects and remembers how a caller lays out its audio."""
@@ -213,3 +218,23 @@ class Processor:
     @property
     def latency_samples(self):  # pragma: no cover
         raise NotImplementedError
+
+
+class StreamedProcessor(Processor):
+    """A processor written as a stream, whose offline mode is that same stream.
+
+    Subclasses implement ``_push(x, sample_rate, buffer_size)`` (take a block
+    in), ``_emit(num_channels)`` (return what is ready, aligned), ``_flush()``
+    and ``_reset()``. Offline processing resets, pushes the whole input in big
+    blocks, emits and flushes, so streaming equals offline by construction.
+    """
+
+    def _process(self, x, sample_rate, buffer_size, reset):
+        self._channels, self._rate = x.shape[0], sample_rate
+        if not reset:
+            self._push(x, sample_rate, buffer_size)
+            return self._emit(x.shape[0])
+        self._reset()
+        self._push(x, sample_rate, max(buffer_size, MIN_OFFLINE_BLOCK))
+        head = self._emit(x.shape[0])
+        return np.concatenate([head, self._flush()], axis=1)

@@ -4,13 +4,11 @@ import math
 import numpy as np
 
 from ..models.runtime import MaskModel
-from .base import ChannelLayout, Processor, check_buffer_size, check_finite, check_sample_rate
+from .base import (MIN_OFFLINE_BLOCK, ChannelLayout, Processor, check_buffer_size,
+                   check_finite, check_sample_rate)
+from .stem_controls import StemGainControls
 from .engine import Renderer, ResampledRenderer
 
-# Offline work is done in blocks at least this long: the model re-reads its
-# context at every block edge, so tiny blocks would only cost time. The result
-# does not depend on it.
-MIN_OFFLINE_BLOCK = 1 << 18
 
 
 def db_to_gain(db):
@@ -18,7 +16,7 @@ def db_to_gain(db):
     return 0.0 if db == -math.inf else 10.0 ** (db / 20.0)
 
 
-class StemSeparator(Processor):
+class StemSeparator(StemGainControls, Processor):
     """Separate audio into stems with an ONNX mask model, and remix them.
 
     The input's STFT is multiplied by masks that sum to one over stems, so with
@@ -74,40 +72,6 @@ class StemSeparator(Processor):
     def sample_rate(self):
         """The model's sample rate."""
         return self.model.sample_rate
-
-    @property
-    def gains_db(self):
-        """A copy of the per-stem gains in dB."""
-        return dict(self._gains_db)
-
-    def _check_stem(self, stem):
-        if stem not in self._gains_db:
-            raise ValueError(f"unknown stem {stem!r}; this model has {list(self.stems)}")
-
-    def set_gain(self, stem, db):
-        """Set one stem's gain in dB (``-inf`` mutes)."""
-        self._check_stem(stem)
-        db = float(db)
-        if math.isnan(db) or db == math.inf:
-            raise ValueError(f"gain for {stem!r} must be a finite dB value or -inf, got {db}")
-        self._gains_db[stem] = db
-
-    def mute(self, *stems):
-        """Silence the named stems."""
-        for s in stems:
-            self.set_gain(s, -math.inf)
-
-    def solo(self, *stems):
-        """Keep only the named stems (at 0 dB) and mute the rest."""
-        for s in stems:
-            self._check_stem(s)
-        for s in self.stems:
-            self._gains_db[s] = 0.0 if s in stems else -math.inf
-
-    def unmute_all(self):
-        """Put every stem back at 0 dB."""
-        for s in self.stems:
-            self._gains_db[s] = 0.0
 
     @property
     def mix(self):

@@ -11,13 +11,13 @@ branches (like a mixing desk's post-insert faders). A change requested between
 blocks takes effect at the exact input sample where it was requested, with a
 short linear de-click ramp, so MIDI automation is sample-accurate.
 """
-import math
 
 import numpy as np
 
-from .base import Processor
+from .base import StreamedProcessor
 from .chain import Chain, is_native, is_processor
-from .separator import MIN_OFFLINE_BLOCK, StemSeparator, db_to_gain
+from .separator import StemSeparator, db_to_gain
+from .stem_controls import StemGainControls
 
 DEFAULT_RAMP_MS = 5.0
 
@@ -154,7 +154,7 @@ def as_branch(stem, chain):
         f"plugin or a stemboard processor, got {type(chain).__name__}")
 
 
-class StemSplit(Processor):
+class StemSplit(StemGainControls, StreamedProcessor):
     """Separate the input, run each stem through its own effect chain, and sum.
 
     Parameters
@@ -246,15 +246,6 @@ class StemSplit(Processor):
         """Stem name to ``Chain`` (or ``None``), as normalized."""
         return dict(self._branches)
 
-    @property
-    def gains_db(self):
-        """Per-stem gains in dB (where any ramp in progress is going)."""
-        return dict(self._gains_db)
-
-    def _check_stem(self, stem):
-        if stem not in self._gains:
-            raise ValueError(f"unknown stem {stem!r}; this model has {list(self.stems)}")
-
     def _schedule(self, param, value):
         # Before the first block of a stream, a change is a plain setting.
         if self._in_pos == 0:
@@ -262,28 +253,9 @@ class StemSplit(Processor):
         else:
             param.schedule(value, self._in_pos)
 
-    def set_gain(self, stem, db):
-        """Set one stem's post-chain gain in dB (``-inf`` mutes), from the next input sample."""
-        self._check_stem(stem)
-        db = float(db)
-        if math.isnan(db) or db == math.inf:
-            raise ValueError(f"gain for {stem!r} must be a finite dB value or -inf, got {db}")
-        self._gains_db[stem] = db  # kept in dB so presets round-trip exactly
+    def _gain_changed(self, stem, db):
+        # Post-chain gains change from the next input sample, with a ramp.
         self._schedule(self._gains[stem], db_to_gain(db))
-
-    def mute(self, *stems):
-        for s in stems:
-            self.set_gain(s, -math.inf)
-
-    def solo(self, *stems):
-        for s in stems:
-            self._check_stem(s)
-        for s in self.stems:
-            self.set_gain(s, 0.0 if s in stems else -math.inf)
-
-    def unmute_all(self):
-        for s in self.stems:
-            self.set_gain(s, 0.0)
 
     @property
     def mix(self):
@@ -357,18 +329,6 @@ class StemSplit(Processor):
         self._in_pos += x.shape[1]
         stems = sep.separate(x, sample_rate, buffer_size=buffer_size, reset=False)
         self._feed_stems(stems, sample_rate, buffer_size)
-
-    def _process(self, x, sample_rate, buffer_size, reset):
-        self._channels, self._rate = x.shape[0], sample_rate
-        if not reset:
-            self._push(x, sample_rate, buffer_size)
-            return self._emit(x.shape[0])
-        # Offline: the same engine, fed in big blocks and flushed.
-        self._reset()
-        step = max(buffer_size, MIN_OFFLINE_BLOCK)
-        self._push(x, sample_rate, step)
-        head = self._emit(x.shape[0])
-        return np.concatenate([head, self._flush()], axis=1)
 
     def _flush(self):
         n_ch = getattr(self, "_channels", 1)

@@ -1,0 +1,49 @@
+"""Per-stem gain controls shared by every processor that remixes stems."""
+import math
+
+
+class StemGainControls:
+    """``set_gain`` / ``mute`` / ``solo`` / ``unmute_all`` over ``self._gains_db``.
+
+    A class using it provides ``stems`` and a ``_gains_db`` dict (stem to dB),
+    and may override :meth:`_gain_changed` to act on a change (``StemSplit``
+    schedules a sample-accurate ramp there).
+    """
+
+    @property
+    def gains_db(self):
+        """A copy of the per-stem gains in dB."""
+        return dict(self._gains_db)
+
+    def _check_stem(self, stem):
+        if stem not in self._gains_db:
+            raise ValueError(f"unknown stem {stem!r}; this model has {list(self.stems)}")
+
+    def set_gain(self, stem, db):
+        """Set one stem's gain in dB (``-inf`` mutes)."""
+        self._check_stem(stem)
+        db = float(db)
+        if math.isnan(db) or db == math.inf:
+            raise ValueError(f"gain for {stem!r} must be a finite dB value or -inf, got {db}")
+        self._gains_db[stem] = db  # kept in dB so presets round-trip exactly
+        self._gain_changed(stem, db)
+
+    def _gain_changed(self, stem, db):
+        """Hook called after a stem's gain changed."""
+
+    def mute(self, *stems):
+        """Silence the named stems."""
+        for s in stems:
+            self.set_gain(s, -math.inf)
+
+    def solo(self, *stems):
+        """Keep only the named stems (at 0 dB) and mute the rest."""
+        for s in stems:
+            self._check_stem(s)
+        for s in self.stems:
+            self.set_gain(s, 0.0 if s in stems else -math.inf)
+
+    def unmute_all(self):
+        """Put every stem back at 0 dB."""
+        for s in self.stems:
+            self.set_gain(s, 0.0)
