@@ -192,20 +192,13 @@ class ABSwitch(StreamedProcessor):
         ga[theta >= np.pi / 2] = 0.0
         return ga * a + gb * b
 
-    def _flush(self):
-        n_ch = getattr(self, "_channels", 1)
-        if self._in_pos == 0:
-            self._reset()
-            return np.zeros((n_ch, 0), np.float32)
+    def _drain(self):
         for i, side in enumerate(self.sides):
             if side is not None:
                 self._aligner.push(i, side.flush_channels_first())
-        expected = self._in_pos - self._pos._pos
-        y = self._emit(n_ch, min(expected, self._aligner.available()))
-        if y.shape[1] < expected:
-            y = np.concatenate([y, np.zeros((n_ch, expected - y.shape[1]), np.float32)], axis=1)
-        self._reset()
-        return y
+
+    def _samples_emitted(self):
+        return self._pos._pos
 
     def _reset(self):
         for s in self.sides:

@@ -223,10 +223,13 @@ class Processor:
 class StreamedProcessor(Processor):
     """A processor written as a stream, whose offline mode is that same stream.
 
-    Subclasses implement ``_push(x, sample_rate, buffer_size)`` (take a block
-    in), ``_emit(num_channels)`` (return what is ready, aligned), ``_flush()``
-    and ``_reset()``. Offline processing resets, pushes the whole input in big
-    blocks, emits and flushes, so streaming equals offline by construction.
+    Subclasses keep ``_in_pos`` (samples pushed) and a lane aligner
+    ``_aligner``, and implement ``_push(x, sample_rate, buffer_size)`` (take a
+    block in), ``_emit(num_channels, n=None)`` (return what is ready, aligned),
+    ``_drain()`` (push every part's buffered tail into the aligner),
+    ``_samples_emitted()`` and ``_reset()``. Offline processing resets, pushes
+    the whole input in big blocks, emits and flushes, so streaming equals
+    offline by construction.
     """
 
     def _process(self, x, sample_rate, buffer_size, reset):
@@ -238,3 +241,17 @@ class StreamedProcessor(Processor):
         self._push(x, sample_rate, max(buffer_size, MIN_OFFLINE_BLOCK))
         head = self._emit(x.shape[0])
         return np.concatenate([head, self._flush()], axis=1)
+
+    def _flush(self):
+        n_ch = getattr(self, "_channels", 1)
+        if self._in_pos == 0:
+            self._reset()
+            return np.zeros((n_ch, 0), np.float32)
+        self._drain()
+        # Everything not yet emitted: the input length minus what went out.
+        expected = self._in_pos - self._samples_emitted()
+        y = self._emit(n_ch, min(expected, self._aligner.available()))
+        if y.shape[1] < expected:
+            y = np.concatenate([y, np.zeros((n_ch, expected - y.shape[1]), np.float32)], axis=1)
+        self._reset()
+        return y

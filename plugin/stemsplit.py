@@ -330,20 +330,11 @@ class StemSplit(StemGainControls, StreamedProcessor):
         stems = sep.separate(x, sample_rate, buffer_size=buffer_size, reset=False)
         self._feed_stems(stems, sample_rate, buffer_size)
 
-    def _flush(self):
-        n_ch = getattr(self, "_channels", 1)
-        if self._in_pos == 0:
-            self._reset()
-            return np.zeros((n_ch, 0), np.float32)
-        tails = self.separator.flush_stems()
-        self._feed_stems(tails, self._rate, 8192, tail=True)
-        # Everything not yet emitted: the input length minus what went out.
-        expected = self._in_pos - self._mix._pos
-        y = self._emit(n_ch, min(expected, self._aligner.available()))
-        if y.shape[1] < expected:
-            y = np.concatenate([y, np.zeros((n_ch, expected - y.shape[1]), np.float32)], axis=1)
-        self._reset()
-        return y
+    def _drain(self):
+        self._feed_stems(self.separator.flush_stems(), self._rate, 8192, tail=True)
+
+    def _samples_emitted(self):
+        return self._mix._pos
 
     def _reset(self):
         self.separator.reset()
