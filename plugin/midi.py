@@ -36,6 +36,8 @@ from pathlib import Path
 
 import mido
 
+from ..versioning import check_version
+
 MAP_VERSION = 1
 _MAPPING_KEYS = {"cc", "note", "program", "param", "preset", "min", "max", "action",
                  "zero_mutes", "channel"}
@@ -128,12 +130,8 @@ class MidiMap:
             if key not in ("version", "channel", "mappings"):
                 raise MidiMapError(f"{source}: unknown key {key!r}; allowed: version, "
                                    "channel, mappings")
-        version = data.get("version", 1)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise MidiMapError(f"{source}: 'version' must be a positive integer, got {version!r}")
-        if version > MAP_VERSION:
-            raise MidiMapError(f"{source}: MIDI map version {version} is newer than this "
-                               f"stemboard supports ({MAP_VERSION})")
+        check_version(data.get("version", 1), MAP_VERSION, what="MIDI map", source=source,
+                      error=MidiMapError)
         return cls(data.get("mappings", []), channel=data.get("channel"), source=source)
 
     @classmethod

@@ -27,6 +27,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..versioning import check_version
+
 BUILTIN_DIR = Path(__file__).resolve().parent
 PRESET_VERSION = 1
 ALIASES = {"acapella": "vocals-only", "acapella-live": "vocals-only-live"}
@@ -197,12 +199,8 @@ def _parse_db(value, where):
 
 
 def _upgrade(data, source):
-    version = data.setdefault("version", 1)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise PresetError(f"{source}: 'version' must be a positive integer, got {version!r}")
-    if version > PRESET_VERSION:
-        raise PresetError(f"{source}: preset version {version} is newer than this stemboard "
-                          f"supports ({PRESET_VERSION}); upgrade stemboard")
+    check_version(data.setdefault("version", 1), PRESET_VERSION, what="preset", source=source,
+                  error=PresetError)
     while data["version"] < PRESET_VERSION:
         data = _MIGRATIONS[data["version"]](data)
     return data
