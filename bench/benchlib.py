@@ -95,7 +95,7 @@ def resolve_models(specs):
 def manifest_info(model):
     """Grid and latency facts from a loaded MaskModel."""
     m = model.manifest
-    lat = m.n_fft - m.hop + m.lookahead_frames * m.hop
+    lat = m.latency_samples
     return {"name": m.name, "n_fft": m.n_fft, "hop": m.hop, "model_bins": m.model_bins,
             "context_frames": m.context_frames, "lookahead_frames": m.lookahead_frames,
             "sample_rate": m.sample_rate, "latency_samples": lat,

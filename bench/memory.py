@@ -10,14 +10,12 @@ WAVs written block by block into a temporary folder and deleted afterwards.
     python bench/memory.py --model fixture --minutes 0.05 0.5     # smoke run
 """
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (ROOT, SR, git_rev, machine_info, resolve_models, save_json,  # noqa: E402

@@ -44,6 +44,12 @@ class Manifest:
     extra: dict = field(default_factory=dict)
 
     @property
+    def latency_samples(self) -> int:
+        """Streaming latency at the model's rate: the STFT's ``n_fft - hop``
+        plus the lookahead frames."""
+        return self.n_fft - self.hop + self.lookahead_frames * self.hop
+
+    @property
     def receptive_field(self) -> int:
         return self.context_frames + self.lookahead_frames + 1
 

@@ -142,10 +142,7 @@ class Processor:
         -------
         ndarray, float32, in the input's layout.
         """
-        sr = check_sample_rate(sample_rate)
-        bs = check_buffer_size(buffer_size)
-        x, tag = self._layout.to_internal(input_array)
-        check_finite(x)
+        x, tag, sr, bs = self._validate(input_array, sample_rate, buffer_size)
         if not reset and self._stream_rate not in (None, sr):
             raise ValueError(
                 f"sample rate changed from {self._stream_rate} to {sr} in the middle of a "
@@ -156,6 +153,14 @@ class Processor:
         return ChannelLayout.restore(y, tag)
 
     __call__ = process
+
+    def _validate(self, input_array, sample_rate, buffer_size):
+        """Checked arguments: ``(x (channels, samples) float32, layout tag, rate, block)``."""
+        sr = check_sample_rate(sample_rate)
+        bs = check_buffer_size(buffer_size)
+        x, tag = self._layout.to_internal(input_array)
+        check_finite(x)
+        return x, tag, sr, bs
 
     def flush(self):
         """End a ``reset=False`` stream: return the buffered tail and reset.

@@ -100,8 +100,7 @@ class Renderer:
 
     @property
     def latency_samples(self):
-        m = self.stream.model.manifest
-        return self.grid.pad + m.lookahead_frames * self.grid.hop
+        return self.stream.model.manifest.latency_samples
 
     def reset(self):
         self.stream.reset()

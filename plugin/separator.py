@@ -4,8 +4,7 @@ import math
 import numpy as np
 
 from ..models.runtime import MaskModel
-from .base import (MIN_OFFLINE_BLOCK, ChannelLayout, Processor, check_buffer_size,
-                   check_finite, check_sample_rate)
+from .base import MIN_OFFLINE_BLOCK, ChannelLayout, Processor
 from .stem_controls import StemGainControls
 from .engine import Renderer, ResampledRenderer
 
@@ -112,8 +111,7 @@ class StemSeparator(StemGainControls, Processor):
         r = self._mix_renderer or self._stem_renderer
         if r is not None:
             return r.latency_samples
-        m = self.model.manifest
-        return m.n_fft - m.hop + m.lookahead_frames * m.hop
+        return self.model.manifest.latency_samples
 
     # -- processing ---------------------------------------------------------------
     def _renderer(self, current, x, sample_rate, n_outputs, reset):
@@ -188,15 +186,12 @@ class StemSeparator(StemGainControls, Processor):
             One float32 array per stem, in the input's layout and aligned with
             it. With every stem requested they sum to the input.
         """
-        sr = check_sample_rate(sample_rate)
-        bs = check_buffer_size(buffer_size)
         names = list(self.stems if stems is None else stems)
         for s in names:
             self._check_stem(s)
         if not names:
             raise ValueError("stems must name at least one stem")
-        x, tag = self._layout.to_internal(input_array)
-        check_finite(x)
+        x, tag, sr, bs = self._validate(input_array, sample_rate, buffer_size)
         if not reset and self._stem_names not in (None, names) and _samples_in(self._stem_renderer):
             raise ValueError("the stems requested changed in the middle of a stream")
         self._stem_names = names

@@ -201,37 +201,3 @@ def progress_bar(total, desc, enabled=None):
     return tqdm(total=total, desc=desc, unit="s", unit_scale=True, leave=False,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s "
                            "[{elapsed}<{remaining}]")
-
-
-def render_file(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, bit_depth=None,
-                progress=None):
-    """Stream a file through a processor to another file, atomically.
-
-    Parameters
-    ----------
-    in_path, out_path : str or Path
-    processor : stemboard processor or pedalboard plugin
-        Called with ``reset=False`` block by block, then flushed (if it has
-        ``flush``), so the output is aligned with the input and as long.
-    block_size : int
-    bit_depth : int, optional
-        Defaults to one that keeps the input's precision.
-    progress : callable, optional
-        Called as ``progress(done_frames, total_frames)`` after each block.
-    """
-    sr, n_ch, frames, dtype = read_info(in_path)
-    fmt = output_format(out_path)
-    if bit_depth is None:
-        bit_depth = default_bit_depth(dtype, fmt)
-    if hasattr(processor, "reset"):
-        processor.reset()
-    with AtomicWriter(out_path, sr, n_ch, bit_depth=bit_depth) as w:
-        done = 0
-        for block in iter_blocks(in_path, block_size):
-            w.write(np.asarray(processor(block, sr, reset=False), np.float32).reshape(n_ch, -1))
-            done += block.shape[1]
-            if progress is not None:
-                progress(done, frames)
-        if hasattr(processor, "flush"):
-            w.write(np.asarray(processor.flush(), np.float32).reshape(n_ch, -1))
-    return Path(out_path)

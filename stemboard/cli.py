@@ -52,37 +52,34 @@ def _progress(args, total_frames, sample_rate, desc):
     return bar
 
 
+def _bar_callback(bar, sample_rate):
+    if bar is None:
+        return None
+    return lambda done, total: bar.update(done / sample_rate - bar.n)
+
+
 def cmd_separate(args):
-    sr, n_ch, frames, dtype = audio.read_info(args.input)
+    from .render import render_stems
+
+    sr, _, frames, _ = audio.read_info(args.input)  # fail on bad input before loading a model
     sep = _make_separator(args)
     stems = list(sep.stems) if args.stems is None else _parse_stems(args.stems, sep.stems)
-    fmt = audio.output_format(f"x.{args.format}")
-    bit_depth = args.bit_depth or audio.default_bit_depth(dtype, fmt)
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    writers = [audio.AtomicWriter(out_dir / f"{s}.{fmt}", sr, n_ch, bit_depth=bit_depth)
-               for s in stems]
     bar = _progress(args, frames, sr, f"separating {Path(args.input).name}")
     try:
-        with audio.WriterGroup(writers):
-            for block in audio.iter_blocks(args.input, args.block_size):
-                out = sep.separate(block, sr, stems=stems, reset=False)
-                for w, s in zip(writers, stems):
-                    w.write(out[s])
-                if bar is not None:
-                    bar.update(block.shape[1] / sr)
-            tail = sep.flush_stems()
-            for w, s in zip(writers, stems):
-                w.write(tail[s])
+        paths = render_stems(args.input, args.output, sep, stems=stems,
+                             block_size=args.block_size, format=args.format,
+                             bit_depth=args.bit_depth, progress=_bar_callback(bar, sr))
     finally:
         if bar is not None:
             bar.close()
-    for w in writers:
-        print(w.path)
+    for path in paths.values():
+        print(path)
     return 0
 
 
 def cmd_remix(args):
+    from .render import render
+
     sr, _, frames, _ = audio.read_info(args.input)
     audio.output_format(args.output)
     sep = _make_separator(args)
@@ -95,10 +92,8 @@ def cmd_remix(args):
     sep.mix = args.mix
     bar = _progress(args, frames, sr, f"remixing {Path(args.input).name}")
     try:
-        audio.render_file(args.input, args.output, sep, block_size=args.block_size,
-                          bit_depth=args.bit_depth,
-                          progress=None if bar is None else
-                          (lambda done, total: bar.update(done / sr - bar.n)))
+        render(args.input, args.output, sep, block_size=args.block_size,
+               bit_depth=args.bit_depth, progress=_bar_callback(bar, sr))
     finally:
         if bar is not None:
             bar.close()
@@ -111,7 +106,7 @@ def cmd_models(args):
 
     for name, path in bundled_models().items():
         m = MaskModel(path).manifest
-        latency = (m.n_fft - m.hop + m.lookahead_frames * m.hop) / m.sample_rate * 1000
+        latency = m.latency_samples / m.sample_rate * 1000
         print(f"{name:10s} stems={','.join(m.stems)}  latency={latency:.1f} ms  "
               f"{m.description}")
     return 0
