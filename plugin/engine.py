@@ -90,12 +90,18 @@ class Renderer:
     the total output length equals the total input length.
     """
 
-    def __init__(self, model, num_channels, n_outputs, mask_mode="soft"):
+    def __init__(self, model, num_channels, n_outputs, mask_mode="soft", *,
+                 complement=False):
         self.stream = MaskStream(model, num_channels, mask_mode)
         self.grid = self.stream.grid
         self.num_channels = num_channels
         self.n_outputs = n_outputs
         self._model_bins = model.manifest.model_bins
+        # complement=True: when a stream's gains add up to one for every stem (all
+        # stems requested, one-hot), the outputs add up to the input, so the last
+        # one is the (aligned) input minus the others: one masked inverse STFT
+        # fewer.  Only for callers whose gains cannot change within a stream.
+        self._allow_complement = bool(complement)
         self.reset()
 
     @property
@@ -107,13 +113,26 @@ class Renderer:
         self._ola = np.zeros((self.n_outputs, self.num_channels, self.grid.n_fft), np.float32)
         self._to_trim = self.grid.pad
         self.samples_out = 0
+        self._complement = None          # decided by the first gains of a stream
+        self._dry = np.zeros((self.num_channels, 0), np.float32)
 
     def push(self, block, gains):
         """Feed (channels, n); ``gains`` is (n_outputs, stems). Returns (n_outputs, channels, m)."""
+        self._check_gains(gains)
+        if self._allow_complement:
+            self._dry = np.concatenate([self._dry, np.asarray(block, np.float32)], axis=1)
         return self._render(*self.stream.push(block), gains)
+
+    def _check_gains(self, gains):
+        # Before any state changes; the Numba kernel does not bounds-check, so a
+        # wrong shape would write past the overlap-add state.
+        shape = (self.n_outputs, len(self.stream.model.manifest.stems))
+        if np.shape(gains) != shape:
+            raise ValueError(f"gains must have shape {shape}, got {np.shape(gains)}")
 
     def flush(self, gains):
         """Return the buffered tail, (n_outputs, channels, m), and reset."""
+        self._check_gains(gains)
         expected = self.stream.samples_in - self.samples_out
         out = self._render(*self.stream.finish(), gains)[:, :, :expected]
         self.reset()
@@ -123,12 +142,30 @@ class Renderer:
         gains = np.ascontiguousarray(gains, np.float32)
         binary = self.stream.mask_mode == "binary"
         g = self.grid
-        out = masked_overlap_add(spec, np.ascontiguousarray(masks, np.float32), gains,
-                                 self._model_bins, binary, self._ola, g.n_fft, g.hop,
-                                 g.synthesis_window)
+        sums_to_one = (self._allow_complement and gains.shape[0] >= 2
+                       and bool(np.all(np.abs(gains.sum(axis=0) - 1.0) <= 1e-6)))
+        if self._complement is None:
+            self._complement = sums_to_one
+        elif self._complement != sums_to_one:
+            raise RuntimeError("Renderer(complement=True) needs the same kind of gains for "
+                               "a whole stream; call reset() first")
+        n_direct = gains.shape[0] - 1 if self._complement else gains.shape[0]
+        out = masked_overlap_add(spec, np.ascontiguousarray(masks, np.float32),
+                                 gains[:n_direct], self._model_bins, binary,
+                                 self._ola[:n_direct], g.n_fft, g.hop, g.synthesis_window)
         trim = min(self._to_trim, out.shape[2])
         self._to_trim -= trim
         out = out[:, :, trim:]
+        if self._allow_complement:
+            # Output sample j lines up with input sample j; past the input's end
+            # (the flush) the input is silence.
+            m = out.shape[2]
+            dry = self._dry[:, :m]
+            self._dry = self._dry[:, m:]
+            if self._complement:
+                if dry.shape[1] < m:
+                    dry = np.pad(dry, ((0, 0), (0, m - dry.shape[1])))
+                out = np.concatenate([out, (dry - out.sum(axis=0))[None]], axis=0)
         self.samples_out += out.shape[2]
         return out
 
@@ -140,10 +177,11 @@ class ResampledRenderer:
     input; :meth:`flush` pads or cuts the (rounded) total to the input length.
     """
 
-    def __init__(self, model, num_channels, n_outputs, sample_rate, mask_mode="soft"):
+    def __init__(self, model, num_channels, n_outputs, sample_rate, mask_mode="soft", *,
+                 complement=False):
         from pedalboard.io import StreamResampler
 
-        self.inner = Renderer(model, num_channels, n_outputs, mask_mode)
+        self.inner = Renderer(model, num_channels, n_outputs, mask_mode, complement=complement)
         self.sample_rate = sample_rate
         self.model_rate = model.manifest.sample_rate
         self.num_channels = num_channels

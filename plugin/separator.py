@@ -114,7 +114,7 @@ class StemSeparator(StemGainControls, Processor):
         return self.model.manifest.latency_samples
 
     # -- processing ---------------------------------------------------------------
-    def _renderer(self, current, x, sample_rate, n_outputs, reset):
+    def _renderer(self, current, x, sample_rate, n_outputs, reset, complement=False):
         n_ch = x.shape[0]
         fits = (current is not None and current.num_channels == n_ch
                 and current.n_outputs == n_outputs
@@ -126,8 +126,9 @@ class StemSeparator(StemGainControls, Processor):
                 f"channel count changed from {current.num_channels} to {n_ch} in the middle "
                 "of a stream; call reset() or flush() first")
         if sample_rate == self.sample_rate:
-            return Renderer(self.model, n_ch, n_outputs, self._mask_mode)
-        return ResampledRenderer(self.model, n_ch, n_outputs, sample_rate, self._mask_mode)
+            return Renderer(self.model, n_ch, n_outputs, self._mask_mode, complement=complement)
+        return ResampledRenderer(self.model, n_ch, n_outputs, sample_rate, self._mask_mode,
+                                 complement=complement)
 
     def _run(self, renderer, x, gains, buffer_size, reset):
         if not reset:
@@ -195,7 +196,10 @@ class StemSeparator(StemGainControls, Processor):
         if not reset and self._stem_names not in (None, names) and _samples_in(self._stem_renderer):
             raise ValueError("the stems requested changed in the middle of a stream")
         self._stem_names = names
-        self._stem_renderer = self._renderer(self._stem_renderer, x, sr, len(names), reset)
+        # The stems asked for are fixed for a stream, so their one-hot gains are too:
+        # with every stem requested the last is the input minus the others.
+        self._stem_renderer = self._renderer(self._stem_renderer, x, sr, len(names), reset,
+                                             complement=True)
         out = self._run(self._stem_renderer, x, self._one_hot(names), bs, reset)
         self._last_tag = tag
         return {s: ChannelLayout.restore(y, tag) for s, y in zip(names, out)}

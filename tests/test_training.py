@@ -65,11 +65,13 @@ def test_remix_sampler_shapes_and_linearity():
     assert np.all(mix <= tgt.sum(axis=1) + 1e-4)
 
 
-def test_onnx_export_matches_torch(tmp_path):
+@pytest.mark.parametrize("front", ["dense", "freqconv"])
+def test_onnx_export_matches_torch(tmp_path, front):
     torch.manual_seed(0)
-    model = MaskNet(bins=BINS, stems=4, hidden=16, dilations=(1, 2), kernel=3)
+    model = MaskNet(bins=BINS, stems=4, hidden=16, dilations=(1, 2), kernel=3, front=front,
+                    front_channels=4)
     for m in model.modules():  # non-trivial batch-norm statistics
-        if isinstance(m, torch.nn.BatchNorm1d):
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     model.eval()
@@ -173,3 +175,86 @@ def test_pair_features_layouts():
     np.testing.assert_array_equal(st[0], np.concatenate([f[0], f[1]]))
     np.testing.assert_array_equal(st[1], np.concatenate([f[1], f[0]]))
     np.testing.assert_allclose(pair_features(f)[0, 5:], (f[1] + f[2]) / 2, atol=1e-6)
+
+
+def test_remix_sampler_eq_is_a_smooth_bounded_per_stem_gain():
+    stems = _stems()
+    spectra, lengths = stem_spectra([{"stems": stems}], GRID, BINS)
+    one = spectra[:, :1]                                     # one stem: mix == that stem
+    kw = dict(frames=30, p_remix=0.0, gain_db=(0.0, 0.0), p_drop=0.0, seed=7)
+    flat = RemixSampler(one, lengths, **kw).batch(1)[0]
+    eq = RemixSampler(one, lengths, eq_db=6.0, **kw)
+    got = eq.batch(1)[0]
+    # the EQ curve is drawn after the crop, so the first crop is the same; it only
+    # rescales bins
+    ratio = got / np.maximum(flat, 1e-20)
+    live = flat > 1e-6
+    db = 20 * np.log10(ratio[live])
+    assert np.all(np.abs(db) <= 6.0 + 1e-3)
+    assert np.ptp(db) > 1.0                                   # it does change the balance
+    # one gain per bin, the same in every frame of the crop
+    r = np.where(live, ratio, np.nan)
+    spread = np.nanmax(r, axis=2) - np.nanmin(r, axis=2)
+    assert np.nanmax(spread) < 1e-3
+
+
+def test_remix_sampler_track_weights():
+    stems = _stems()
+    spectra, lengths = stem_spectra([{"stems": stems}, {"stems": 0 * stems}], GRID, BINS)
+    # all weight on the silent track: every crop is silent
+    s = RemixSampler(spectra, lengths, frames=30, seed=2, track_weights=[0.0, 1.0])
+    mix, tgt = s.batch(5)
+    assert not mix.any() and not tgt.any()
+    s = RemixSampler(spectra, lengths, frames=30, seed=2, p_drop=0.0, track_weights=[1.0, 0.0])
+    assert s.batch(5)[0].any(axis=(1, 2)).all()
+    with pytest.raises(ValueError, match="track_weights"):
+        RemixSampler(spectra, lengths, frames=30, track_weights=[1.0])
+
+
+def test_freqconv_front_keeps_receptive_field_and_shares_weights():
+    torch.manual_seed(1)
+    model = MaskNet(bins=BINS, stems=4, hidden=8, dilations=(1, 2), front="freqconv",
+                    front_channels=4).eval()
+    assert model.receptive_field == 7
+    x = torch.randn(1, BINS, 20)
+    with torch.no_grad():
+        y = model(x)
+        # changing one input frame changes only the outputs whose window holds it
+        x2 = x.clone()
+        x2[0, :, 10] += 1.0
+        changed = (model(x2) - y).abs().amax(dim=(0, 1, 2)) > 0
+    assert changed.nonzero().flatten().tolist() == list(range(10 - 6, 11))
+    with pytest.raises(ValueError, match="front"):
+        MaskNet(front="lstm")
+
+
+def test_ablate_parse_set():
+    from stemboard.models.train.ablate import parse_set
+
+    got = parse_set(["steps=12", "dilations=1,2,4", "eq_db=6", "synth_silence=vocals",
+                     "front=freqconv"])
+    assert got == {"steps": 12, "dilations": (1, 2, 4), "eq_db": 6.0,
+                   "synth_silence": ("vocals",), "front": "freqconv"}
+    with pytest.raises(SystemExit, match="nosuch"):
+        parse_set(["nosuch=1"])
+    with pytest.raises(SystemExit, match="FIELD=VALUE"):
+        parse_set(["steps"])
+
+
+def test_synth_silence_and_share_in_training_sampler():
+    from stemboard.models.train.train import draw_weights
+
+    w = draw_weights(3, 5, 0.4)
+    np.testing.assert_allclose(w, [0.2, 0.2, 0.2, 0.2, 0.2])
+    assert draw_weights(3, 3, 0.0) is None
+    with pytest.raises(ValueError, match="synthetic"):
+        draw_weights(3, 3, 0.5)
+    with pytest.raises(ValueError, match="synth_share"):
+        draw_weights(3, 5, 1.0)
+    stems = _stems()
+    spectra, lengths = stem_spectra([{"stems": stems}], GRID, BINS)
+    gain = np.ones((1, 4), np.float32)
+    gain[0, 0] = 0.0
+    s = RemixSampler(spectra, lengths, frames=30, seed=4, stem_gain=gain)
+    tgt = s.batch(6)[1]
+    assert not tgt[:, 0].any() and tgt[:, 1:].any()

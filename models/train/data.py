@@ -89,7 +89,8 @@ class RemixSampler:
     """
 
     def __init__(self, spectra, lengths, frames: int, *, p_remix=0.5, gain_db=(-6.0, 3.0),
-                 p_drop=0.1, seed=0, stereo_pair=False):
+                 p_drop=0.1, seed=0, stereo_pair=False, eq_db=0.0, track_weights=None,
+                 stem_gain=None):
         self.spectra = spectra
         self.lengths = lengths
         self.frames = frames
@@ -97,7 +98,43 @@ class RemixSampler:
         self.gain_db = gain_db
         self.p_drop = p_drop
         self.stereo_pair = bool(stereo_pair)
+        self.eq_db = float(eq_db)
+        # Optional sampling weights per track (e.g. to set the share of synthetic
+        # tracks); None keeps uniform draws and the random stream of older runs.
+        self.track_p = None
+        if track_weights is not None:
+            w = np.asarray(track_weights, np.float64)
+            if w.shape != (spectra.shape[0],) or (w < 0).any() or w.sum() <= 0:
+                raise ValueError("track_weights must be one non-negative weight per track")
+            self.track_p = w / w.sum()
+        # Optional fixed gain per (track, stem), e.g. 0 to leave the synthetic
+        # excerpts' proxy vocals out.
+        self.stem_gain = None
+        if stem_gain is not None:
+            self.stem_gain = np.asarray(stem_gain, np.float32)
+            if self.stem_gain.shape != spectra.shape[:2]:
+                raise ValueError(f"stem_gain must have shape {spectra.shape[:2]}")
         self.rng = np.random.default_rng(seed)
+        # Log-frequency position of each bin in [0, 1] for the random EQ curves.
+        bins = spectra.shape[-1]
+        self._eq_x = np.log2(np.arange(bins) + 1.0) / np.log2(bins)
+
+    def _track(self, n_tracks):
+        if self.track_p is None:
+            return self.rng.integers(n_tracks)
+        return self.rng.choice(n_tracks, p=self.track_p)
+
+    def _eq(self):
+        """A random smooth EQ curve (bins,) float32: 6 log-spaced points, +-eq_db dB.
+
+        Real stems arrive with every kind of tone shaping; tilting each stem's
+        spectrum independently keeps the network from learning the 80 training
+        songs' particular balances.  Drawn only when ``eq_db > 0`` so the random
+        stream of older runs is unchanged.
+        """
+        pts = self.rng.uniform(-self.eq_db, self.eq_db, 6)
+        db = np.interp(self._eq_x, np.linspace(0.0, 1.0, 6), pts)
+        return (10.0 ** (db / 20.0)).astype(np.float32)
 
     def batch(self, size: int):
         n_tracks, n_stems = self.spectra.shape[:2]
@@ -108,26 +145,30 @@ class RemixSampler:
         other = np.empty((size, n_stems, F, bins), np.complex64) if self.stereo_pair else None
         for b in range(size):
             remix = rng.random() < self.p_remix
-            tr = rng.integers(n_tracks)
+            tr = self._track(n_tracks)
             ch = rng.integers(2)
             off = rng.integers(0, max(1, self.lengths[tr] - F + 1))
             for s in range(n_stems):
                 if remix:
-                    tr = rng.integers(n_tracks)
+                    tr = self._track(n_tracks)
                     ch = rng.integers(2)
                     off = rng.integers(0, max(1, self.lengths[tr] - F + 1))
                 seg = self.spectra[tr, s, ch, off: off + F]
                 if seg.shape[0] < F:
                     seg = np.pad(seg, ((0, F - seg.shape[0]), (0, 0)))
-                g = 10.0 ** (rng.uniform(*self.gain_db) / 20.0)
+                g = np.float32(10.0 ** (rng.uniform(*self.gain_db) / 20.0))
                 if rng.random() < self.p_drop:
-                    g = 0.0
-                stems[b, s] = seg * np.float32(g)
+                    g = np.float32(0.0)
+                if self.stem_gain is not None:
+                    g = g * self.stem_gain[tr, s]
+                if self.eq_db > 0:
+                    g = g * self._eq()
+                stems[b, s] = seg * g
                 if other is not None:
                     seg2 = self.spectra[tr, s, 1 - ch, off: off + F]
                     if seg2.shape[0] < F:
                         seg2 = np.pad(seg2, ((0, F - seg2.shape[0]), (0, 0)))
-                    other[b, s] = seg2 * np.float32(g)
+                    other[b, s] = seg2 * g
         mix = np.abs(stems.sum(axis=1))  # (B, F, bins)
         out = (np.ascontiguousarray(mix.transpose(0, 2, 1)),
                np.ascontiguousarray(np.abs(stems).transpose(0, 1, 3, 2)))

@@ -16,6 +16,8 @@ def export_onnx(model, path, *, frames: int = 64) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).eval().cpu()
+    # The trace needs at least one output frame; the time axis stays dynamic.
+    frames = max(frames, getattr(model, "receptive_field", 1) + 15)
     dummy = torch.randn(2, getattr(model, "in_bins", model.bins), frames)
     with torch.no_grad():
         torch.onnx.export(

@@ -30,9 +30,36 @@ class Block(nn.Module):
         return y + x[:, :, self.trim: x.shape[2] - self.trim_r]
 
 
+class FreqConvFront(nn.Module):
+    """Convolutions along frequency only (kernel ``(k, 1)``), shared by every bin.
+
+    The dense input layer sees each bin with its own weights; with ten
+    minutes of training audio, sharing local spectral patterns (partials,
+    formant slopes, noise bands) across frequency is a stronger prior.  Time
+    kernel 1 keeps the network's receptive field (and so the manifest's
+    context) unchanged.  (batch, bins, time) -> (batch, channels * ceil(bins / stride), time).
+    """
+
+    def __init__(self, channels: int, kernel: int, stride: int):
+        super().__init__()
+        pad = (kernel // 2, 0)
+        self.net = nn.Sequential(
+            # Stride in the first layer keeps the second one cheap.
+            nn.Conv2d(1, channels, (kernel, 1), stride=(stride, 1), padding=pad),
+            nn.BatchNorm2d(channels), nn.ReLU(),
+            nn.Conv2d(channels, channels, (kernel, 1), padding=pad),
+            nn.BatchNorm2d(channels), nn.ReLU())
+
+    def forward(self, x):
+        y = self.net(x.unsqueeze(1))
+        return y.reshape(y.shape[0], y.shape[1] * y.shape[2], y.shape[3])
+
+
 class MaskNet(nn.Module):
     def __init__(self, bins: int = 513, stems: int = 4, hidden: int = 256,
-                 dilations=(1, 2, 4, 4, 1), kernel: int = 3, in_bins: int | None = None):
+                 dilations=(1, 2, 4, 4, 1), kernel: int = 3, in_bins: int | None = None,
+                 front: str = "dense", front_channels: int = 16, front_kernel: int = 9,
+                 front_stride: int = 4):
         super().__init__()
         self.bins, self.stems = bins, stems
         # in_bins: input feature rows (2*bins for the stereo-pair layout: own channel's
@@ -42,7 +69,16 @@ class MaskNet(nn.Module):
                        "dilations": list(dilations), "kernel": kernel}
         if self.in_bins != bins:
             self.config["in_bins"] = self.in_bins
-        self.inp = nn.Sequential(nn.Conv1d(self.in_bins, hidden, 1), nn.BatchNorm1d(hidden),
+        if front not in ("dense", "freqconv"):
+            raise ValueError(f"unknown front {front!r}")
+        self.front = None
+        width = self.in_bins
+        if front == "freqconv":
+            self.config.update(front=front, front_channels=front_channels,
+                               front_kernel=front_kernel, front_stride=front_stride)
+            self.front = FreqConvFront(front_channels, front_kernel, front_stride)
+            width = front_channels * ((self.in_bins - 1) // front_stride + 1)
+        self.inp = nn.Sequential(nn.Conv1d(width, hidden, 1), nn.BatchNorm1d(hidden),
                                  nn.ReLU())
         self.blocks = nn.Sequential(*[Block(hidden, kernel, d) for d in dilations])
         self.out = nn.Conv1d(hidden, stems * bins, 1)
@@ -53,6 +89,8 @@ class MaskNet(nn.Module):
         return 1 + (c["kernel"] - 1) * sum(c["dilations"])
 
     def logits(self, x):
+        if self.front is not None:
+            x = self.front(x)
         h = self.blocks(self.inp(x))
         y = self.out(h)
         return y.reshape(y.shape[0], self.stems, self.bins, y.shape[2])
@@ -68,5 +106,11 @@ class MaskNet(nn.Module):
     def macs_per_frame(self) -> int:
         c = self.config
         h = c["hidden"]
-        return (self.in_bins * h + len(c["dilations"]) * c["kernel"] * h * h
+        width, front = self.in_bins, 0
+        if c.get("front") == "freqconv":
+            ch, k, st = c["front_channels"], c["front_kernel"], c["front_stride"]
+            out_bins = (self.in_bins - 1) // st + 1
+            front = out_bins * ch * k + out_bins * ch * ch * k
+            width = ch * out_bins
+        return (front + width * h + len(c["dilations"]) * c["kernel"] * h * h
                 + h * c["stems"] * c["bins"])

@@ -33,22 +33,28 @@ from .model import MaskNet
 from .train import TrainConfig, normalization_stats, train
 
 MODEL_BINS = 513
+FRONT = "freqconv"
 GRID = StftGrid(2048, 512)
+
+
+#: What the ablations (``ablate.py``, ``ablations.json``) kept: the energy-weighted
+#: L2 magnitude loss and the frequency-convolution input layer.  Synthetic MIDI
+#: stems, EQ augmentation and a 65-frame context did not help and are off.
+SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT)
 
 
 def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None) -> list[TrainConfig]:
     """The shipped models first, then the short comparison runs (all offline 12/12)."""
+    base = {k: v for k, v in SHIPPED.items() if k not in ("hidden", "loss")}
     return [
-        TrainConfig(name="offline", hidden=192, context=12, lookahead=12, loss="l1mag",
-                    steps=main_steps),
-        TrainConfig(name="live", hidden=192, context=22, lookahead=2, loss="l1mag",
-                    steps=live_steps or main_steps),
-        TrainConfig(name="cmp_l1mag_h192", hidden=192, context=12, lookahead=12,
-                    loss="l1mag", steps=cmp_steps),
-        TrainConfig(name="cmp_mseibm_h192", hidden=192, context=12, lookahead=12,
-                    loss="mse_ibm", steps=cmp_steps),
-        TrainConfig(name="cmp_l1mag_h128", hidden=128, context=12, lookahead=12,
-                    loss="l1mag", steps=cmp_steps),
+        TrainConfig(name="offline", context=12, lookahead=12, steps=main_steps, **SHIPPED),
+        TrainConfig(name="live", context=22, lookahead=2, steps=live_steps or main_steps,
+                    **SHIPPED),
+        TrainConfig(name="cmp_l2mag_h192", hidden=192, loss="l2mag", steps=cmp_steps, **base),
+        TrainConfig(name="cmp_l1mag_h192", hidden=192, loss="l1mag", steps=cmp_steps, **base),
+        TrainConfig(name="cmp_mseibm_h192", hidden=192, loss="mse_ibm", steps=cmp_steps,
+                    **base),
+        TrainConfig(name="cmp_l2mag_h128", hidden=128, loss="l2mag", steps=cmp_steps, **base),
     ]
 
 
@@ -62,6 +68,16 @@ def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict) ->
         stems=STEMS, context_frames=cfg.context, lookahead_frames=cfg.lookahead,
         input_normalization=norm, mask_type=cfg.mask_type, high_band_rule="hold_top_bin",
         name=f"stemboard-{cfg.name}", description=description, extra=extra)
+
+
+def append_tracks(spectra, lengths, more, more_lengths):
+    """Concatenate two (tracks, stems, 2, frames, bins) stacks, zero-padding frames."""
+    n = max(spectra.shape[3], more.shape[3])
+
+    def pad(x):
+        return np.pad(x, ((0, 0), (0, 0), (0, 0), (0, n - x.shape[3]), (0, 0)))
+
+    return np.concatenate([pad(spectra), pad(more)]), np.concatenate([lengths, more_lengths])
 
 
 def _sha(path) -> str:
@@ -91,6 +107,11 @@ def main(argv=None):
                          "followed by the other channel's); trains and evaluates (the "
                          "metrics go to --work), never ships: the runtime does not "
                          "support it")
+    ap.add_argument("--synth-count", type=int, default=200,
+                    help="MIDI-rendered excerpts for the runs that use them (0: none; "
+                         "needs tinysoundfont and a GM soundfont, see synth.py)")
+    ap.add_argument("--synth-data", default=None,
+                    help="folder holding groove-midi/ and pop909/ (default: --data)")
     ap.add_argument("--valid-limit", type=int, default=None,
                     help="score only the first N valid excerpts (smoke tests only)")
     args = ap.parse_args(argv)
@@ -113,12 +134,13 @@ def main(argv=None):
     assert not train_names & {x["name"] for x in valid_tracks}, "valid leaked into train"
     spectra, lengths = stem_spectra(train_tracks, GRID, MODEL_BINS)
     del train_tracks
+    # The input normalisation comes from the real songs only, so the runtime's
+    # features do not depend on the synthetic data.
     norm = normalization_stats(spectra, lengths)
-    timings["data_s"] = round(time.time() - t, 1)
-    log(f"data: {spectra.shape[0]} train songs, {int(lengths.sum())} frames/channel; "
-        f"{len(valid_tracks)} valid songs ({timings['data_s']} s)")
+    n_real = spectra.shape[0]
+    log(f"data: {n_real} train songs, {int(lengths.sum())} frames/channel; "
+        f"{len(valid_tracks)} valid songs")
 
-    # -- training + export ------------------------------------------------------
     configs = run_configs(args.steps, args.cmp_steps, args.live_steps)
     if args.no_compare:
         configs = configs[:2]
@@ -127,12 +149,30 @@ def main(argv=None):
             c.input_layout = "stereo_pair"
     if args.only:
         configs = [c for c in configs if c.name in args.only.split(",")]
+    if args.synth_count == 0:
+        for c in configs:
+            c.synth_share = 0.0
+    if any(c.synth_share > 0 for c in configs):
+        from .synth import render_synthetic
+
+        synth = render_synthetic(args.synth_data or args.data, args.cache,
+                                 count=args.synth_count, log=log)
+        spectra, lengths = append_tracks(spectra, lengths, *stem_spectra(synth, GRID, MODEL_BINS))
+        del synth
+        log(f"data: + {spectra.shape[0] - n_real} synthetic MIDI-rendered excerpts")
+    timings["data_s"] = round(time.time() - t, 1)
+
+    # -- training + export ------------------------------------------------------
     infos = {}
     for cfg in configs:
         ckpt, info_path, onnx_path = (work / f"{cfg.name}.pt", work / f"{cfg.name}.train.json",
                                       work / f"{cfg.name}.onnx")
         key = json.dumps({k: str(v) for k, v in vars(cfg).items()
-                          if not (k == "input_layout" and v == "channel")}, sort_keys=True)
+                          if not (k == "input_layout" and v == "channel")
+                          and not (k in ("eq_db", "synth_share", "synth_silence") and not v)
+                          and not (k == "front" and v == "dense")}
+                         | ({"synth_count": args.synth_count} if cfg.synth_share else {}),
+                         sort_keys=True)
         cached = (not args.fresh and ckpt.is_file() and info_path.is_file()
                   and json.loads(info_path.read_text()).get("key") == key)
         if cached:
@@ -144,7 +184,7 @@ def main(argv=None):
             log(f"{cfg.name}: reusing checkpoint ({info['train_seconds']} s of training)")
         else:
             log(f"{cfg.name}: training {cfg.steps} steps")
-            model, info = train(cfg, spectra, lengths, norm, log=log)
+            model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real)
             info["key"] = key
             torch.save({"config": model.config, "state_dict": model.state_dict()}, ckpt)
             info_path.write_text(json.dumps(info, indent=1))

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .data import RemixSampler
+from .data import STEMS, RemixSampler
 from .model import MaskNet
 
 
@@ -20,7 +20,7 @@ class TrainConfig:
     kernel: int = 3
     context: int = 12
     lookahead: int = 12
-    loss: str = "l1mag"          # "l1mag" (ratio mask via magnitude L1) or "mse_ibm" (article)
+    loss: str = "l1mag"          # "l1mag"/"l2mag" (ratio mask via magnitude L1/L2) or "mse_ibm" (article)
     steps: int = 2000
     batch: int = 24
     frames_out: int = 96
@@ -28,6 +28,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     p_remix: float = 0.5
     seed: int = 0
+    eq_db: float = 0.0              # random per-stem EQ augmentation range (0 = off)
+    synth_share: float = 0.0        # share of draws from MIDI-rendered excerpts (0 = MUSDB only)
+    synth_silence: tuple = ()       # stems left silent in the synthetic excerpts (e.g. vocals)
+    front: str = "dense"            # "dense" 1x1 input layer or "freqconv" (FreqConvFront)
     input_layout: str = "channel"   # "channel" or "stereo_pair" (own + other channel's features)
     extra: dict = field(default_factory=dict)
 
@@ -76,6 +80,9 @@ def loss_fn(masks, mix, stems, kind: str):
     """masks (B,S,F,T); mix (B,F,T) and stems (B,S,F,T) magnitudes on the output frames."""
     if kind == "l1mag":
         return (masks * mix[:, None] - stems).abs().mean() / (mix.abs().mean() + 1e-8)
+    if kind == "l2mag":
+        # Energy-weighted like SDR: loud time-frequency bins dominate, as in Open-Unmix.
+        return ((masks * mix[:, None] - stems) ** 2).mean() / ((mix ** 2).mean() + 1e-8)
     if kind == "mse_ibm":
         ibm = torch.nn.functional.one_hot(stems.argmax(dim=1), masks.shape[1])
         ibm = ibm.permute(0, 3, 1, 2).to(masks.dtype)
@@ -83,17 +90,52 @@ def loss_fn(masks, mix, stems, kind: str):
     raise ValueError(f"unknown loss {kind!r}")
 
 
-def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print):
+def draw_weights(n_real: int, n_total: int, synth_share: float):
+    """Per-track sampling weights: MUSDB tracks first, then synthetic ones.
+
+    ``synth_share`` of all draws go to the ``n_total - n_real`` synthetic tracks
+    (uniformly among them), the rest to the real ones.  ``None`` (uniform,
+    the original random stream) when there is nothing synthetic to weigh.
+    """
+    if not 0.0 <= synth_share < 1.0:
+        raise ValueError(f"synth_share must be in [0, 1), got {synth_share}")
+    n_synth = n_total - n_real
+    if n_synth == 0:
+        if synth_share > 0:
+            raise ValueError("synth_share > 0 but no synthetic tracks were given")
+        return None
+    w = np.full(n_total, (1.0 - synth_share) / n_real)
+    w[n_real:] = synth_share / n_synth
+    return w
+
+
+def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None,
+          track_weights=None):
+    """Train ``cfg`` on ``spectra`` (tracks, stems, 2, frames, bins) complex64.
+
+    The first ``n_real`` tracks are MUSDB (default: all of them); any after are
+    synthetic and drawn with ``cfg.synth_share`` of the probability.
+    """
+    stem_gain = None
+    if n_real is not None:
+        if track_weights is None:
+            track_weights = draw_weights(n_real, spectra.shape[0], cfg.synth_share)
+        if cfg.synth_silence:
+            stem_gain = np.ones(spectra.shape[:2], np.float32)
+            for name in cfg.synth_silence:
+                stem_gain[n_real:, STEMS.index(name)] = 0.0
     torch.manual_seed(cfg.seed)
     model = MaskNet(bins=spectra.shape[-1], stems=spectra.shape[1], hidden=cfg.hidden,
                     dilations=cfg.dilations, kernel=cfg.kernel,
-                    in_bins=spectra.shape[-1] * (2 if cfg.stereo_pair else 1))
+                    in_bins=spectra.shape[-1] * (2 if cfg.stereo_pair else 1),
+                    front=cfg.front)
     rf = model.receptive_field
     if cfg.context + cfg.lookahead + 1 != rf:
         raise ValueError(f"context {cfg.context} + lookahead {cfg.lookahead} + 1 != "
                          f"receptive field {rf}")
     sampler = RemixSampler(spectra, lengths, cfg.frames_out + rf - 1, p_remix=cfg.p_remix,
-                           seed=cfg.seed, stereo_pair=cfg.stereo_pair)
+                           seed=cfg.seed, stereo_pair=cfg.stereo_pair, eq_db=cfg.eq_db,
+                           track_weights=track_weights, stem_gain=stem_gain)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, cfg.steps // 20)
 

@@ -1,0 +1,117 @@
+"""One ablation run: train a variant of the offline model, score it on ``valid``, record it.
+
+    python -m stemboard.models.train.ablate --name rf65 \\
+        --set dilations=1,2,4,8,16,1 --set context=32 --set lookahead=32 --set steps=1200
+
+Each run trains one :class:`TrainConfig` (defaults: the shipped offline
+model's; ``--set`` overrides fields), exports it to ONNX under ``--work``, scores
+it on the 14 MUSDB18-7 ``valid`` excerpts through the runtime path (the same
+:func:`~stemboard.models.train.evaluate.evaluate_systems` the pipeline uses) and
+appends a row with its config, command, SDRs and times to ``--record``
+(``models/weights/ablations.json``), which the model card lists.  These are the
+measurements behind the design choices ("keep what helps"); they are separate
+from the one-command pipeline so the pipeline stays inside its 2-hour budget.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from stemboard.models import MaskModel
+
+from .data import STEMS, decode_musdb, stem_spectra
+from .evaluate import evaluate_systems, onnx_system
+from .export import export_onnx
+from .pipeline import GRID, MODEL_BINS, append_tracks, manifest_for
+from .train import TrainConfig, normalization_stats, train
+
+
+def parse_set(items) -> dict:
+    """``["steps=1200", "dilations=1,2,4"]`` -> typed TrainConfig overrides."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of "
+                             f"{', '.join(sorted(fields))}")
+        default = fields[key].default
+        if isinstance(default, tuple):
+            kind = type(default[0]) if default else str
+            out[key] = tuple(kind(v) for v in value.split(",") if v)
+        elif isinstance(default, bool):
+            out[key] = value.lower() in ("1", "true", "yes")
+        elif isinstance(default, (int, float)):
+            out[key] = type(default)(value)
+        else:
+            out[key] = value
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--name", required=True, help="run name (row label)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="TrainConfig override; repeatable")
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--cache", default="runs/cache")
+    ap.add_argument("--work", default="runs/ablate")
+    ap.add_argument("--record", default="models/weights/ablations.json")
+    ap.add_argument("--synth-count", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = TrainConfig(name=args.name, **parse_set(args.set))
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+
+    def log(msg):
+        print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
+
+    spectra, lengths = stem_spectra(decode_musdb(args.data, args.cache, "train", log=log),
+                                    GRID, MODEL_BINS)
+    norm = normalization_stats(spectra, lengths)
+    n_real = spectra.shape[0]
+    if cfg.synth_share > 0:
+        from .synth import render_synthetic
+
+        synth = render_synthetic(args.data, args.cache, count=args.synth_count, log=log)
+        spectra, lengths = append_tracks(spectra, lengths,
+                                         *stem_spectra(synth, GRID, MODEL_BINS))
+        del synth
+    model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real)
+    del spectra
+    onnx_path = export_onnx(model, work / f"{cfg.name}.onnx")
+    manifest_for(cfg, norm, cfg.name, {}).save(onnx_path.with_suffix(".json"))
+    valid = decode_musdb(args.data, args.cache, "valid", log=log)
+    res = evaluate_systems(valid, {cfg.name: onnx_system(MaskModel(onnx_path))}, GRID,
+                           log=log)[cfg.name]
+    row = {"name": cfg.name,
+           "sdr": {k: res[k] for k in (*STEMS, "avg")},
+           "vad_accuracy": res.get("vad_accuracy"),
+           "config": {k: (list(v) if isinstance(v, tuple) else v)
+                      for k, v in dataclasses.asdict(cfg).items()},
+           "synth_count": args.synth_count if cfg.synth_share > 0 else 0,
+           "train_seconds": info["train_seconds"], "params": info["params"],
+           "macs_per_frame": info["macs_per_frame"],
+           "command": "python -m stemboard.models.train.ablate " + " ".join(
+               sys.argv[1:] if argv is None else argv)}
+    record = Path(args.record)
+    rows = json.loads(record.read_text()) if record.is_file() else []
+    rows = [r for r in rows if r["name"] != cfg.name] + [row]
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(record)
+    log(f"{cfg.name}: " + ", ".join(f"{k} {row['sdr'][k]:.2f}" for k in (*STEMS, "avg"))
+        + f"; recorded in {record}")
+
+
+if __name__ == "__main__":
+    main()
