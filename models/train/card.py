@@ -104,7 +104,7 @@ def write_card(path, summary, configs, args):
     add("## Training")
     add("")
     add("Exact command, from the repository root, from scratch (decodes the data into the "
-        "git-ignored `runs/cache`, checkpoints into `runs/pipeline`):")
+        "git-ignored `runs/cache`, checkpoints into `--work`):")
     add("")
     add("```")
     add(summary.get("command", "python -m stemboard.models.train.pipeline --data ../shared/data "
@@ -229,7 +229,8 @@ def _ablations(add, rows):
     add("| run | change | steps | vocals | drums | bass | other | avg |")
     add("|---|---|---|---|---|---|---|---|")
     defaults = {"loss": "l1mag", "front": "dense", "eq_db": 0.0, "synth_share": 0.0,
-                "synth_silence": [], "dilations": [1, 2, 4, 4, 1], "hidden": 192}
+                "synth_silence": [], "dilations": [1, 2, 4, 4, 1], "context": 12,
+                "lookahead": 12, "hidden": 192}
     for r in rows:
         c = r["config"]
         change = ", ".join(f"{k}={c[k]}" for k in defaults
