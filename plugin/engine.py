@@ -119,16 +119,24 @@ class Renderer:
     def push(self, block, gains):
         """Feed (channels, n); ``gains`` is (n_outputs, stems). Returns (n_outputs, channels, m)."""
         self._check_gains(gains)
-        if self._allow_complement:
+        if self._complement:
             self._dry = np.concatenate([self._dry, np.asarray(block, np.float32)], axis=1)
         return self._render(*self.stream.push(block), gains)
 
     def _check_gains(self, gains):
-        # Before any state changes; the Numba kernel does not bounds-check, so a
-        # wrong shape would write past the overlap-add state.
+        """Validate ``gains`` and settle the stream's complement mode, before any state changes."""
+        # The Numba kernel does not bounds-check, so a wrong shape would write
+        # past the overlap-add state.
         shape = (self.n_outputs, len(self.stream.model.manifest.stems))
         if np.shape(gains) != shape:
             raise ValueError(f"gains must have shape {shape}, got {np.shape(gains)}")
+        sums_to_one = (self._allow_complement and shape[0] >= 2
+                       and bool(np.all(np.abs(np.sum(gains, axis=0) - 1.0) <= 1e-6)))
+        if self._complement is None:
+            self._complement = sums_to_one
+        elif self._complement != sums_to_one:
+            raise RuntimeError("Renderer(complement=True) needs the same kind of gains for "
+                               "a whole stream; call reset() first")
 
     def flush(self, gains):
         """Return the buffered tail, (n_outputs, channels, m), and reset."""
@@ -142,13 +150,6 @@ class Renderer:
         gains = np.ascontiguousarray(gains, np.float32)
         binary = self.stream.mask_mode == "binary"
         g = self.grid
-        sums_to_one = (self._allow_complement and gains.shape[0] >= 2
-                       and bool(np.all(np.abs(gains.sum(axis=0) - 1.0) <= 1e-6)))
-        if self._complement is None:
-            self._complement = sums_to_one
-        elif self._complement != sums_to_one:
-            raise RuntimeError("Renderer(complement=True) needs the same kind of gains for "
-                               "a whole stream; call reset() first")
         n_direct = gains.shape[0] - 1 if self._complement else gains.shape[0]
         out = masked_overlap_add(spec, np.ascontiguousarray(masks, np.float32),
                                  gains[:n_direct], self._model_bins, binary,
@@ -156,16 +157,15 @@ class Renderer:
         trim = min(self._to_trim, out.shape[2])
         self._to_trim -= trim
         out = out[:, :, trim:]
-        if self._allow_complement:
+        if self._complement:
             # Output sample j lines up with input sample j; past the input's end
             # (the flush) the input is silence.
             m = out.shape[2]
             dry = self._dry[:, :m]
             self._dry = self._dry[:, m:]
-            if self._complement:
-                if dry.shape[1] < m:
-                    dry = np.pad(dry, ((0, 0), (0, m - dry.shape[1])))
-                out = np.concatenate([out, (dry - out.sum(axis=0))[None]], axis=0)
+            if dry.shape[1] < m:
+                dry = np.pad(dry, ((0, 0), (0, m - dry.shape[1])))
+            out = np.concatenate([out, (dry - out.sum(axis=0))[None]], axis=0)
         self.samples_out += out.shape[2]
         return out
 

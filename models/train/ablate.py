@@ -28,7 +28,7 @@ from stemboard.models import MaskModel
 from .data import STEMS, decode_musdb, stem_spectra
 from .evaluate import evaluate_systems, onnx_system
 from .export import export_onnx
-from .pipeline import GRID, MODEL_BINS, append_tracks, manifest_for
+from .pipeline import GRID, MODEL_BINS, add_synthetic, manifest_for
 from .train import TrainConfig, normalization_stats, train
 
 
@@ -80,12 +80,8 @@ def main(argv=None):
     norm = normalization_stats(spectra, lengths)
     n_real = spectra.shape[0]
     if cfg.synth_share > 0:
-        from .synth import render_synthetic
-
-        synth = render_synthetic(args.data, args.cache, count=args.synth_count, log=log)
-        spectra, lengths = append_tracks(spectra, lengths,
-                                         *stem_spectra(synth, GRID, MODEL_BINS))
-        del synth
+        spectra, lengths = add_synthetic(spectra, lengths, args.data, args.cache,
+                                         args.synth_count, log)
     model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real)
     del spectra
     onnx_path = export_onnx(model, work / f"{cfg.name}.onnx")

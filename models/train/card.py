@@ -1,6 +1,7 @@
 """MODEL_CARD.md writer: every number in the card comes from the pipeline's measurements."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -228,9 +229,12 @@ def _ablations(add, rows):
     add("")
     add("| run | change | steps | vocals | drums | bass | other | avg |")
     add("|---|---|---|---|---|---|---|---|")
-    defaults = {"loss": "l1mag", "front": "dense", "eq_db": 0.0, "synth_share": 0.0,
-                "synth_silence": [], "dilations": [1, 2, 4, 4, 1], "context": 12,
-                "lookahead": 12, "hidden": 192}
+    from .train import TrainConfig
+
+    keys = ("loss", "front", "eq_db", "synth_share", "synth_silence", "dilations", "context",
+            "lookahead", "hidden")
+    defaults = {k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(TrainConfig()).items() if k in keys}
     for r in rows:
         c = r["config"]
         change = ", ".join(f"{k}={c[k]}" for k in defaults

@@ -70,6 +70,14 @@ def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict) ->
         name=f"stemboard-{cfg.name}", description=description, extra=extra)
 
 
+def add_synthetic(spectra, lengths, data_root, cache, count, log=print):
+    """Append ``count`` MIDI-rendered excerpts (:mod:`.synth`) after the real tracks."""
+    from .synth import render_synthetic
+
+    synth = render_synthetic(data_root, cache, count=count, log=log)
+    return append_tracks(spectra, lengths, *stem_spectra(synth, GRID, MODEL_BINS))
+
+
 def append_tracks(spectra, lengths, more, more_lengths):
     """Concatenate two (tracks, stems, 2, frames, bins) stacks, zero-padding frames."""
     n = max(spectra.shape[3], more.shape[3])
@@ -153,12 +161,8 @@ def main(argv=None):
         for c in configs:
             c.synth_share = 0.0
     if any(c.synth_share > 0 for c in configs):
-        from .synth import render_synthetic
-
-        synth = render_synthetic(args.synth_data or args.data, args.cache,
-                                 count=args.synth_count, log=log)
-        spectra, lengths = append_tracks(spectra, lengths, *stem_spectra(synth, GRID, MODEL_BINS))
-        del synth
+        spectra, lengths = add_synthetic(spectra, lengths, args.synth_data or args.data,
+                                         args.cache, args.synth_count, log)
         log(f"data: + {spectra.shape[0] - n_real} synthetic MIDI-rendered excerpts")
     timings["data_s"] = round(time.time() - t, 1)
 

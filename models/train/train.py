@@ -109,17 +109,15 @@ def draw_weights(n_real: int, n_total: int, synth_share: float):
     return w
 
 
-def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None,
-          track_weights=None):
+def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None):
     """Train ``cfg`` on ``spectra`` (tracks, stems, 2, frames, bins) complex64.
 
     The first ``n_real`` tracks are MUSDB (default: all of them); any after are
     synthetic and drawn with ``cfg.synth_share`` of the probability.
     """
-    stem_gain = None
+    track_weights = stem_gain = None
     if n_real is not None:
-        if track_weights is None:
-            track_weights = draw_weights(n_real, spectra.shape[0], cfg.synth_share)
+        track_weights = draw_weights(n_real, spectra.shape[0], cfg.synth_share)
         if cfg.synth_silence:
             stem_gain = np.ones(spectra.shape[:2], np.float32)
             for name in cfg.synth_silence:
