@@ -258,3 +258,75 @@ def test_synth_silence_and_share_in_training_sampler():
     s = RemixSampler(spectra, lengths, frames=30, seed=4, stem_gain=gain)
     tgt = s.batch(6)[1]
     assert not tgt[:, 0].any() and tgt[:, 1:].any()
+
+
+def test_resample_ratio_and_pitch_shifted_copies():
+    from stemboard.models.train.data import pitch_shifted, resample_ratio
+
+    assert resample_ratio(2) == (8, 9) and resample_ratio(-2) == (9, 8)
+    with pytest.raises(ValueError, match="no shift"):
+        resample_ratio(0.01)
+    n = 44100
+    t = np.arange(n) / 44100
+    stems = np.zeros((4, 2, n), np.float32)
+    stems[0] = 0.5 * np.sin(2 * np.pi * 440 * t)
+    stems[2] = 0.5 * np.sin(2 * np.pi * 110 * t)
+    logs = []
+    out = pitch_shifted([{"name": "x", "stems": stems}], (2, -2), log=logs.append)
+    assert [o["name"] for o in out] == ["x [+2 st]", "x [-2 st]"] and logs
+    for o, (up, down) in zip(out, [(8, 9), (9, 8)]):
+        y = o["stems"]
+        assert y.dtype == np.float32 and y.shape[:2] == (4, 2)
+        assert abs(y.shape[-1] - n * up / down) <= 1          # tempo: length scales
+        assert not y[1].any() and not y[3].any()              # silent stems stay silent
+        # pitch: the sine's peak moves by down/up (FFT peak of the steady middle part)
+        for s, f0 in ((0, 440.0), (2, 110.0)):
+            seg = y[s, 0, 4096: 4096 + 32768]
+            spec = np.abs(np.fft.rfft(seg * np.hanning(seg.size)))
+            f = np.argmax(spec) * 44100 / seg.size
+            assert abs(f - f0 * down / up) < 2.0
+
+
+def _tiny_cfg(**kw):
+    from stemboard.models.train.train import TrainConfig
+
+    return TrainConfig(name="t", hidden=8, dilations=(1,), kernel=3, context=1, lookahead=1,
+                       steps=2, batch=2, frames_out=8, **kw)
+
+
+def test_unused_pitch_copies_leave_training_unchanged():
+    from stemboard.models.train.pipeline import append_tracks
+    from stemboard.models.train.train import train
+
+    stems = _stems()
+    spectra, lengths = stem_spectra([{"stems": stems}, {"stems": stems[:, ::-1]}], GRID, BINS)
+    norm = normalization_stats(spectra, lengths)
+    quiet = lambda *_: None  # noqa: E731
+    ref, _ = train(_tiny_cfg(), spectra, lengths, norm, log=quiet, n_real=2)
+    more, more_len = append_tracks(spectra, lengths, 0.5 * spectra[:1], lengths[:1])
+    got, _ = train(_tiny_cfg(), more, more_len, norm, log=quiet, n_real=2, n_pitched=1)
+    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values()):
+        assert torch.equal(a, b), k
+    # the copies are drawn when the config asks for them, and refused when missing
+    used, _ = train(_tiny_cfg(pitch_shifts=(2.0,)), more, more_len, norm, log=quiet,
+                    n_real=2, n_pitched=1)
+    assert any(not torch.equal(a, b) for a, b in zip(ref.state_dict().values(),
+                                                     used.state_dict().values()))
+    with pytest.raises(ValueError, match="pitch_shifts"):
+        train(_tiny_cfg(pitch_shifts=(2.0,)), spectra, lengths, norm, log=quiet, n_real=2)
+
+
+def test_pipeline_run_keys_and_worker_split():
+    from stemboard.models.train.ablate import parse_set
+    from stemboard.models.train.pipeline import run_configs, run_key, split_runs
+
+    configs = run_configs(5000, 400, 2000)
+    assert configs[0].pitch_shifts and configs[1].pitch_shifts
+    assert "pitch_shifts" in run_key(configs[0], 200)
+    # runs without pitch copies keep the cache keys of checkpoints made before the field
+    assert "pitch_shifts" not in run_key(configs[2], 200)
+    groups = split_runs(configs, 2)
+    assert sorted(sum(groups, [])) == sorted(c.name for c in configs)
+    assert len(groups) == 2 and groups[0] == ["offline"]
+    assert split_runs(configs[:1], 4) == [["offline"]]
+    assert parse_set(["pitch_shifts=-2,2"]) == {"pitch_shifts": (-2, 2)}

@@ -28,8 +28,20 @@ from stemboard.models import MaskModel
 from .data import STEMS, decode_musdb, stem_spectra
 from .evaluate import evaluate_systems, onnx_system
 from .export import export_onnx
-from .pipeline import GRID, MODEL_BINS, add_synthetic, manifest_for
+from .pipeline import GRID, MODEL_BINS, add_pitched, add_synthetic, manifest_for
 from .train import TrainConfig, normalization_stats, train
+
+
+def _scalar(value: str, kind=None):
+    """``value`` as ``kind``, or (no kind: an empty default tuple) int, float or str."""
+    if kind is not None:
+        return kind(value)
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def parse_set(items) -> dict:
@@ -43,8 +55,8 @@ def parse_set(items) -> dict:
                              f"{', '.join(sorted(fields))}")
         default = fields[key].default
         if isinstance(default, tuple):
-            kind = type(default[0]) if default else str
-            out[key] = tuple(kind(v) for v in value.split(",") if v)
+            out[key] = tuple(_scalar(v, type(default[0]) if default else None)
+                             for v in value.split(",") if v)
         elif isinstance(default, bool):
             out[key] = value.lower() in ("1", "true", "yes")
         elif isinstance(default, (int, float)):
@@ -75,14 +87,19 @@ def main(argv=None):
     def log(msg):
         print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
 
-    spectra, lengths = stem_spectra(decode_musdb(args.data, args.cache, "train", log=log),
-                                    GRID, MODEL_BINS)
+    tracks = decode_musdb(args.data, args.cache, "train", log=log)
+    spectra, lengths = stem_spectra(tracks, GRID, MODEL_BINS)
     norm = normalization_stats(spectra, lengths)
     n_real = spectra.shape[0]
+    if cfg.pitch_shifts:
+        spectra, lengths = add_pitched(spectra, lengths, tracks, cfg.pitch_shifts, log)
+    n_pitched = spectra.shape[0] - n_real
+    del tracks
     if cfg.synth_share > 0:
         spectra, lengths = add_synthetic(spectra, lengths, args.data, args.cache,
                                          args.synth_count, log)
-    model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real)
+    model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real,
+                        n_pitched=n_pitched)
     del spectra
     onnx_path = export_onnx(model, work / f"{cfg.name}.onnx")
     manifest_for(cfg, norm, cfg.name, {}).save(onnx_path.with_suffix(".json"))

@@ -8,6 +8,11 @@ ignores the caches): decode the data, precompute stem STFTs, train the shipped
 every system on the 14 ``valid`` excerpts through the runtime path, measure
 speed, write ``offline.onnx/.json``, ``live.onnx/.json``, ``metrics.json`` and
 ``MODEL_CARD.md`` into ``--out``.
+
+Training runs in ``--workers`` child processes of this command (default 2, one
+torch thread each, so each run has a core to itself: the batches are too small
+for two threads to speed one run up much), each with ``--only`` its share of the runs and ``--train-only``; this process
+then finds their checkpoints cached and goes on to evaluate and ship.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +31,7 @@ import torch
 from stemboard.dsp import StftGrid
 from stemboard.models import Manifest, MaskModel
 
-from .data import SAMPLE_RATE, STEMS, decode_musdb, stem_spectra
+from .data import SAMPLE_RATE, STEMS, decode_musdb, pitch_shifted, stem_spectra
 from .evaluate import (PairedOnnxModel, evaluate_systems, onnx_system, oracle_system,
                        separation_speed)
 from .export import export_onnx
@@ -38,14 +44,20 @@ GRID = StftGrid(2048, 512)
 
 
 #: What the ablations (``ablate.py``, ``ablations.json``) kept: the energy-weighted
-#: L2 magnitude loss and the frequency-convolution input layer.  Synthetic MIDI
-#: stems, EQ augmentation and a 65-frame context did not help and are off.
-SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT)
+#: L2 magnitude loss, the frequency-convolution input layer and pitch/tempo-shifted
+#: copies of the songs (+-2 semitones by resampling).  Synthetic MIDI stems, EQ
+#: augmentation and a 65-frame context did not help and are off.
+PITCH = (-2.0, 2.0)
+SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT, pitch_shifts=PITCH)
 
 
 def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None) -> list[TrainConfig]:
-    """The shipped models first, then the short comparison runs (all offline 12/12)."""
-    base = {k: v for k, v in SHIPPED.items() if k not in ("hidden", "loss")}
+    """The shipped models first, then the short comparison runs (all offline 12/12).
+
+    The comparisons use no pitch copies, so they stay comparable with earlier
+    pipelines' runs (and their cached checkpoints).
+    """
+    base = {k: v for k, v in SHIPPED.items() if k not in ("hidden", "loss", "pitch_shifts")}
     return [
         TrainConfig(name="offline", context=12, lookahead=12, steps=main_steps, **SHIPPED),
         TrainConfig(name="live", context=22, lookahead=2, steps=live_steps or main_steps,
@@ -56,6 +68,67 @@ def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None) 
                     **base),
         TrainConfig(name="cmp_l2mag_h128", hidden=128, loss="l2mag", steps=cmp_steps, **base),
     ]
+
+
+def run_key(cfg: TrainConfig, synth_count: int) -> str:
+    """The checkpoint cache key: every config field, minus defaults added later.
+
+    Fields introduced after a checkpoint was trained are left out while they
+    hold their "off" value, so older checkpoints stay valid.
+    """
+    return json.dumps({k: str(v) for k, v in vars(cfg).items()
+                       if not (k == "input_layout" and v == "channel")
+                       and not (k in ("eq_db", "synth_share", "synth_silence",
+                                      "pitch_shifts") and not v)
+                       and not (k == "front" and v == "dense")}
+                      | ({"synth_count": synth_count} if cfg.synth_share else {}),
+                      sort_keys=True)
+
+
+def is_cached(cfg: TrainConfig, work: Path, key: str) -> bool:
+    info_path = work / f"{cfg.name}.train.json"
+    return ((work / f"{cfg.name}.pt").is_file() and info_path.is_file()
+            and json.loads(info_path.read_text()).get("key") == key)
+
+
+def split_runs(configs, workers: int) -> list[list[str]]:
+    """Greedy split of the runs over ``workers`` processes, balancing steps x width."""
+    loads = [0.0] * workers
+    groups: list[list[str]] = [[] for _ in range(workers)]
+    for c in sorted(configs, key=lambda c: -c.steps * c.hidden):
+        i = loads.index(min(loads))
+        loads[i] += c.steps * c.hidden
+        groups[i].append(c.name)
+    return [g for g in groups if g]
+
+
+def train_in_workers(argv, groups, work: Path, log) -> float:
+    """Train ``groups`` in parallel child processes of this pipeline (1 thread each).
+
+    Each child is this command with ``--only GROUP --train-only --workers 1``;
+    it caches its checkpoints under ``--work`` and this process then reuses them.
+    Returns the wall time.
+    """
+    t0 = time.time()
+    procs = []
+    for i, group in enumerate(groups):
+        cmd = [sys.executable, "-m", "stemboard.models.train.pipeline", *argv,
+               "--only", ",".join(group), "--train-only", "--workers", "1", "--threads", "1"]
+        logf = open(work / f"worker{i}.log", "w")
+        log(f"worker {i}: {', '.join(group)} (log: {work / f'worker{i}.log'})")
+        procs.append((subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT), logf, i))
+        # Staggered starts: each child holds the stem spectra (several GB) and
+        # building them twice at once doubles the peak memory.
+        time.sleep(60 if i < len(groups) - 1 else 0)
+    failed = []
+    for p, logf, i in procs:
+        if p.wait() != 0:
+            failed.append(i)
+        logf.close()
+    if failed:
+        raise SystemExit(f"training worker(s) {failed} failed; see "
+                         + ", ".join(str(work / f"worker{i}.log") for i in failed))
+    return time.time() - t0
 
 
 def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict) -> Manifest:
@@ -76,6 +149,12 @@ def add_synthetic(spectra, lengths, data_root, cache, count, log=print):
 
     synth = render_synthetic(data_root, cache, count=count, log=log)
     return append_tracks(spectra, lengths, *stem_spectra(synth, GRID, MODEL_BINS))
+
+
+def add_pitched(spectra, lengths, tracks, shifts, log=print):
+    """Append the pitch-shifted copies (:func:`.data.pitch_shifted`) of ``tracks``."""
+    return append_tracks(spectra, lengths, *stem_spectra(pitch_shifted(tracks, shifts, log),
+                                                         GRID, MODEL_BINS))
 
 
 def append_tracks(spectra, lengths, more, more_lengths):
@@ -120,6 +199,9 @@ def main(argv=None):
                          "needs tinysoundfont and a GM soundfont, see synth.py)")
     ap.add_argument("--synth-data", default=None,
                     help="folder holding groove-midi/ and pop909/ (default: --data)")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="parallel training processes (1 thread each); 1 trains in this "
+                         "process")
     ap.add_argument("--valid-limit", type=int, default=None,
                     help="score only the first N valid excerpts (smoke tests only)")
     args = ap.parse_args(argv)
@@ -134,21 +216,6 @@ def main(argv=None):
     def log(msg):
         print(f"[{time.time() - t_start:7.1f}s] {msg}", flush=True)
 
-    # -- data ----------------------------------------------------------------
-    t = time.time()
-    train_tracks = decode_musdb(args.data, args.cache, "train", log=log)
-    valid_tracks = decode_musdb(args.data, args.cache, "valid", log=log)[: args.valid_limit]
-    train_names = {x["name"] for x in train_tracks}
-    assert not train_names & {x["name"] for x in valid_tracks}, "valid leaked into train"
-    spectra, lengths = stem_spectra(train_tracks, GRID, MODEL_BINS)
-    del train_tracks
-    # The input normalisation comes from the real songs only, so the runtime's
-    # features do not depend on the synthetic data.
-    norm = normalization_stats(spectra, lengths)
-    n_real = spectra.shape[0]
-    log(f"data: {n_real} train songs, {int(lengths.sum())} frames/channel; "
-        f"{len(valid_tracks)} valid songs")
-
     configs = run_configs(args.steps, args.cmp_steps, args.live_steps)
     if args.no_compare:
         configs = configs[:2]
@@ -160,7 +227,37 @@ def main(argv=None):
     if args.synth_count == 0:
         for c in configs:
             c.synth_share = 0.0
-    if any(c.synth_share > 0 for c in configs):
+    shifts = sorted({c.pitch_shifts for c in configs if c.pitch_shifts})
+    if len(shifts) > 1:
+        raise SystemExit(f"runs disagree on pitch_shifts {shifts}; one set per pipeline")
+
+    worker_wall = None
+    todo = [c for c in configs
+            if args.fresh or not is_cached(c, work, run_key(c, args.synth_count))]
+    if args.workers > 1 and len(todo) > 1:
+        own = list(sys.argv[1:] if argv is None else argv)
+        worker_wall = train_in_workers(own, split_runs(todo, args.workers), work, log)
+        timings["train_wall_s"] = round(worker_wall, 1)
+
+    # -- data ----------------------------------------------------------------
+    t = time.time()
+    train_tracks = decode_musdb(args.data, args.cache, "train", log=log)
+    valid_tracks = decode_musdb(args.data, args.cache, "valid", log=log)[: args.valid_limit]
+    train_names = {x["name"] for x in train_tracks}
+    assert not train_names & {x["name"] for x in valid_tracks}, "valid leaked into train"
+    spectra, lengths = stem_spectra(train_tracks, GRID, MODEL_BINS)
+    # The input normalisation comes from the real songs only, so the runtime's
+    # features do not depend on the augmented or synthetic data.
+    norm = normalization_stats(spectra, lengths)
+    n_real = spectra.shape[0]
+    log(f"data: {n_real} train songs, {int(lengths.sum())} frames/channel; "
+        f"{len(valid_tracks)} valid songs")
+    n_pitched = 0
+    if shifts and worker_wall is None:
+        spectra, lengths = add_pitched(spectra, lengths, train_tracks, shifts[0], log)
+        n_pitched = spectra.shape[0] - n_real
+    del train_tracks
+    if worker_wall is None and any(c.synth_share > 0 for c in configs):
         spectra, lengths = add_synthetic(spectra, lengths, args.synth_data or args.data,
                                          args.cache, args.synth_count, log)
         log(f"data: + {spectra.shape[0] - n_real} synthetic MIDI-rendered excerpts")
@@ -171,14 +268,9 @@ def main(argv=None):
     for cfg in configs:
         ckpt, info_path, onnx_path = (work / f"{cfg.name}.pt", work / f"{cfg.name}.train.json",
                                       work / f"{cfg.name}.onnx")
-        key = json.dumps({k: str(v) for k, v in vars(cfg).items()
-                          if not (k == "input_layout" and v == "channel")
-                          and not (k in ("eq_db", "synth_share", "synth_silence") and not v)
-                          and not (k == "front" and v == "dense")}
-                         | ({"synth_count": args.synth_count} if cfg.synth_share else {}),
-                         sort_keys=True)
-        cached = (not args.fresh and ckpt.is_file() and info_path.is_file()
-                  and json.loads(info_path.read_text()).get("key") == key)
+        key = run_key(cfg, args.synth_count)
+        # After the workers, their (fresh) checkpoints are the ones to use.
+        cached = (not args.fresh or worker_wall is not None) and is_cached(cfg, work, key)
         if cached:
             info = json.loads(info_path.read_text())
             state = torch.load(ckpt, map_location="cpu")
@@ -188,7 +280,10 @@ def main(argv=None):
             log(f"{cfg.name}: reusing checkpoint ({info['train_seconds']} s of training)")
         else:
             log(f"{cfg.name}: training {cfg.steps} steps")
-            model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real)
+            if worker_wall is not None:
+                raise SystemExit(f"{cfg.name}: no checkpoint after the training workers")
+            model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real,
+                                n_pitched=n_pitched)
             info["key"] = key
             torch.save({"config": model.config, "state_dict": model.state_dict()}, ckpt)
             info_path.write_text(json.dumps(info, indent=1))
@@ -196,8 +291,21 @@ def main(argv=None):
         manifest_for(cfg, norm, cfg.name, {}).save(onnx_path.with_suffix(".json"))
         infos[cfg.name] = info
     timings["train_s"] = round(sum(i["train_seconds"] for i in infos.values()), 1)
+    if args.workers > 1 and not args.only:
+        # What a from-scratch run's workers take: the same split of every run.
+        groups = split_runs(configs, args.workers)
+        timings["workers"] = args.workers
+        timings["worker_groups"] = groups
+        timings["train_wall_from_scratch_s"] = round(max(
+            sum(infos[n]["train_seconds"] for n in g) for g in groups), 1)
+        worker_data = [json.loads(p.read_text())["data_s"] for p in work.glob("data_s.*.json")]
+        if worker_data:
+            timings["worker_data_s"] = max(worker_data)
     del spectra
     if args.train_only:
+        # The parent of --workers reads this to account for the workers' own data stage.
+        (work / f"data_s.{'+'.join(c.name for c in configs)}.json").write_text(
+            json.dumps({"data_s": timings["data_s"]}))
         log("--train-only: stopping after training and export")
         return
 

@@ -32,6 +32,7 @@ class TrainConfig:
     synth_share: float = 0.0        # share of draws from MIDI-rendered excerpts (0 = MUSDB only)
     synth_silence: tuple = ()       # stems left silent in the synthetic excerpts (e.g. vocals)
     front: str = "dense"            # "dense" 1x1 input layer or "freqconv" (FreqConvFront)
+    pitch_shifts: tuple = ()        # semitones of the resampled copies drawn with the songs
     input_layout: str = "channel"   # "channel" or "stereo_pair" (own + other channel's features)
     extra: dict = field(default_factory=dict)
 
@@ -109,14 +110,32 @@ def draw_weights(n_real: int, n_total: int, synth_share: float):
     return w
 
 
-def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None):
+def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None,
+          n_pitched=0):
     """Train ``cfg`` on ``spectra`` (tracks, stems, 2, frames, bins) complex64.
 
-    The first ``n_real`` tracks are MUSDB (default: all of them); any after are
-    synthetic and drawn with ``cfg.synth_share`` of the probability.
+    Track order: ``n_real`` MUSDB songs (default: all tracks), then
+    ``n_pitched`` pitch-shifted copies of them (:func:`.data.pitch_shifted`;
+    drawn like the songs when ``cfg.pitch_shifts`` is set, left out
+    otherwise), then synthetic excerpts drawn with ``cfg.synth_share`` of the
+    probability.
     """
+    if cfg.pitch_shifts and not n_pitched:
+        raise ValueError(f"{cfg.name}: pitch_shifts={cfg.pitch_shifts} but no pitch-shifted "
+                         "copies were given")
+    if n_pitched and not cfg.pitch_shifts:
+        # A view when nothing follows the copies, so the random stream (and the
+        # model) is the same as a run that never had them.
+        n_songs = spectra.shape[0] if n_real is None else n_real
+        if n_songs + n_pitched == spectra.shape[0]:
+            spectra, lengths = spectra[:n_songs], lengths[:n_songs]
+        else:
+            keep = np.r_[0:n_songs, n_songs + n_pitched:spectra.shape[0]]
+            spectra, lengths = spectra[keep], lengths[keep]
+        n_pitched = 0
     track_weights = stem_gain = None
     if n_real is not None:
+        n_real = n_real + n_pitched
         track_weights = draw_weights(n_real, spectra.shape[0], cfg.synth_share)
         if cfg.synth_silence:
             stem_gain = np.ones(spectra.shape[:2], np.float32)
