@@ -44,9 +44,12 @@ GRID = StftGrid(2048, 512)
 
 
 #: What the ablations (``ablate.py``, ``ablations.json``) kept: the energy-weighted
-#: L2 magnitude loss, the frequency-convolution input layer and pitch/tempo-shifted
-#: copies of the songs (+-2 semitones by resampling).  Synthetic MIDI stems, EQ
-#: augmentation and a 65-frame context did not help and are off.
+#: L2 magnitude loss and the frequency-convolution input layer.  Synthetic MIDI
+#: stems, EQ augmentation and a 65-frame context did not help and are off.
+#: Pitch/tempo-shifted copies (+-2 semitones by resampling) were neutral at 1200
+#: steps; they are on because augmentation is what a longer run on ten minutes of
+#: audio needs, and the 6000-step run with them is the best model measured (a
+#: 6000-step run without them is not measured yet).
 PITCH = (-2.0, 2.0)
 SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT, pitch_shifts=PITCH)
 
@@ -253,11 +256,13 @@ def main(argv=None):
     log(f"data: {n_real} train songs, {int(lengths.sum())} frames/channel; "
         f"{len(valid_tracks)} valid songs")
     n_pitched = 0
-    if shifts and worker_wall is None:
+    # Extra training material only when this process trains something itself.
+    must_train = worker_wall is None and bool(todo)
+    if shifts and must_train:
         spectra, lengths = add_pitched(spectra, lengths, train_tracks, shifts[0], log)
         n_pitched = spectra.shape[0] - n_real
     del train_tracks
-    if worker_wall is None and any(c.synth_share > 0 for c in configs):
+    if must_train and any(c.synth_share > 0 for c in configs):
         spectra, lengths = add_synthetic(spectra, lengths, args.synth_data or args.data,
                                          args.cache, args.synth_count, log)
         log(f"data: + {spectra.shape[0] - n_real} synthetic MIDI-rendered excerpts")
@@ -368,7 +373,8 @@ def main(argv=None):
         "torch": torch.__version__,
         "command": "python -m stemboard.models.train.pipeline " + " ".join(
             sys.argv[1:] if argv is None else argv),
-        "threads": args.threads,
+        # Torch threads per training run: the workers use one each.
+        "threads": 1 if "workers" in timings else args.threads,
         "python": sys.version.split()[0],
     }
     (out / "metrics.json").write_text(json.dumps({**summary, "per_track": {
