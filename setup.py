@@ -53,7 +53,7 @@ setup(
         # Peers (openunmix, demucs) are a manual `pip install --no-deps` step:
         # their pins would replace torch (see docs/benchmarks.md).
         "bench": ["librosa>=0.10", "matplotlib>=3.7", "musdb>=0.4", "museval>=0.4",
-                  "scipy>=1.10"],
+                  "norbert>=0.2", "scipy>=1.10"],
         "midi": ["python-rtmidi>=1.5"],
     },
     entry_points={"console_scripts": ["stemboard=stemboard.cli:main"]},

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -96,3 +97,15 @@ def test_plots_quality_smoke(quality_json, speed_json, model_path, tmp_path):
                          "--data", str(DATA), "--cache", str(cache), "--out", str(tmp_path)])
     for name in ("masks", "sdr", "latency_sdr"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_postproc_smoke(quality_json, model_path, tmp_path):
+    pytest.importorskip("norbert")
+    out = tmp_path / "postproc.json"
+    res = _load("postproc").main(["--data", str(DATA), "--cache", str(quality_json[1]),
+                                  "--model", model_path, "--tracks", "1", "--seconds", "2",
+                                  "--json", str(out)])
+    assert json.loads(out.read_text())["summary"] == res["summary"]
+    assert set(res["summary"]) == {"masks", "wiener-em-1", "mid-tta"}
+    for row in res["summary"].values():
+        assert np.isfinite([row[s] for s in ("vocals", "drums", "bass", "other", "avg")]).all()
