@@ -10,9 +10,9 @@ speed, write ``offline.onnx/.json``, ``live.onnx/.json``, ``metrics.json`` and
 ``MODEL_CARD.md`` into ``--out``.
 
 Training runs in ``--workers`` child processes of this command (default 2, one
-torch thread each, so each run has a core to itself: the batches are too small
-for two threads to speed one run up much), each with ``--only`` its share of the runs and ``--train-only``; this process
-then finds their checkpoints cached and goes on to evaluate and ship.
+torch thread each, so each run has a core to itself), each with ``--only`` its
+share of the runs and ``--train-only``; this process then finds their
+checkpoints cached and goes on to evaluate and ship.
 """
 from __future__ import annotations
 
@@ -113,6 +113,8 @@ def train_in_workers(argv, groups, work: Path, log) -> float:
     Returns the wall time.
     """
     t0 = time.time()
+    for stale in work.glob("data_s.*.json"):  # the workers write fresh ones
+        stale.unlink()
     procs = []
     for i, group in enumerate(groups):
         cmd = [sys.executable, "-m", "stemboard.models.train.pipeline", *argv,
