@@ -77,10 +77,10 @@ def write_card(path, summary, configs, args):
             f"ratios 9/8 and 8/9, so pitch and tempo change together like a turntable) "
             f"and the copies are drawn like the songs, tripling the material the remixer "
             f"draws from. The input normalisation still comes from the original songs only. "
-            f"Evidence so far (see *Ablations*): at 1200 steps the copies are neutral on "
-            f"average (vocals up, drums down); the shipped, longer run uses them, and a run "
-            f"of the same length without them has not been measured, so how much of the "
-            f"longer run's gain is theirs and how much is the extra steps is still open.")
+            f"Evidence (see *Ablations*, the `*_nopitch_*` and `pitch2*` rows): at 1200 "
+            f"steps the copies are neutral on average (vocals up, drums down); at 2400 steps "
+            f"they help, every stem but other. A run as long as the shipped one without them "
+            f"has not been measured.")
     add("- Tried and measured, **not used** because they did not help on `valid` (see "
         "*Ablations* below): synthetic stems rendered from MIDI (Groove MIDI drums, POP909 "
         "melody/piano/bass lines through the FluidR3 GM soundfont, `models/train/synth.py`), "
