@@ -32,22 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import STEMS, git_rev, machine_info, resolve_models, save_json, table  # noqa: E402
 from quality import CACHE, DEFAULT_DATA, load_tracks, sdr_per_stem  # noqa: E402
 
-
-def model_masks(model, spec):
-    """(ch, frames, bins) mixture STFT -> (ch, S, bins, frames) masks on every bin."""
-    m = model.manifest
-    mag = np.abs(spec[:, :, : m.model_bins]).transpose(0, 2, 1)
-    mag = np.pad(mag, ((0, 0), (0, 0), (m.context_frames, m.lookahead_frames)))
-    masks = model.masks(np.ascontiguousarray(mag, np.float32))
-    top = np.repeat(masks[:, :, -1:], spec.shape[2] - masks.shape[2], axis=2)
-    return np.concatenate([masks, top], axis=2)
-
-
-def apply(spec, masks, n, grid):
-    from stemboard.dsp import istft
-
-    return np.stack([istft(spec * masks[:, s].transpose(0, 2, 1), n, grid)
-                     for s in range(masks.shape[1])])
+# The training package's evaluation helpers need only numpy and stemboard.dsp (no torch):
+# the same mask extraction (hold_top_bin above the model's bins) and masking the
+# pipeline scores with.
+from stemboard.models.train.evaluate import apply_masks as apply  # noqa: E402
+from stemboard.models.train.evaluate import model_masks  # noqa: E402
 
 
 def wiener_em(spec, masks, n, grid, iterations=1):

@@ -25,11 +25,11 @@ import torch
 
 from stemboard.models import MaskModel
 
-from .data import STEMS, decode_musdb, stem_spectra
+from .data import STEMS, decode_musdb
 from .evaluate import evaluate_systems, onnx_system
 from .export import export_onnx
-from .pipeline import GRID, MODEL_BINS, add_pitched, add_synthetic, manifest_for
-from .train import TrainConfig, normalization_stats, train
+from .pipeline import GRID, manifest_for, training_data
+from .train import TrainConfig, train
 
 
 def _scalar(value: str, kind=None):
@@ -87,17 +87,10 @@ def main(argv=None):
     def log(msg):
         print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
 
-    tracks = decode_musdb(args.data, args.cache, "train", log=log)
-    spectra, lengths = stem_spectra(tracks, GRID, MODEL_BINS)
-    norm = normalization_stats(spectra, lengths)
-    n_real = spectra.shape[0]
-    if cfg.pitch_shifts:
-        spectra, lengths = add_pitched(spectra, lengths, tracks, cfg.pitch_shifts, log)
-    n_pitched = spectra.shape[0] - n_real
-    del tracks
-    if cfg.synth_share > 0:
-        spectra, lengths = add_synthetic(spectra, lengths, args.data, args.cache,
-                                         args.synth_count, log)
+    spectra, lengths, norm, n_real, n_pitched = training_data(
+        decode_musdb(args.data, args.cache, "train", log=log), pitch_shifts=cfg.pitch_shifts,
+        synth_count=args.synth_count if cfg.synth_share > 0 else 0, synth_root=args.data,
+        cache=args.cache, log=log)
     model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real,
                         n_pitched=n_pitched)
     del spectra

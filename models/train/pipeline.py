@@ -160,6 +160,27 @@ def add_pitched(spectra, lengths, tracks, shifts, log=print):
                                                          GRID, MODEL_BINS))
 
 
+def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, cache=None,
+                  log=print):
+    """Everything :func:`.train.train` draws from, in its track order.
+
+    Returns ``(spectra, lengths, norm, n_real, n_pitched)``: the songs' stem
+    spectra, then their pitch-shifted copies (``pitch_shifts``), then
+    ``synth_count`` MIDI-rendered excerpts.  The input normalisation comes from
+    the songs only, so the runtime's features do not depend on the augmented
+    or synthetic data.
+    """
+    spectra, lengths = stem_spectra(tracks, GRID, MODEL_BINS)
+    norm = normalization_stats(spectra, lengths)
+    n_real = spectra.shape[0]
+    if pitch_shifts:
+        spectra, lengths = add_pitched(spectra, lengths, tracks, pitch_shifts, log)
+    n_pitched = spectra.shape[0] - n_real
+    if synth_count:
+        spectra, lengths = add_synthetic(spectra, lengths, synth_root, cache, synth_count, log)
+    return spectra, lengths, norm, n_real, n_pitched
+
+
 def append_tracks(spectra, lengths, more, more_lengths):
     """Concatenate two (tracks, stems, 2, frames, bins) stacks, zero-padding frames."""
     n = max(spectra.shape[3], more.shape[3])
@@ -248,24 +269,18 @@ def main(argv=None):
     valid_tracks = decode_musdb(args.data, args.cache, "valid", log=log)[: args.valid_limit]
     train_names = {x["name"] for x in train_tracks}
     assert not train_names & {x["name"] for x in valid_tracks}, "valid leaked into train"
-    spectra, lengths = stem_spectra(train_tracks, GRID, MODEL_BINS)
-    # The input normalisation comes from the real songs only, so the runtime's
-    # features do not depend on the augmented or synthetic data.
-    norm = normalization_stats(spectra, lengths)
-    n_real = spectra.shape[0]
-    log(f"data: {n_real} train songs, {int(lengths.sum())} frames/channel; "
-        f"{len(valid_tracks)} valid songs")
-    n_pitched = 0
     # Extra training material only when this process trains something itself.
     must_train = worker_wall is None and bool(todo)
-    if shifts and must_train:
-        spectra, lengths = add_pitched(spectra, lengths, train_tracks, shifts[0], log)
-        n_pitched = spectra.shape[0] - n_real
+    synth = must_train and any(c.synth_share > 0 for c in configs)
+    spectra, lengths, norm, n_real, n_pitched = training_data(
+        train_tracks, pitch_shifts=shifts[0] if shifts and must_train else (),
+        synth_count=args.synth_count if synth else 0,
+        synth_root=args.synth_data or args.data, cache=args.cache, log=log)
     del train_tracks
-    if must_train and any(c.synth_share > 0 for c in configs):
-        spectra, lengths = add_synthetic(spectra, lengths, args.synth_data or args.data,
-                                         args.cache, args.synth_count, log)
-        log(f"data: + {spectra.shape[0] - n_real} synthetic MIDI-rendered excerpts")
+    log(f"data: {n_real} train songs, {int(lengths[:n_real].sum())} frames/channel; "
+        f"{len(valid_tracks)} valid songs")
+    if synth:
+        log(f"data: + {spectra.shape[0] - n_real - n_pitched} synthetic MIDI-rendered excerpts")
     timings["data_s"] = round(time.time() - t, 1)
 
     # -- training + export ------------------------------------------------------
