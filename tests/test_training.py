@@ -65,11 +65,13 @@ def test_remix_sampler_shapes_and_linearity():
     assert np.all(mix <= tgt.sum(axis=1) + 1e-4)
 
 
-@pytest.mark.parametrize("front", ["dense", "freqconv"])
-def test_onnx_export_matches_torch(tmp_path, front):
+@pytest.mark.parametrize("front,refine", [("dense", 0), ("freqconv", 0), ("freqconv", 4)])
+def test_onnx_export_matches_torch(tmp_path, front, refine):
     torch.manual_seed(0)
     model = MaskNet(bins=BINS, stems=4, hidden=16, dilations=(1, 2), kernel=3, front=front,
-                    front_channels=4)
+                    front_channels=4, refine_channels=refine)
+    if refine:  # the last layer starts at zero; make the head do something
+        torch.nn.init.normal_(model.refine.net[-1].weight, std=0.5)
     for m in model.modules():  # non-trivial batch-norm statistics
         if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -226,6 +228,50 @@ def test_freqconv_front_keeps_receptive_field_and_shares_weights():
     assert changed.nonzero().flatten().tolist() == list(range(10 - 6, 11))
     with pytest.raises(ValueError, match="front"):
         MaskNet(front="lstm")
+
+
+def test_bin_refine_starts_as_identity_and_stays_local():
+    torch.manual_seed(2)
+    plain = MaskNet(bins=BINS, stems=4, hidden=8, dilations=(1, 2), front="freqconv",
+                    front_channels=4).eval()
+    model = MaskNet(bins=BINS, stems=4, hidden=8, dilations=(1, 2), front="freqconv",
+                    front_channels=4, refine_channels=4, refine_kernel=3)
+    # same weights for the shared layers: with its zero-initialised last layer the
+    # head leaves the masks exactly as the plain network's
+    model.load_state_dict(plain.state_dict(), strict=False)
+    model.eval()
+    assert model.receptive_field == plain.receptive_field == 7
+    assert model.macs_per_frame() > plain.macs_per_frame()
+    x = torch.randn(1, BINS, 20)
+    with torch.no_grad():
+        assert torch.equal(model(x), plain(x))
+        torch.nn.init.normal_(model.refine.net[-1].weight, std=0.5)
+        y = model(x)
+        # the head reads the input frame its output frame belongs to (context 3), and
+        # a bin's correction depends only on bins within two kernels' reach
+        x2 = x.clone()
+        x2[0, 10, 9] += 3.0
+        d = (model(x2) - y).abs().amax(dim=(0, 1))          # (bins, time)
+    # only the output frames whose window holds input frame 9 change
+    changed = (d.amax(dim=0) > 0).nonzero().flatten().tolist()
+    assert changed == list(range(9 - 6, 9 + 1))
+
+
+def test_lazy_pitch_copies_equal_eager_ones():
+    from stemboard.models.train.data import pitch_shifted
+
+    stems = _stems()
+    tracks = [{"name": "a", "stems": stems}, {"name": "b", "stems": stems[:, ::-1]}]
+    eager = pitch_shifted(tracks, (2, -1), log=lambda *_: None)
+    lazy = pitch_shifted(tracks, (2, -1), log=lambda *_: None, lazy=True)
+    assert [e["name"] for e in eager] == [e["name"] for e in lazy]
+    for e, z in zip(eager, lazy):
+        assert "stems" not in z and z["samples"] == e["stems"].shape[-1]
+        np.testing.assert_array_equal(z["make"](), e["stems"])
+    a, la = stem_spectra(tracks + eager, GRID, BINS)
+    b, lb = stem_spectra(tracks + lazy, GRID, BINS)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(la, lb)
 
 
 def test_ablate_parse_set():

@@ -67,7 +67,7 @@ def resample_ratio(semitones: float, max_den: int = 16):
     return r.numerator, r.denominator
 
 
-def pitch_shifted(tracks, semitones, log=print) -> list[dict]:
+def pitch_shifted(tracks, semitones, log=print, *, lazy: bool = False) -> list[dict]:
     """Pitch- and tempo-shifted copies of ``tracks`` by resampling (Demucs-style).
 
     Each shift in ``semitones`` gives one copy of every track, every stem
@@ -75,6 +75,10 @@ def pitch_shifted(tracks, semitones, log=print) -> list[dict]:
     a turntable), so the mixture stays the sum of its stems.  With ten minutes
     of real audio the network sees each singer and instrument in only one
     register; shifted copies are new, still natural-sounding examples.
+
+    ``lazy=True`` returns ``{"name", "samples", "make"}`` entries instead of
+    audio: :func:`stem_spectra` resamples each copy only when it fills that
+    copy's rows, so several copies never sit in memory as audio at once.
     """
     from scipy.signal import resample_poly
 
@@ -82,8 +86,12 @@ def pitch_shifted(tracks, semitones, log=print) -> list[dict]:
     for st in semitones:
         up, down = resample_ratio(st)
         for t in tracks:
-            y = resample_poly(t["stems"], up, down, axis=-1).astype(np.float32)
-            out.append({"name": f"{t['name']} [{st:+g} st]", "stems": y})
+            def make(stems=t["stems"], up=up, down=down):
+                return resample_poly(stems, up, down, axis=-1).astype(np.float32)
+            entry = {"name": f"{t['name']} [{st:+g} st]",
+                     "samples": -(-t["stems"].shape[-1] * up // down)}   # resample_poly's length
+            entry.update({"make": make} if lazy else {"stems": make()})
+            out.append(entry)
     if semitones:
         log(f"pitch/tempo copies: {len(out)} excerpts ({', '.join(f'{s:+g}' for s in semitones)} "
             "semitones)")
@@ -95,13 +103,16 @@ def stem_spectra(tracks, grid: StftGrid, model_bins: int):
 
     Tracks shorter than the longest are zero-padded at the end; ``lengths``
     holds the number of valid frames per track.  The output is allocated once
-    and filled track by track (the pitch-shifted copies make it several GB).
+    and filled track by track (the pitch-shifted copies make it several GB);
+    a track given as ``{"samples", "make"}`` (``pitch_shifted(..., lazy=True)``)
+    has its audio made only when its rows are filled.
     """
-    lengths = np.array([num_frames(t["stems"].shape[-1], grid) for t in tracks], np.int64)
+    lengths = np.array([num_frames(t["samples"] if "make" in t else t["stems"].shape[-1], grid)
+                        for t in tracks], np.int64)
     n = int(lengths.max()) if len(tracks) else 0
     out = np.zeros((len(tracks), len(STEMS), 2, n, model_bins), np.complex64)
     for i, t in enumerate(tracks):
-        s = t["stems"]
+        s = t["make"]() if "make" in t else t["stems"]
         spec = stft(s.reshape(-1, s.shape[-1]), grid)[:, :, :model_bins]
         out[i, :, :, : spec.shape[1]] = spec.reshape(s.shape[0], s.shape[1], spec.shape[1],
                                                      model_bins)

@@ -49,6 +49,7 @@ GRID = StftGrid(2048, 512)
 #: Pitch/tempo-shifted copies (+-2 semitones by resampling) were neutral at 1200
 #: steps and helped at 2400 (avg 3.81 vs 3.57 dB), so the longer shipped runs use them.
 PITCH = (-2.0, 2.0)
+REFINE = 8
 SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT, pitch_shifts=PITCH)
 
 
@@ -60,7 +61,8 @@ def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None) 
     """
     base = {k: v for k, v in SHIPPED.items() if k not in ("hidden", "loss", "pitch_shifts")}
     return [
-        TrainConfig(name="offline", context=12, lookahead=12, steps=main_steps, **SHIPPED),
+        TrainConfig(name="offline", context=12, lookahead=12, steps=main_steps, refine=REFINE,
+                    **SHIPPED),
         TrainConfig(name="live", context=22, lookahead=2, steps=live_steps or main_steps,
                     **SHIPPED),
         TrainConfig(name="cmp_l2mag_h192", hidden=192, loss="l2mag", steps=cmp_steps, **base),
@@ -81,7 +83,8 @@ def run_key(cfg: TrainConfig, synth_count: int) -> str:
                        if not (k == "input_layout" and v == "channel")
                        and not (k in ("eq_db", "synth_share", "synth_silence",
                                       "pitch_shifts") and not v)
-                       and not (k == "front" and v == "dense")}
+                       and not (k == "front" and v == "dense")
+                       and not (k == "refine" and not v)}
                       | ({"synth_count": synth_count} if cfg.synth_share else {}),
                       sort_keys=True)
 
@@ -154,12 +157,6 @@ def add_synthetic(spectra, lengths, data_root, cache, count, log=print):
     return append_tracks(spectra, lengths, *stem_spectra(synth, GRID, MODEL_BINS))
 
 
-def add_pitched(spectra, lengths, tracks, shifts, log=print):
-    """Append the pitch-shifted copies (:func:`.data.pitch_shifted`) of ``tracks``."""
-    return append_tracks(spectra, lengths, *stem_spectra(pitch_shifted(tracks, shifts, log),
-                                                         GRID, MODEL_BINS))
-
-
 def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, cache=None,
                   log=print):
     """Everything :func:`.train.train` draws from, in its track order.
@@ -170,12 +167,12 @@ def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, ca
     the songs only, so the runtime's features do not depend on the augmented
     or synthetic data.
     """
-    spectra, lengths = stem_spectra(tracks, GRID, MODEL_BINS)
-    norm = normalization_stats(spectra, lengths)
-    n_real = spectra.shape[0]
-    if pitch_shifts:
-        spectra, lengths = add_pitched(spectra, lengths, tracks, pitch_shifts, log)
-    n_pitched = spectra.shape[0] - n_real
+    # One allocation for the songs and their copies: appending the copies
+    # afterwards would briefly hold both stacks (~2x the memory).
+    copies = pitch_shifted(tracks, pitch_shifts, log, lazy=True)
+    spectra, lengths = stem_spectra(list(tracks) + copies, GRID, MODEL_BINS)
+    n_real, n_pitched = len(tracks), len(copies)
+    norm = normalization_stats(spectra[:n_real], lengths[:n_real])
     if synth_count:
         spectra, lengths = add_synthetic(spectra, lengths, synth_root, cache, synth_count, log)
     return spectra, lengths, norm, n_real, n_pitched

@@ -32,6 +32,7 @@ class TrainConfig:
     synth_share: float = 0.0        # share of draws from MIDI-rendered excerpts (0 = MUSDB only)
     synth_silence: tuple = ()       # stems left silent in the synthetic excerpts (e.g. vocals)
     front: str = "dense"            # "dense" 1x1 input layer or "freqconv" (FreqConvFront)
+    refine: int = 0                 # BinRefine channels (0 = no per-bin refinement head)
     pitch_shifts: tuple = ()        # semitones of the resampled copies drawn with the songs
     input_layout: str = "channel"   # "channel" or "stereo_pair" (own + other channel's features)
     extra: dict = field(default_factory=dict)
@@ -145,7 +146,7 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
     model = MaskNet(bins=spectra.shape[-1], stems=spectra.shape[1], hidden=cfg.hidden,
                     dilations=cfg.dilations, kernel=cfg.kernel,
                     in_bins=spectra.shape[-1] * (2 if cfg.stereo_pair else 1),
-                    front=cfg.front)
+                    front=cfg.front, refine_channels=cfg.refine)
     rf = model.receptive_field
     if cfg.context + cfg.lookahead + 1 != rf:
         raise ValueError(f"context {cfg.context} + lookahead {cfg.lookahead} + 1 != "
