@@ -10,7 +10,13 @@ done with them:
   spectrogram and a per-bin 2x2 spatial covariance, then every stem is the
   Wiener estimate from both channels;
 * ``mid-tta`` -- test-time averaging: each channel's masks averaged with the
-  masks the model predicts from the mid signal (L+R)/2 (1.5x the model cost).
+  masks the model predicts from the mid signal (L+R)/2 (1.5x the model cost);
+* ``power-P`` -- sharper (P > 1) or softer (P < 1) masks, ``m**P`` renormalised
+  across stems (free at run time: it is a softmax temperature).  The oracle
+  binary mask beats the ratio mask here, so sharpening was worth a try;
+* ``ensemble-N`` (with ``--ensemble``) -- the masks averaged with those of
+  N - 1 other models (N times the model cost): how much run-to-run variance
+  costs.
 
 Scored like ``bench/quality.py`` (museval v4 SDR, 1 s windows, median over
 windows, then over tracks).  These are experiments, not features: none of them
@@ -50,6 +56,15 @@ def wiener_em(spec, masks, n, grid, iterations=1):
                            n, grid) for s in range(y.shape[-1])])
 
 
+POWERS = (0.8, 1.25, 1.5, 2.0)
+
+
+def sharpen(masks, power):
+    """masks (ch, S, bins, frames) -> ``masks**power`` renormalised across stems."""
+    p = masks.astype(np.float64) ** power
+    return (p / np.maximum(p.sum(axis=1, keepdims=True), 1e-30)).astype(np.float32)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="MUSDB18-7 root")
@@ -57,6 +72,8 @@ def main(argv=None):
     ap.add_argument("--model", default="offline", help="offline, live, fixture or an .onnx path")
     ap.add_argument("--tracks", type=int, help="only the first N valid tracks (smoke tests)")
     ap.add_argument("--seconds", type=float, help="only the first S seconds of each track")
+    ap.add_argument("--ensemble", nargs="+", default=[], metavar="MODEL",
+                    help="also score the masks averaged with these models' (.json manifests)")
     ap.add_argument("--json", help="write results to this JSON file")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -72,7 +89,11 @@ def main(argv=None):
         print("[bench] norbert not installed; wiener-em-1 skipped", file=sys.stderr)
 
     tracks = load_tracks(args.data, limit=args.tracks, seconds=args.seconds, cache=args.cache)
-    per_track = {m: [] for m in ("masks", "wiener-em-1", "mid-tta") if has_norbert or m[0] != "w"}
+    methods = ("masks", "wiener-em-1", "mid-tta", *(f"power-{p:g}" for p in POWERS))
+    others = [MaskModel(p) for p in args.ensemble]
+    if others:
+        methods += (f"ensemble-{len(others) + 1}",)
+    per_track = {m: [] for m in methods if has_norbert or m[0] != "w"}
     t0 = time.time()
     for ti, (name, stems) in enumerate(tracks):
         mix = stems.sum(axis=0)
@@ -82,7 +103,11 @@ def main(argv=None):
         mid = model_masks(model, stft(mix.mean(axis=0, keepdims=True), grid))
         ests = {"masks": lambda: apply(X, masks, n, grid),
                 "wiener-em-1": lambda: wiener_em(X, masks, n, grid),
-                "mid-tta": lambda: apply(X, 0.5 * (masks + mid), n, grid)}
+                "mid-tta": lambda: apply(X, 0.5 * (masks + mid), n, grid),
+                **{f"power-{p:g}": (lambda p=p: apply(X, sharpen(masks, p), n, grid))
+                   for p in POWERS},
+                f"ensemble-{len(others) + 1}": lambda: apply(
+                    X, np.mean([masks] + [model_masks(o, X) for o in others], axis=0), n, grid)}
         for m in per_track:
             per_track[m].append(sdr_per_stem(stems, ests[m]()).tolist())
         print(f"[bench] {ti + 1}/{len(tracks)} {name} ({time.time() - t0:.0f} s)",

@@ -104,8 +104,15 @@ def test_postproc_smoke(quality_json, model_path, tmp_path):
     out = tmp_path / "postproc.json"
     res = _load("postproc").main(["--data", str(DATA), "--cache", str(quality_json[1]),
                                   "--model", model_path, "--tracks", "1", "--seconds", "2",
+                                  "--ensemble", str(Path(model_path).with_suffix(".json")),
                                   "--json", str(out)])
     assert json.loads(out.read_text())["summary"] == res["summary"]
-    assert set(res["summary"]) == {"masks", "wiener-em-1", "mid-tta"}
+    assert set(res["summary"]) == {"masks", "wiener-em-1", "mid-tta", "power-0.8", "power-1.25",
+                                   "power-1.5", "power-2", "ensemble-2"}
+    # averaging a model's masks with its own changes nothing
+    for s in ("vocals", "drums", "bass", "other"):
+        assert abs(res["summary"]["ensemble-2"][s] - res["summary"]["masks"][s]) < 1e-3
+    # the power changes the masks, hence the scores
+    assert res["summary"]["power-2"] != res["summary"]["masks"]
     for row in res["summary"].values():
         assert np.isfinite([row[s] for s in ("vocals", "drums", "bass", "other", "avg")]).all()

@@ -250,14 +250,17 @@ def _ablations(add, rows):
         "Each run with "
         "`python -m stemboard.models.train.ablate` (the command is in "
         "`ablations.json`) and scored like the rows above. One seed each on 14 excerpts: "
-        "differences under about 0.15 dB are noise. Compare rows of equal steps.")
+        "differences under about 0.15 dB are noise. Compare rows of equal steps. "
+        "`refine=N` is the optional per-bin head (`models/train/model.py:BinRefine`, N "
+        "channels, +11 % multiply-adds per frame) that corrects each bin's logits from its "
+        "spectral neighbourhood.")
     add("")
     add("| run | change | steps | vocals | drums | bass | other | avg |")
     add("|---|---|---|---|---|---|---|---|")
     from .train import TrainConfig
 
     keys = ("loss", "front", "pitch_shifts", "eq_db", "synth_share", "synth_silence",
-            "dilations", "context", "lookahead", "hidden")
+            "dilations", "context", "lookahead", "hidden", "refine")
     defaults = {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(TrainConfig()).items() if k in keys}
     for r in rows:
