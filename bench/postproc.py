@@ -93,7 +93,7 @@ def main(argv=None):
     others = [MaskModel(p) for p in args.ensemble]
     if others:
         methods += (f"ensemble-{len(others) + 1}",)
-    per_track = {m: [] for m in methods if has_norbert or m[0] != "w"}
+    per_track = {m: [] for m in methods if has_norbert or m != "wiener-em-1"}
     t0 = time.time()
     for ti, (name, stems) in enumerate(tracks):
         mix = stems.sum(axis=0)

@@ -341,7 +341,6 @@ def _tiny_cfg(**kw):
 
 
 def test_unused_pitch_copies_leave_training_unchanged():
-    from stemboard.models.train.pipeline import append_tracks
     from stemboard.models.train.train import train
 
     stems = _stems()
@@ -349,7 +348,9 @@ def test_unused_pitch_copies_leave_training_unchanged():
     norm = normalization_stats(spectra, lengths)
     quiet = lambda *_: None  # noqa: E731
     ref, _ = train(_tiny_cfg(), spectra, lengths, norm, log=quiet, n_real=2)
-    more, more_len = append_tracks(spectra, lengths, 0.5 * spectra[:1], lengths[:1])
+    # a third track standing in for a pitch-shifted copy
+    more, more_len = stem_spectra([{"stems": stems}, {"stems": stems[:, ::-1]},
+                                   {"stems": 0.5 * stems}], GRID, BINS)
     got, _ = train(_tiny_cfg(), more, more_len, norm, log=quiet, n_real=2, n_pitched=1)
     for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values()):
         assert torch.equal(a, b), k

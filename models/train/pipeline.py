@@ -17,6 +17,7 @@ checkpoints cached and goes on to evaluate and ship.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -73,18 +74,20 @@ def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None) 
     ]
 
 
+#: TrainConfig fields added after the first checkpoints were cached.
+LATER_FIELDS = ("input_layout", "eq_db", "synth_share", "synth_silence", "front",
+                "pitch_shifts", "refine")
+
+
 def run_key(cfg: TrainConfig, synth_count: int) -> str:
     """The checkpoint cache key: every config field, minus defaults added later.
 
-    Fields introduced after a checkpoint was trained are left out while they
-    hold their "off" value, so older checkpoints stay valid.
+    Fields of :data:`LATER_FIELDS` are left out while they hold their default
+    ("off") value, so checkpoints trained before they existed stay valid.
     """
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     return json.dumps({k: str(v) for k, v in vars(cfg).items()
-                       if not (k == "input_layout" and v == "channel")
-                       and not (k in ("eq_db", "synth_share", "synth_silence",
-                                      "pitch_shifts") and not v)
-                       and not (k == "front" and v == "dense")
-                       and not (k == "refine" and not v)}
+                       if not (k in LATER_FIELDS and v == defaults[k])}
                       | ({"synth_count": synth_count} if cfg.synth_share else {}),
                       sort_keys=True)
 
@@ -149,14 +152,6 @@ def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict) ->
         name=f"stemboard-{cfg.name}", description=description, extra=extra)
 
 
-def add_synthetic(spectra, lengths, data_root, cache, count, log=print):
-    """Append ``count`` MIDI-rendered excerpts (:mod:`.synth`) after the real tracks."""
-    from .synth import render_synthetic
-
-    synth = render_synthetic(data_root, cache, count=count, log=log)
-    return append_tracks(spectra, lengths, *stem_spectra(synth, GRID, MODEL_BINS))
-
-
 def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, cache=None,
                   log=print):
     """Everything :func:`.train.train` draws from, in its track order.
@@ -167,25 +162,18 @@ def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, ca
     the songs only, so the runtime's features do not depend on the augmented
     or synthetic data.
     """
-    # One allocation for the songs and their copies: appending the copies
-    # afterwards would briefly hold both stacks (~2x the memory).
     copies = pitch_shifted(tracks, pitch_shifts, log, lazy=True)
-    spectra, lengths = stem_spectra(list(tracks) + copies, GRID, MODEL_BINS)
+    synth = []
+    if synth_count:
+        from .synth import render_synthetic
+
+        synth = render_synthetic(synth_root, cache, count=synth_count, log=log)
+    # One allocation for everything: appending a stack afterwards would briefly
+    # hold both (~2x the memory).
+    spectra, lengths = stem_spectra([*tracks, *copies, *synth], GRID, MODEL_BINS)
     n_real, n_pitched = len(tracks), len(copies)
     norm = normalization_stats(spectra[:n_real], lengths[:n_real])
-    if synth_count:
-        spectra, lengths = add_synthetic(spectra, lengths, synth_root, cache, synth_count, log)
     return spectra, lengths, norm, n_real, n_pitched
-
-
-def append_tracks(spectra, lengths, more, more_lengths):
-    """Concatenate two (tracks, stems, 2, frames, bins) stacks, zero-padding frames."""
-    n = max(spectra.shape[3], more.shape[3])
-
-    def pad(x):
-        return np.pad(x, ((0, 0), (0, 0), (0, 0), (0, n - x.shape[3]), (0, 0)))
-
-    return np.concatenate([pad(spectra), pad(more)]), np.concatenate([lengths, more_lengths])
 
 
 def _sha(path) -> str:
