@@ -65,6 +65,41 @@ def test_remix_sampler_shapes_and_linearity():
     assert np.all(mix <= tgt.sum(axis=1) + 1e-4)
 
 
+def test_phase_sensitive_targets():
+    stems = _stems()
+    spectra, lengths = stem_spectra([{"stems": stems}, {"stems": stems[:, ::-1]}], GRID, BINS)
+    mag_mix, mag_tgt = RemixSampler(spectra, lengths, frames=30, seed=4).batch(6)
+    mix, tgt = RemixSampler(spectra, lengths, frames=30, seed=4, phase_sensitive=True).batch(6)
+    # same draws, same mixture; each target is |S| cos(phase difference) <= |S|
+    np.testing.assert_array_equal(mix, mag_mix)
+    tol = 1e-5 * mag_tgt + 1e-6
+    assert np.all(np.abs(tgt) <= mag_tgt + tol)
+    # the projections of the stems on the mixture's phase sum to the mixture magnitude,
+    # so masks that sum to one can reach the target exactly where all are >= 0
+    np.testing.assert_allclose(tgt.sum(axis=1), mix, atol=1e-4 * mix.max())
+    # stems out of phase with the mixture get targets below their magnitudes
+    assert np.any(tgt < mag_tgt - 1e-3)
+
+
+def test_l2psa_loss_trains_and_differs_from_l2mag():
+    from stemboard.models.train.train import loss_fn, train
+
+    stems = _stems()
+    spectra, lengths = stem_spectra([{"stems": stems}, {"stems": stems[:, ::-1]}], GRID, BINS)
+    norm = normalization_stats(spectra, lengths)
+    quiet = lambda *_: None  # noqa: E731
+    a, _ = train(_tiny_cfg(loss="l2mag"), spectra, lengths, norm, log=quiet)
+    b, info = train(_tiny_cfg(loss="l2psa"), spectra, lengths, norm, log=quiet)
+    assert info["config"]["loss"] == "l2psa"
+    assert any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                     b.state_dict().values()))
+    # the loss is zero for masks that reproduce the targets, positive otherwise
+    mix = torch.rand(2, 5, 7) + 0.1
+    masks = torch.softmax(torch.randn(2, 4, 5, 7), dim=1)
+    assert loss_fn(masks, mix, masks * mix[:, None], "l2psa").item() == 0.0
+    assert loss_fn(masks, mix, 0.5 * masks * mix[:, None], "l2psa").item() > 0.0
+
+
 @pytest.mark.parametrize("front,refine", [("dense", 0), ("freqconv", 0), ("freqconv", 4)])
 def test_onnx_export_matches_torch(tmp_path, front, refine):
     torch.manual_seed(0)

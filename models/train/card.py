@@ -22,6 +22,9 @@ LOSSES = {
     "l2mag": "squared error between mask × mixture magnitude and the stem magnitude, divided "
              "by the mean squared mixture magnitude (ratio-mask training, energy-weighted "
              "like SDR)",
+    "l2psa": "squared error between mask × mixture magnitude and the phase-sensitive target "
+             "|S| cos(∠S − ∠X), divided by the mean squared mixture magnitude (equals the "
+             "complex error |mask · X − S|² up to a constant, which is what SDR scores)",
     "mse_ibm": "MSE between the mask and the oracle binary mask (the article's targets)",
 }
 
@@ -218,7 +221,8 @@ def write_card(path, summary, configs, args):
             c = tr[n.replace("_binary", "")]["config"]
             target = {"mse_ibm": "binary mask (IBM), MSE — the article",
                       "l1mag": "ratio mask via magnitude L1",
-                      "l2mag": "ratio mask via magnitude L2"}[c["loss"]]
+                      "l2mag": "ratio mask via magnitude L2",
+                      "l2psa": "phase-sensitive target, L2"}[c["loss"]]
             mode = "argmax (binary)" if n.endswith("_binary") else "soft"
             r = sdr[n]
             add(f"| {n} | {target} | {c['hidden']} | {mode} | " + " | ".join(

@@ -133,12 +133,20 @@ class RemixSampler:
     "self", so the channel choice stays a channel swap), and :meth:`batch`
     returns a third array: the other channel's mixture magnitude.  The random
     draws are the same as without it.
+
+    With ``phase_sensitive=True`` the stem targets are not the stem magnitudes
+    ``|S|`` but their projections on the mixture's phase,
+    ``|S| cos(angle S - angle X)`` (Erdogan et al. 2015's phase-sensitive
+    target).  The separated stem is ``mask * X`` with the mixture's phase, so
+    the squared error against this target is, up to a constant, the complex
+    error ``|mask * X - S|^2`` that SDR measures.  The random draws are the same.
     """
 
     def __init__(self, spectra, lengths, frames: int, *, p_remix=0.5, gain_db=(-6.0, 3.0),
                  p_drop=0.1, seed=0, stereo_pair=False, eq_db=0.0, track_weights=None,
-                 stem_gain=None):
+                 stem_gain=None, phase_sensitive=False):
         self.spectra = spectra
+        self.phase_sensitive = bool(phase_sensitive)
         self.lengths = lengths
         self.frames = frames
         self.p_remix = p_remix
@@ -216,9 +224,15 @@ class RemixSampler:
                     if seg2.shape[0] < F:
                         seg2 = np.pad(seg2, ((0, F - seg2.shape[0]), (0, 0)))
                     other[b, s] = seg2 * g
-        mix = np.abs(stems.sum(axis=1))  # (B, F, bins)
+        mixc = stems.sum(axis=1)  # (B, F, bins) complex
+        mix = np.abs(mixc)
+        if self.phase_sensitive:
+            # Re(S conj(X)) / |X| = |S| cos(angle S - angle X); 0 where X is silent.
+            target = (stems * np.conj(mixc)[:, None]).real / np.maximum(mix, 1e-12)[:, None]
+        else:
+            target = np.abs(stems)
         out = (np.ascontiguousarray(mix.transpose(0, 2, 1)),
-               np.ascontiguousarray(np.abs(stems).transpose(0, 1, 3, 2)))
+               np.ascontiguousarray(target.astype(np.float32).transpose(0, 1, 3, 2)))
         if other is None:
             return out
         mix2 = np.abs(other.sum(axis=1))

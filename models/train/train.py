@@ -20,7 +20,8 @@ class TrainConfig:
     kernel: int = 3
     context: int = 12
     lookahead: int = 12
-    loss: str = "l1mag"          # "l1mag"/"l2mag" (ratio mask via magnitude L1/L2) or "mse_ibm" (article)
+    loss: str = "l1mag"          # "l1mag"/"l2mag" (ratio mask via magnitude L1/L2), "l2psa"
+                                 # (L2 to the phase-sensitive target) or "mse_ibm" (article)
     steps: int = 2000
     batch: int = 24
     frames_out: int = 96
@@ -82,7 +83,8 @@ def loss_fn(masks, mix, stems, kind: str):
     """masks (B,S,F,T); mix (B,F,T) and stems (B,S,F,T) magnitudes on the output frames."""
     if kind == "l1mag":
         return (masks * mix[:, None] - stems).abs().mean() / (mix.abs().mean() + 1e-8)
-    if kind == "l2mag":
+    if kind in ("l2mag", "l2psa"):
+        # (l2psa: ``stems`` holds the phase-sensitive targets, see RemixSampler.)
         # Energy-weighted like SDR: loud time-frequency bins dominate, as in Open-Unmix.
         return ((masks * mix[:, None] - stems) ** 2).mean() / ((mix ** 2).mean() + 1e-8)
     if kind == "mse_ibm":
@@ -153,7 +155,8 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
                          f"receptive field {rf}")
     sampler = RemixSampler(spectra, lengths, cfg.frames_out + rf - 1, p_remix=cfg.p_remix,
                            seed=cfg.seed, stereo_pair=cfg.stereo_pair, eq_db=cfg.eq_db,
-                           track_weights=track_weights, stem_gain=stem_gain)
+                           track_weights=track_weights, stem_gain=stem_gain,
+                           phase_sensitive=cfg.loss == "l2psa")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, cfg.steps // 20)
 
