@@ -412,3 +412,46 @@ def test_pipeline_run_keys_and_worker_split():
     assert len(groups) == 2 and groups[0] == ["offline"]
     assert split_runs(configs[:1], 4) == [["offline"]]
     assert parse_set(["pitch_shifts=-2,2"]) == {"pitch_shifts": (-2, 2)}
+
+
+def test_l2stem_loss_weighs_each_stem_by_its_own_energy():
+    from stemboard.models.train.train import loss_fn
+
+    mix = torch.ones(1, 3, 4)
+    stems = torch.zeros(1, 4, 3, 4)
+    stems[:, 0] = 0.1                      # a quiet stem
+    stems[:, 1] = 0.9                      # a loud one
+    exact = stems / mix[:, None]
+    # the same relative error on the quiet or the loud stem costs the same
+    quiet_off, loud_off = exact.clone(), exact.clone()
+    quiet_off[:, 0] *= 1.5
+    loud_off[:, 1] *= 1.5
+    a = loss_fn(quiet_off, mix, stems, "l2stem").item()
+    b = loss_fn(loud_off, mix, stems, "l2stem").item()
+    assert a > 0 and a == pytest.approx(b, rel=0.05)  # (up to the 1e-3 energy floor)
+    # where l2mag lets the loud stem dominate
+    assert loss_fn(loud_off, mix, stems, "l2mag") > 50 * loss_fn(quiet_off, mix, stems, "l2mag")
+    # silent stems (dropped in the batch) stay finite and exact masks cost nothing
+    assert loss_fn(exact, mix, stems, "l2stem").item() == 0.0
+    with pytest.raises(ValueError, match="unknown loss"):
+        loss_fn(exact, mix, stems, "l3")
+
+
+def test_card_is_what_metrics_and_ablations_produce(tmp_path):
+    from pathlib import Path
+
+    from stemboard.models.train import card
+
+    weights = Path(__file__).resolve().parents[1] / "models" / "weights"
+    for name in ("metrics.json", "ablations.json"):
+        (tmp_path / name).write_bytes((weights / name).read_bytes())
+    card.main(["--out", str(tmp_path)])
+    # the committed card is in step with the committed measurements
+    assert (tmp_path / "MODEL_CARD.md").read_text() == (weights / "MODEL_CARD.md").read_text()
+    assert not list(tmp_path.glob("*.tmp"))
+    (tmp_path / "metrics.json").unlink()
+    with pytest.raises(SystemExit, match="metrics.json"):
+        card.main(["--out", str(tmp_path)])
+    (tmp_path / "metrics.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="not valid JSON"):
+        card.main(["--out", str(tmp_path)])

@@ -1,4 +1,13 @@
-"""MODEL_CARD.md writer: every number in the card comes from the pipeline's measurements."""
+"""MODEL_CARD.md writer: every number in the card comes from the pipeline's measurements.
+
+The pipeline writes the card when it ships.  To refresh it after appending
+ablation rows, without training, scoring or re-timing anything::
+
+    python -m stemboard.models.train.card --out models/weights
+
+which rebuilds ``MODEL_CARD.md`` from ``metrics.json`` and ``ablations.json``
+in that folder.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -22,6 +31,9 @@ LOSSES = {
     "l2mag": "squared error between mask × mixture magnitude and the stem magnitude, divided "
              "by the mean squared mixture magnitude (ratio-mask training, energy-weighted "
              "like SDR)",
+    "l2stem": "squared error between mask × mixture magnitude and the stem magnitude, per "
+              "stem divided by that stem's energy in the batch, averaged over stems (each "
+              "stem weighted like its own SDR)",
     "l2psa": "squared error between mask × mixture magnitude and the phase-sensitive target "
              "|S| cos(∠S − ∠X), divided by the mean squared mixture magnitude (equals the "
              "complex error |mask · X − S|² up to a constant, which is what SDR scores)",
@@ -38,7 +50,12 @@ def _fmt_s(s):
     return f"{s / 60:.1f} min"
 
 
-def write_card(path, summary, configs, args):
+def write_card(path, summary):
+    """Write the card to ``path`` (atomically) from the pipeline's ``summary`` dict.
+
+    ``summary`` is ``metrics.json``'s content (its per-track tables and
+    histories are not used); ``ablations.json`` beside ``path`` adds its table.
+    """
     sdr = summary["sdr_valid"]
     tr = summary["training"]
     sp = summary["speed"]
@@ -222,7 +239,8 @@ def write_card(path, summary, configs, args):
             target = {"mse_ibm": "binary mask (IBM), MSE — the article",
                       "l1mag": "ratio mask via magnitude L1",
                       "l2mag": "ratio mask via magnitude L2",
-                      "l2psa": "phase-sensitive target, L2"}[c["loss"]]
+                      "l2psa": "phase-sensitive target, L2",
+                      "l2stem": "ratio mask via magnitude L2, per-stem normalised"}[c["loss"]]
             mode = "argmax (binary)" if n.endswith("_binary") else "soft"
             r = sdr[n]
             add(f"| {n} | {target} | {c['hidden']} | {mode} | " + " | ".join(
@@ -241,7 +259,9 @@ def write_card(path, summary, configs, args):
     add("- Music that does not resemble MUSDB18's pop/rock mixes is out of distribution.")
     add("- Non-commercial research data (see above).")
     add("")
-    path.write_text("\n".join(lines))
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)
 
 
 def _ablations(add, rows):
@@ -264,7 +284,7 @@ def _ablations(add, rows):
     from .train import TrainConfig
 
     keys = ("loss", "front", "pitch_shifts", "eq_db", "synth_share", "synth_silence",
-            "dilations", "context", "lookahead", "hidden", "refine")
+            "dilations", "context", "lookahead", "hidden", "refine", "weight_decay")
     defaults = {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(TrainConfig()).items() if k in keys}
     for r in rows:
@@ -274,3 +294,26 @@ def _ablations(add, rows):
         add(f"| {r['name']} | {change} | {c['steps']} | " + " | ".join(
             f"{r['sdr'][s]:.2f}" for s in STEMS) + f" | {r['sdr']['avg']:.2f} |")
     add("")
+
+
+def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Rewrite MODEL_CARD.md from metrics.json and "
+                                 "ablations.json (no training, scoring or timing).")
+    ap.add_argument("--out", default="models/weights",
+                    help="folder holding metrics.json (and ablations.json)")
+    args = ap.parse_args(argv)
+    metrics = Path(args.out) / "metrics.json"
+    if not metrics.is_file():
+        raise SystemExit(f"{metrics}: not found; run the training pipeline first")
+    try:
+        summary = json.loads(metrics.read_text())
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"{metrics}: not valid JSON ({e})")
+    write_card(Path(args.out) / "MODEL_CARD.md", summary)
+    print(f"wrote {Path(args.out) / 'MODEL_CARD.md'}")
+
+
+if __name__ == "__main__":
+    main()

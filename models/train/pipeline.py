@@ -404,7 +404,7 @@ def main(argv=None):
         MaskModel(out / f"{name}.onnx")  # validate what ships
     from .card import write_card
 
-    write_card(out / "MODEL_CARD.md", summary, cfg_by_name, args)
+    write_card(out / "MODEL_CARD.md", summary)
     log(f"done: wrote {out}/offline.*, live.*, metrics.json, MODEL_CARD.md")
 
 

@@ -20,8 +20,9 @@ class TrainConfig:
     kernel: int = 3
     context: int = 12
     lookahead: int = 12
-    loss: str = "l1mag"          # "l1mag"/"l2mag" (ratio mask via magnitude L1/L2), "l2psa"
-                                 # (L2 to the phase-sensitive target) or "mse_ibm" (article)
+    loss: str = "l1mag"          # "l1mag"/"l2mag" (ratio mask via magnitude L1/L2), "l2stem"
+                                 # (l2mag, each stem's error relative to its own energy),
+                                 # "l2psa" (L2 to the phase-sensitive target) or "mse_ibm" (article)
     steps: int = 2000
     batch: int = 24
     frames_out: int = 96
@@ -87,6 +88,14 @@ def loss_fn(masks, mix, stems, kind: str):
         # (l2psa: ``stems`` holds the phase-sensitive targets, see RemixSampler.)
         # Energy-weighted like SDR: loud time-frequency bins dominate, as in Open-Unmix.
         return ((masks * mix[:, None] - stems) ** 2).mean() / ((mix ** 2).mean() + 1e-8)
+    if kind == "l2stem":
+        # SDR is scored per stem, relative to that stem's energy; the l2mag sum lets the
+        # loud stems (bass, drums) outweigh the quiet ones.  Here each stem's squared
+        # error is divided by its own target energy over the batch (a batch-level
+        # per-stem SDR; a dropped or silent stem in one item does not divide by zero).
+        err = ((masks * mix[:, None] - stems) ** 2).sum(dim=(0, 2, 3))
+        energy = (stems ** 2).sum(dim=(0, 2, 3))
+        return (err / (energy + 1e-3 * energy.mean() + 1e-8)).mean()
     if kind == "mse_ibm":
         ibm = torch.nn.functional.one_hot(stems.argmax(dim=1), masks.shape[1])
         ibm = ibm.permute(0, 3, 1, 2).to(masks.dtype)
