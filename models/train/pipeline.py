@@ -50,6 +50,9 @@ GRID = StftGrid(2048, 512)
 #: steps and helped at 2400 (avg 3.81 vs 3.57 dB), so the longer shipped runs use them.
 #: Two more things tried at 2400 steps on top of that recipe did not beat it (3.81):
 #: +-1 semitone copies as well (3.77) and the per-bin ``refine`` head (3.76).
+#: Nor did three loss/regularisation variants: the phase-sensitive target ``l2psa``
+#: (3.85, within noise), the per-stem normalised ``l2stem`` (3.78) and weight decay 0.1
+#: (3.78).
 PITCH = (-2.0, 2.0)
 SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT, pitch_shifts=PITCH)
 
