@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 MANIFEST_FORMAT = "stemboard-mask-model"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2          # 2 added "stateful"; stateless manifests are still written as 1
 NORMALIZATIONS = ("none", "log1p")
 MASK_TYPES = ("soft", "binary")
 HIGH_BAND_RULES = ("hold_top_bin",)
@@ -24,6 +24,13 @@ class Manifest:
     (batch, stems, model_bins, time - context_frames - lookahead_frames): the
     mask for input frame ``t`` is computed from frames ``t - context_frames`` to
     ``t + lookahead_frames`` (a "valid" convolution over time).
+
+    A ``stateful`` graph also takes inputs ``state_0 .. state_{n-1}`` (batch,
+    channels, frames) and returns ``state_i_next`` of the same shapes: the input
+    frames its layers carry from one call to the next.  Its ``masks`` have as
+    many frames as ``magnitude``; frame ``j`` is the mask whose receptive field
+    ends at input frame ``j``.  With zero states and the first
+    ``receptive_field - 1`` frames dropped it is the stateless contract above.
     """
 
     sample_rate: int
@@ -41,6 +48,7 @@ class Manifest:
     name: str = ""
     description: str = ""
     demo_only: bool = False
+    stateful: bool = False
     extra: dict = field(default_factory=dict)
 
     @property
@@ -82,7 +90,8 @@ class Manifest:
     def to_dict(self) -> dict:
         d = {
             "format": MANIFEST_FORMAT,
-            "version": MANIFEST_VERSION,
+            # Version 1 readers cannot run a stateful graph; they can read the rest.
+            "version": 2 if self.stateful else 1,
             "name": self.name,
             "description": self.description,
             "sample_rate": self.sample_rate,
@@ -99,6 +108,8 @@ class Manifest:
             "output_name": self.output_name,
             "demo_only": self.demo_only,
         }
+        if self.stateful:
+            d["stateful"] = True
         d.update(self.extra)
         return d
 
@@ -157,9 +168,11 @@ class Manifest:
             fail(f"mask_type must be one of {MASK_TYPES}, got {d.get('mask_type')!r}")
         if d.get("high_band_rule", "hold_top_bin") not in HIGH_BAND_RULES:
             fail(f"high_band_rule must be one of {HIGH_BAND_RULES}")
+        if not isinstance(d.get("stateful", False), bool):
+            fail(f"stateful must be true or false, got {d['stateful']!r}")
         known = {"format", "version", "name", "description", "input_normalization",
                  "mask_type", "high_band_rule", "input_name", "output_name", "demo_only",
-                 *required}
+                 "stateful", *required}
         return cls(
             stems=tuple(stems),
             input_normalization=norm,
@@ -170,6 +183,7 @@ class Manifest:
             name=d.get("name", ""),
             description=d.get("description", ""),
             demo_only=bool(d.get("demo_only", False)),
+            stateful=d.get("stateful", False),
             extra={k: v for k, v in d.items() if k not in known},
             **ints,
         )

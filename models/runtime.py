@@ -112,10 +112,11 @@ class MaskModel:
         if len(shape_out) != 4:
             raise ModelError(f"{where}: output must be (batch, stems, bins, time), "
                              f"got {shape_out}")
+        self._states = self._check_states(inputs, outputs)
         # A probe run checks what static shapes cannot: the receptive field.
         probe = np.zeros((1, m.model_bins, m.receptive_field + 2), np.float32)
         try:
-            out = self.session.run([m.output_name], {m.input_name: probe})[0]
+            out = self.run(probe)
         except Exception as e:
             raise ModelError(f"{where}: probe run failed ({str(e).splitlines()[0]})") from None
         expected = (1, len(m.stems), m.model_bins, 3)
@@ -124,6 +125,33 @@ class MaskModel:
                 f"{where}: graph returns {out.shape} for {probe.shape[2]} input frames; the "
                 f"manifest (stems={len(m.stems)}, context={m.context_frames}, "
                 f"lookahead={m.lookahead_frames}) implies {expected}")
+
+    def _check_states(self, inputs, outputs) -> list:
+        """[(input name, output name, (channels, frames))] of a stateful graph."""
+        m = self.manifest
+        where = str(self.path)
+        extra = [n for n in inputs if n != m.input_name]
+        if not m.stateful:
+            if extra:
+                raise ModelError(f"{where}: graph has inputs {extra} besides "
+                                 f"{m.input_name!r}, but the manifest is not stateful")
+            return []
+        states = []
+        for i in range(len(extra)):
+            name, nxt = f"state_{i}", f"state_{i}_next"
+            if name not in inputs or nxt not in outputs:
+                raise ModelError(f"{where}: a stateful graph needs inputs state_0..state_"
+                                 f"{len(extra) - 1} and outputs state_i_next; has inputs "
+                                 f"{list(inputs)} and outputs {list(outputs)}")
+            shape = inputs[name].shape
+            if len(shape) != 3 or _dim(shape[1]) is None or _dim(shape[2]) is None:
+                raise ModelError(f"{where}: {name} must be (batch, channels, frames) with "
+                                 f"fixed channels and frames, got {shape}")
+            states.append((name, nxt, (shape[1], shape[2])))
+        if not states:
+            raise ModelError(f"{where}: the manifest says stateful but the graph has no "
+                             "state inputs")
+        return states
 
     # -- inference --------------------------------------------------------
     def raw_masks(self, magnitude: np.ndarray) -> np.ndarray:
@@ -143,7 +171,47 @@ class MaskModel:
     def run(self, features: np.ndarray) -> np.ndarray:
         """Run the graph on already normalised features; shapes as :meth:`raw_masks`."""
         m = self.manifest
-        return self.session.run([m.output_name], {m.input_name: features})[0]
+        if not self._states:
+            return self.session.run([m.output_name], {m.input_name: features})[0]
+        # A stateful graph from zero states: its first receptive_field - 1 output
+        # frames saw the zeros, the rest are exactly the stateless output.
+        masks, _ = self.step(features, self.zero_state(features.shape[0]))
+        return masks[..., m.receptive_field - 1:]
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the graph carries its layers' input frames between calls (:meth:`step`)."""
+        return bool(self._states)
+
+    def zero_state(self, batch: int) -> list:
+        """All-zero states for :meth:`step`, one (batch, channels, frames) array each."""
+        return [np.zeros((batch, c, f), np.float32) for _, _, (c, f) in self._states]
+
+    def step(self, features: np.ndarray, state: list):
+        """Run a stateful graph on new frames.
+
+        Parameters
+        ----------
+        features : ndarray, shape (batch, model_bins, time), float32
+            Normalised features of the frames that follow the ones ``state`` has seen.
+        state : list of ndarray
+            From :meth:`zero_state` or the previous call.
+
+        Returns
+        -------
+        masks : ndarray, shape (batch, stems, model_bins, time), float32
+            Frame ``j`` is the mask of input frame ``j - lookahead_frames`` (counting
+            the frames of earlier calls).
+        state : list of ndarray
+            To pass to the next call.
+        """
+        if not self._states:
+            raise ModelError(f"{self.path}: step() needs a stateful graph")
+        m = self.manifest
+        feeds = {m.input_name: features}
+        feeds.update({name: s for (name, _, _), s in zip(self._states, state)})
+        out = self.session.run([m.output_name, *(n for _, n, _ in self._states)], feeds)
+        return out[0], out[1:]
 
     def masks(self, magnitude: np.ndarray, *, mode: str = "soft") -> np.ndarray:
         """Masks normalised to sum to one over stems.

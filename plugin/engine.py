@@ -31,16 +31,38 @@ class MaskStream:
         self.mask_mode = mask_mode
         self.analyzer = StreamingAnalyzer(self.grid, num_channels)
         self._feature_params = m.feature_params()
+        # Stateful graphs see each frame once; stateless ones are re-run over the
+        # whole receptive field (context + lookahead frames of features kept here).
+        self.stateful = bool(getattr(model, "stateful", False))
+        self._silent_state = None
         self.reset()
 
     def reset(self):
         m = self.model.manifest
         self.analyzer.reset()
         self.samples_in = 0
+        self._pending = np.zeros((self.num_channels, 0, self.grid.n_bins), np.complex64)
+        if self.stateful:
+            # The graph carries its layers' inputs: start them as after a long
+            # silence, and drop the outputs of the silent frames before frame 0.
+            if self._silent_state is None:
+                self._silent_state = self._after_silence()
+            self._state = [s.copy() for s in self._silent_state]
+            self._skip = m.lookahead_frames
+            return
         # The frames before the signal are silence, in feature space.
         silence = np.zeros((self.num_channels, m.context_frames, self.grid.n_bins), np.complex64)
         self._feats = self._features(silence)
-        self._pending = np.zeros((self.num_channels, 0, self.grid.n_bins), np.complex64)
+
+    def _after_silence(self):
+        """The states after ``receptive_field - 1`` silent frames: every value they
+        hold then depends on silence only, whatever the zero states started as."""
+        m = self.model.manifest
+        silence = np.zeros((self.num_channels, m.receptive_field - 1, self.grid.n_bins),
+                           np.complex64)
+        _, state = self.model.step(self._features(silence),
+                                   self.model.zero_state(self.num_channels))
+        return state
 
     def push(self, block):
         """Feed (channels, n) float32; return ``(spec, masks)`` for ready frames.
@@ -67,6 +89,8 @@ class MaskStream:
         return log_features(spec, self.model.manifest.model_bins, *self._feature_params)
 
     def _ready(self, spec_new):
+        if self.stateful:
+            return self._ready_stateful(spec_new)
         m = self.model.manifest
         feats = np.concatenate([self._feats, self._features(spec_new)], axis=2)
         pending = np.concatenate([self._pending, spec_new], axis=1)
@@ -80,6 +104,22 @@ class MaskStream:
         self._pending = np.ascontiguousarray(pending[:, n_ready:])
         return np.ascontiguousarray(pending[:, :n_ready]), masks
 
+
+    def _ready_stateful(self, spec_new):
+        m = self.model.manifest
+        pending = np.concatenate([self._pending, spec_new], axis=1)
+        if spec_new.shape[1] == 0:
+            self._pending = pending
+            empty = np.zeros((self.num_channels, len(m.stems), m.model_bins, 0), np.float32)
+            return pending[:, :0], empty
+        masks, self._state = self.model.step(self._features(spec_new), self._state)
+        # Output j is the mask of the frame lookahead_frames before input j.
+        drop = min(self._skip, masks.shape[3])
+        self._skip -= drop
+        n_ready = masks.shape[3] - drop
+        self._pending = np.ascontiguousarray(pending[:, n_ready:])
+        return (np.ascontiguousarray(pending[:, :n_ready]),
+                np.ascontiguousarray(masks[..., drop:]))
 
 class Renderer:
     """One or more gain-weighted stem mixes from a :class:`MaskStream`.

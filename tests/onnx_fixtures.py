@@ -14,8 +14,13 @@ STEMS = ["vocals", "drums", "bass", "other"]
 
 def band_split_model(path, *, model_bins=513, context=3, lookahead=2, stems=STEMS,
                      n_fft=2048, hop=512, sample_rate=44100, manifest_overrides=None,
-                     bins_in_graph=None):
-    """Write ``path`` (.onnx) and its manifest (.json); return the ONNX path."""
+                     bins_in_graph=None, stateful=False):
+    """Write ``path`` (.onnx) and its manifest (.json); return the ONNX path.
+
+    ``stateful=True`` writes the same model as a stateful graph: input
+    ``state_0`` (batch, bins, k - 1) holds the previous input frames, which are
+    put before ``magnitude`` and returned as ``state_0_next``.
+    """
     import onnx
     from onnx import TensorProto, helper
 
@@ -32,20 +37,36 @@ def band_split_model(path, *, model_bins=513, context=3, lookahead=2, stems=STEM
     weight_t = helper.make_tensor("weight", TensorProto.FLOAT, (1, n_stems, model_bins, 1),
                                   weight.astype(np.float32).ravel())
     axes = helper.make_tensor("axes", TensorProto.INT64, (1,), [1])
-    nodes = [
-        helper.make_node("Unsqueeze", ["magnitude", "axes"], ["x4"]),
+    bins_dim = model_bins if bins_in_graph is None else bins_in_graph
+    nodes, inputs, outputs, extra_init = [], [], [], []
+    source = "magnitude"
+    if stateful:
+        nodes = [
+            helper.make_node("Concat", ["state_0", "magnitude"], ["full"], axis=2),
+            helper.make_node("Slice", ["full", "starts", "ends", "time_axis"], ["state_0_next"]),
+        ]
+        extra_init = [helper.make_tensor("starts", TensorProto.INT64, (1,), [-(k - 1)]),
+                      helper.make_tensor("ends", TensorProto.INT64, (1,), [2 ** 62]),
+                      helper.make_tensor("time_axis", TensorProto.INT64, (1,), [2])]
+        inputs = [helper.make_tensor_value_info("state_0", TensorProto.FLOAT,
+                                                ["batch", bins_dim, k - 1])]
+        outputs = [helper.make_tensor_value_info("state_0_next", TensorProto.FLOAT,
+                                                 ["batch", bins_dim, k - 1])]
+        source = "full"
+    nodes += [
+        helper.make_node("Unsqueeze", [source, "axes"], ["x4"]),
         helper.make_node("AveragePool", ["x4"], ["avg"], kernel_shape=[1, k], strides=[1, 1]),
         helper.make_node("Mul", ["avg", "weight"], ["scaled"]),
         helper.make_node("Add", ["scaled", "bias"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["masks"], axis=1),
     ]
-    bins_dim = model_bins if bins_in_graph is None else bins_in_graph
     graph = helper.make_graph(
         nodes, "band_split_fixture",
-        [helper.make_tensor_value_info("magnitude", TensorProto.FLOAT, ["batch", bins_dim, "time"])],
+        [helper.make_tensor_value_info("magnitude", TensorProto.FLOAT, ["batch", bins_dim, "time"]),
+         *inputs],
         [helper.make_tensor_value_info("masks", TensorProto.FLOAT,
-                                       ["batch", n_stems, bins_dim, "time_out"])],
-        initializer=[bias_t, weight_t, axes],
+                                       ["batch", n_stems, bins_dim, "time_out"]), *outputs],
+        initializer=[bias_t, weight_t, axes, *extra_init],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -66,6 +87,8 @@ def band_split_model(path, *, model_bins=513, context=3, lookahead=2, stems=STEM
         "mask_type": "soft",
         "demo_only": True,
     }
+    if stateful:
+        manifest.update(version=2, stateful=True)
     manifest.update(manifest_overrides or {})
     path.with_suffix(".json").write_text(json.dumps(manifest))
     return path

@@ -100,8 +100,7 @@ def test_l2psa_loss_trains_and_differs_from_l2mag():
     assert loss_fn(masks, mix, 0.5 * masks * mix[:, None], "l2psa").item() > 0.0
 
 
-@pytest.mark.parametrize("front,refine", [("dense", 0), ("freqconv", 0), ("freqconv", 4)])
-def test_onnx_export_matches_torch(tmp_path, front, refine):
+def _tiny_model(front, refine):
     torch.manual_seed(0)
     model = MaskNet(bins=BINS, stems=4, hidden=16, dilations=(1, 2), kernel=3, front=front,
                     front_channels=4, refine_channels=refine)
@@ -111,8 +110,13 @@ def test_onnx_export_matches_torch(tmp_path, front, refine):
         if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    model.eval()
-    path = export_onnx(model, tmp_path / "tiny.onnx", frames=16)
+    return model.eval()
+
+
+@pytest.mark.parametrize("front,refine", [("dense", 0), ("freqconv", 0), ("freqconv", 4)])
+def test_onnx_export_matches_torch(tmp_path, front, refine):
+    model = _tiny_model(front, refine)
+    path = export_onnx(model, tmp_path / "tiny.onnx", frames=16, stateful=False)
     x = torch.randn(2, BINS, 40)
     with torch.no_grad():
         ref = model(x).numpy()
@@ -128,8 +132,41 @@ def test_onnx_export_matches_torch(tmp_path, front, refine):
     # and the runtime accepts it with a manifest whose context matches the receptive field
     _manifest({"type": "none"}, context=3, lookahead=3).save(tmp_path / "tiny.json")
     mm = MaskModel(tmp_path / "tiny.onnx")
+    assert not mm.stateful
     masks = mm.masks(x.numpy())
     np.testing.assert_allclose(masks.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("front", ["dense", "freqconv"])
+def test_stateful_export_matches_torch_in_any_chunks(tmp_path, front):
+    model = _tiny_model(front, 0)
+    path = export_onnx(model, tmp_path / "step.onnx", frames=16)    # stateful by default
+    x = torch.randn(2, BINS, 40)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    rf = model.receptive_field
+    m = _manifest({"type": "none"}, context=3, lookahead=3)
+    Manifest(**{**m.__dict__, "stateful": True}).save(tmp_path / "step.json")
+    mm = MaskModel(path)
+    assert mm.stateful and [s.shape for s in mm.zero_state(2)] == [(2, 16, 2), (2, 16, 4)]
+    # the stateless contract: zero states, the first rf - 1 frames dropped
+    np.testing.assert_allclose(mm.run(x.numpy()), ref, atol=1e-4, rtol=0)
+    # carried states: any split of the frames gives the same masks
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        cuts = np.sort(rng.choice(np.arange(1, 40), size=5, replace=False))
+        state, outs = mm.zero_state(2), []
+        for chunk in np.split(x.numpy(), cuts, axis=2):
+            out, state = mm.step(np.ascontiguousarray(chunk), state)
+            assert out.shape[3] == chunk.shape[2]
+            outs.append(out)
+        got = np.concatenate(outs, axis=3)[..., rf - 1:]
+        np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+
+
+def test_stateful_export_refuses_refine_head(tmp_path):
+    with pytest.raises(ValueError, match="refine"):
+        export_onnx(_tiny_model("freqconv", 4), tmp_path / "r.onnx")
 
 
 def test_remix_sampler_stereo_pair_other_channel():
@@ -173,7 +210,7 @@ def test_stereo_pair_training_step_and_export(tmp_path):
     # checkpoints rebuild from their config
     again = MaskNet(**model.config)
     again.load_state_dict(model.state_dict())
-    path = export_onnx(model, tmp_path / "sp.onnx", frames=8)
+    path = export_onnx(model, tmp_path / "sp.onnx", frames=8, stateful=False)
     import onnx
     import onnxruntime as ort
 

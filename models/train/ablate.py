@@ -28,7 +28,7 @@ from stemboard.models import MaskModel
 from .data import STEMS, decode_musdb
 from .evaluate import evaluate_systems, onnx_system
 from .export import export_onnx
-from .pipeline import GRID, manifest_for, training_data
+from .pipeline import GRID, exports_stateful, manifest_for, training_data
 from .train import TrainConfig, train
 
 
@@ -94,7 +94,7 @@ def main(argv=None):
     model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real,
                         n_pitched=n_pitched)
     del spectra
-    onnx_path = export_onnx(model, work / f"{cfg.name}.onnx")
+    onnx_path = export_onnx(model, work / f"{cfg.name}.onnx", stateful=exports_stateful(cfg))
     manifest_for(cfg, norm, cfg.name, {}).save(onnx_path.with_suffix(".json"))
     valid = decode_musdb(args.data, args.cache, "valid", log=log)
     res = evaluate_systems(valid, {cfg.name: onnx_system(MaskModel(onnx_path))}, GRID,

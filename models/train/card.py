@@ -132,6 +132,12 @@ def write_card(path, summary):
         "n_fft - hop + 2·hop = 2560 samples = 58 ms at 44.1 kHz.")
     add("- Bins above 513 (11–22 kHz): `hold_top_bin` — they take the mask of bin 512.")
     add("- Masks are soft (ratio) masks (`mask_type: soft`).")
+    add("- Exported as a *stateful* ONNX graph (opset 17, dynamic batch and time axes; "
+        "`models/train/export.py:StepNet`): besides the magnitudes it takes and returns the "
+        "last input frames of each dilated block (24 frames in all), so a stream sends each "
+        "new frame through the network once instead of re-running its 25-frame receptive "
+        "field. With zero states and the first 24 output frames dropped it gives exactly the "
+        "plain (valid-convolution) output, which is how whole files are run.")
     add("")
     add("## Training")
     add("")

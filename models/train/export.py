@@ -1,60 +1,100 @@
-"""ONNX export of a trained :class:`MaskNet` (network only, no normalisation)."""
+"""ONNX export of a trained :class:`MaskNet` (network only, no normalisation).
+
+The shipped graphs are *stateful* (:class:`StepNet`): besides ``magnitude``
+they take, and return, the last input frames each dilated block needs
+(``state_i`` -> ``state_i_next``), so a stream feeds each new frame once
+instead of re-running the whole 25-frame receptive field per frame.  With
+zero states and the first ``receptive_field - 1`` output frames dropped the
+graph gives exactly the stateless (valid-convolution) output, which is how
+:class:`stemboard.models.MaskModel` runs it on whole signals.
+"""
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from torch import nn
 
 OPSET = 17
 
 
-def export_onnx(model, path, *, frames: int = 64) -> Path:
-    """Export ``model`` (eval mode) with dynamic batch and time axes."""
+class StepNet(nn.Module):
+    """:class:`MaskNet`'s layers run on new frames plus the blocks' carried input frames.
+
+    ``forward(x, *states)``: ``x`` (batch, in_bins, time) normalised features of
+    new frames, ``states[i]`` (batch, hidden, (kernel - 1) * dilation_i) the
+    last input frames of block ``i``.  Returns ``(masks, *next_states)`` with
+    masks (batch, stems, bins, time): output frame ``j`` is the stateless
+    network's output for the receptive field that ends at new frame ``j``.
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        if getattr(net, "refine", None) is not None:
+            # The refine head reads the input frame its output belongs to, which
+            # lies ``lookahead`` frames back: it would need a feature state too.
+            raise ValueError("stateful export does not support the refine head; "
+                             "use export_onnx(..., stateful=False)")
+        self.net = net
+
+    def state_shapes(self) -> list:
+        """(channels, frames) of each state, in input order."""
+        return [(b.conv.in_channels, b.trim + b.trim_r) for b in self.net.blocks]
+
+    def forward(self, x, *states):
+        net = self.net
+        h = net.front(x) if net.front is not None else x
+        h = net.inp(h)
+        nexts = []
+        for block, state in zip(net.blocks, states):
+            full = torch.cat([state, h], dim=2)
+            y = torch.relu(block.norm(block.conv(full)))
+            # Negative indices keep the time axis dynamic in the traced graph.
+            h = y + full[:, :, block.trim: full.shape[2] - block.trim_r]
+            nexts.append(full[:, :, -(block.trim + block.trim_r):])
+        y = net.out(h)
+        y = y.reshape(y.shape[0], net.stems, net.bins, y.shape[2])
+        e = torch.exp(y - y.amax(dim=1, keepdim=True))
+        return (e / e.sum(dim=1, keepdim=True), *nexts)
+
+
+def state_names(n: int) -> tuple:
+    """Graph input and output names of ``n`` states."""
+    return [f"state_{i}" for i in range(n)], [f"state_{i}_next" for i in range(n)]
+
+
+def export_onnx(model, path, *, frames: int = 64, stateful: bool = True) -> Path:
+    """Export ``model`` (eval mode) with dynamic batch and time axes.
+
+    ``stateful=True`` (the shipped layout) exports :class:`StepNet`; the
+    manifest must then say ``"stateful": true``.  Returns the path.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).eval().cpu()
     # The trace needs at least one output frame; the time axis stays dynamic.
     frames = max(frames, getattr(model, "receptive_field", 1) + 15)
     dummy = torch.randn(2, getattr(model, "in_bins", model.bins), frames)
+    inputs = (dummy,)
+    axes = {"magnitude": {0: "batch", 2: "time"}, "masks": {0: "batch", 3: "time_out"}}
+    names_in, names_out = ["magnitude"], ["masks"]
+    if stateful:
+        step = StepNet(model)
+        shapes = step.state_shapes()
+        s_in, s_out = state_names(len(shapes))
+        inputs = (dummy, *[torch.randn(2, c, f) for c, f in shapes])
+        names_in, names_out = names_in + s_in, names_out + s_out
+        axes["masks"] = {0: "batch", 3: "time"}
+        axes.update({n: {0: "batch"} for n in s_in + s_out})
+        model = step
     with torch.no_grad():
         torch.onnx.export(
-            model, (dummy,), str(path),
-            input_names=["magnitude"], output_names=["masks"],
-            dynamic_axes={"magnitude": {0: "batch", 2: "time"},
-                          "masks": {0: "batch", 3: "time_out"}},
-            opset_version=OPSET, dynamo=False,
+            model, inputs, str(path), input_names=names_in, output_names=names_out,
+            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
         )
     import onnx
 
     m = onnx.load(str(path))
     onnx.checker.check_model(m)
     return path
-
-
-def onnx_speed(path, *, seconds: float = 60.0, channels: int = 2, repeats: int = 3,
-               threads: int | None = None) -> dict:
-    """Model-only speed: 4-stem masks for ``seconds`` of ``channels``-channel audio."""
-    import onnxruntime as ort
-
-    from stemboard.dsp import StftGrid, num_frames
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    bins = inp.shape[1] if isinstance(inp.shape[1], int) else 513
-    n = num_frames(int(seconds * 44100), StftGrid())
-    x = np.random.default_rng(0).standard_normal((channels, bins, n)).astype(np.float32)
-    sess.run(None, {inp.name: x[:, :, :200]})
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        sess.run(None, {inp.name: x})
-        best = min(best, time.perf_counter() - t)
-    return {"seconds_audio": seconds, "channels": channels, "frames": n,
-            "best_s": best, "x_realtime": seconds / best}

@@ -142,6 +142,15 @@ def train_in_workers(argv, groups, work: Path, log) -> float:
     return time.time() - t0
 
 
+def exports_stateful(cfg: TrainConfig) -> bool:
+    """Whether ``cfg``'s network exports as a stateful graph (:class:`.export.StepNet`).
+
+    The per-bin refine head and the stereo-pair input are not supported there;
+    those experimental runs export the stateless graph.
+    """
+    return cfg.refine == 0 and not cfg.stereo_pair
+
+
 def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict) -> Manifest:
     if cfg.input_layout != "channel":
         # Experimental: the runtime (MaskModel, the engine) does not read this key, so such
@@ -151,7 +160,8 @@ def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict) ->
         sample_rate=SAMPLE_RATE, n_fft=GRID.n_fft, hop=GRID.hop, model_bins=MODEL_BINS,
         stems=STEMS, context_frames=cfg.context, lookahead_frames=cfg.lookahead,
         input_normalization=norm, mask_type=cfg.mask_type, high_band_rule="hold_top_bin",
-        name=f"stemboard-{cfg.name}", description=description, extra=extra)
+        name=f"stemboard-{cfg.name}", description=description,
+        stateful=exports_stateful(cfg), extra=extra)
 
 
 def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, cache=None,
@@ -294,7 +304,7 @@ def main(argv=None):
             info["key"] = key
             torch.save({"config": model.config, "state_dict": model.state_dict()}, ckpt)
             info_path.write_text(json.dumps(info, indent=1))
-        export_onnx(model, onnx_path)
+        export_onnx(model, onnx_path, stateful=exports_stateful(cfg))
         manifest_for(cfg, norm, cfg.name, {}).save(onnx_path.with_suffix(".json"))
         infos[cfg.name] = info
     timings["train_s"] = round(sum(i["train_seconds"] for i in infos.values()), 1)

@@ -1,0 +1,107 @@
+"""Stateful graphs: each frame goes through the network once, with the same masks.
+
+A stateful graph carries its layers' input frames between calls (see
+``Manifest``).  The band-split fixture exists in both layouts with the same
+weights, so everything the engine does with one must equal the other.  No torch.
+"""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import SR, dbfs, music_like, stream
+from onnx_fixtures import band_split_model
+from stemboard.models import Manifest, MaskModel, ModelError
+from stemboard.plugin import StemSeparator
+
+GAINS = {"vocals": -20.0, "bass": 4.0, "other": -3.0}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    pytest.importorskip("onnx")
+    root = tmp_path_factory.mktemp("stateful")
+    kw = dict(context=4, lookahead=2)
+    return (str(band_split_model(root / "plain.onnx", **kw)),
+            str(band_split_model(root / "step.onnx", stateful=True, **kw)))
+
+
+def test_run_equals_stateless(pair):
+    plain, step = MaskModel(pair[0]), MaskModel(pair[1])
+    assert step.stateful and not plain.stateful
+    assert [s.shape for s in step.zero_state(3)] == [(3, 513, 6)]
+    x = np.random.default_rng(0).random((2, 513, 40)).astype(np.float32)
+    np.testing.assert_allclose(step.run(x), plain.run(x), atol=1e-6)
+
+
+def test_step_needs_a_stateful_graph(pair):
+    with pytest.raises(ModelError, match="stateful"):
+        MaskModel(pair[0]).step(np.zeros((1, 513, 5), np.float32), [])
+
+
+@pytest.mark.parametrize("block", [1, 2, 300, 512, 513, 1024, 5000])
+def test_streaming_stateful_equals_stateless_offline(pair, block):
+    x = music_like(seconds=1.5)
+    offline = StemSeparator(pair[0], gains_db=GAINS).process(x, SR)
+    assert dbfs(offline - x) > -40          # the gains really change the signal
+    sep = StemSeparator(pair[1], gains_db=GAINS)
+    # 1- and 2-sample blocks of stereo are ambiguous layouts: announce it first.
+    sep.process(x[:, :0] if block > 2 else x[:, :4], SR, reset=True)
+    got = stream(sep, x, block)
+    assert got.shape == x.shape
+    np.testing.assert_allclose(got, offline, atol=1e-5)
+
+
+def test_separate_stateful_equals_stateless(pair):
+    x = music_like(seconds=1.0, seed=3)
+    a = StemSeparator(pair[0]).separate(x, SR)
+    b = StemSeparator(pair[1]).separate(x, SR)
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], atol=1e-5)
+    assert dbfs(sum(b.values()) - x) <= -80
+
+
+def test_reset_restores_the_silent_state(pair):
+    x = music_like(seconds=1.0, seed=5)
+    sep = StemSeparator(pair[1], gains_db=GAINS)
+    first = stream(sep, x, 700)
+    sep.reset()
+    np.testing.assert_array_equal(stream(sep, x, 700), first)
+
+
+def _variant(src, tmp_path, manifest_change=None, graph_from=None):
+    """A copy of model ``src`` (its manifest changed, or another graph beside it)."""
+    dst = tmp_path / "m.onnx"
+    shutil.copyfile(graph_from or src, dst)
+    man = json.loads(open(src[:-len(".onnx")] + ".json").read())
+    man.update(manifest_change or {})
+    dst.with_suffix(".json").write_text(json.dumps(man))
+    return dst
+
+
+def test_stateful_manifest_needs_state_inputs(pair, tmp_path):
+    p = _variant(pair[0], tmp_path, {"stateful": True, "version": 2})
+    with pytest.raises(ModelError, match="no state inputs"):
+        MaskModel(p)
+
+
+def test_state_inputs_need_a_stateful_manifest(pair, tmp_path):
+    p = _variant(pair[0], tmp_path, graph_from=pair[1])
+    with pytest.raises(ModelError, match="not stateful"):
+        MaskModel(p)
+
+
+def test_stateful_flag_must_be_boolean(pair, tmp_path):
+    p = _variant(pair[1], tmp_path, {"stateful": "yes"})
+    with pytest.raises(ModelError, match="stateful must be true or false"):
+        MaskModel(p)
+
+
+def test_manifest_versions():
+    m = Manifest(sample_rate=SR, n_fft=2048, hop=512, model_bins=513, stems=("a", "b"),
+                 context_frames=1, lookahead_frames=1)
+    assert m.to_dict()["version"] == 1 and "stateful" not in m.to_dict()
+    d = Manifest(**{**m.__dict__, "stateful": True}).to_dict()
+    assert d["version"] == 2 and d["stateful"] is True
+    assert Manifest.from_dict(d).stateful
