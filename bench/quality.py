@@ -145,42 +145,14 @@ def mixture(mix, stems):
 
 
 # -- scoring ---------------------------------------------------------------------
-def sdr_windows(refs, ests, win=SR):
-    """BSSEval v4 SDR per source and 1 s window, (S, nwin), computed directly.
-
-    In museval's v4 mode (``bss_eval`` with ``bsseval_sources_version=False``)
-    SDR is ``||s_true||^2 / ||e_spat + e_interf + e_artif||^2`` and the three
-    error terms add up to ``estimate - reference`` exactly, so the projection
-    filters (a 4096 x 4096 solve per source, ~18 s per track here) cancel out
-    of the SDR. This reproduces museval's windowing (full windows only) and its
-    silent-window rule (NaN for every source when any reference or estimate
-    sums to zero over the window); ``--check-museval`` compares it with
-    ``museval.evaluate`` itself.
-    """
-    R = np.asarray(refs, np.float64).transpose(0, 2, 1)   # (S, n, ch), museval layout
-    E = np.asarray(ests, np.float64).transpose(0, 2, 1)
-    n = R.shape[1]
-    nwin = (n - win + win) // win if win < n else 1
-    out = np.full((R.shape[0], nwin), np.nan)
-    for t in range(nwin):
-        sl = slice(t * win, min(t * win + win, n))
-        r, e = R[:, sl], E[:, sl]
-        if np.any(np.all(r.sum(axis=2) == 0, axis=1)) or np.any(np.all(e.sum(axis=2) == 0, axis=1)):
-            continue
-        num = np.sum(r ** 2, axis=(1, 2))
-        den = np.sum((e - r) ** 2, axis=(1, 2))
-        with np.errstate(divide="ignore"):
-            out[:, t] = np.where(den == 0, np.inf, 10 * np.log10(num / np.where(den == 0, 1, den)))
-    return out
-
+# The direct BSSEval v4 SDR (see its docstring) lives with the training package's
+# evaluation, which the pipeline scores with; it needs only numpy.
+from stemboard.models.train.evaluate import (museval_sdr_windows, sdr_windows,  # noqa: E402
+                                             windows_differ)
 
 def sdr_museval(refs, ests):
     """The same numbers from ``museval.evaluate`` (slow), (S, nwin)."""
-    import museval
-
-    sdr, _, _, _ = museval.evaluate(refs.transpose(0, 2, 1), ests.transpose(0, 2, 1),
-                                    win=SR, hop=SR, padding=True)
-    return sdr
+    return museval_sdr_windows(refs, ests, SR)
 
 
 def sdr_per_stem(refs, ests):
@@ -234,9 +206,7 @@ def main(argv=None):
             assert est.shape == stems.shape, (m, est.shape)
             per_track[m].append(sdr_per_stem(stems, est).tolist())
             if ti < args.check_museval:
-                a, b = sdr_windows(stems, est), sdr_museval(stems, est)
-                same_nan = bool(np.array_equal(np.isnan(a), np.isnan(b)))
-                check.append(float(np.nanmax(np.abs(a - b))) if same_nan else float("inf"))
+                check.append(windows_differ(sdr_windows(stems, est), sdr_museval(stems, est)))
         print(f"[bench] {ti + 1}/{len(tracks)} {name} ({time.time() - t0:.0f} s)",
               file=sys.stderr, flush=True)
 

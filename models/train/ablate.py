@@ -26,7 +26,7 @@ import torch
 from stemboard.models import MaskModel
 
 from .data import STEMS, decode_musdb
-from .evaluate import evaluate_systems, onnx_system
+from .evaluate import PairedOnnxModel, evaluate_systems, onnx_system
 from .export import export_onnx
 from .pipeline import GRID, exports_stateful, manifest_for, training_data
 from .train import TrainConfig, train
@@ -97,8 +97,9 @@ def main(argv=None):
     onnx_path = export_onnx(model, work / f"{cfg.name}.onnx", stateful=exports_stateful(cfg))
     manifest_for(cfg, norm, cfg.name, {}).save(onnx_path.with_suffix(".json"))
     valid = decode_musdb(args.data, args.cache, "valid", log=log)
-    res = evaluate_systems(valid, {cfg.name: onnx_system(MaskModel(onnx_path))}, GRID,
-                           log=log)[cfg.name]
+    # Stereo-pair graphs are experimental: the runtime cannot run them, the stand-in can.
+    model = PairedOnnxModel(onnx_path) if cfg.stereo_pair else MaskModel(onnx_path)
+    res = evaluate_systems(valid, {cfg.name: onnx_system(model)}, GRID, log=log)[cfg.name]
     row = {"name": cfg.name,
            "sdr": {k: res[k] for k in (*STEMS, "avg")},
            "vad_accuracy": res.get("vad_accuracy"),

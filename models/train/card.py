@@ -50,6 +50,21 @@ def _fmt_s(s):
     return f"{s / 60:.1f} min"
 
 
+def _sdr_method(sdr: dict) -> str:
+    """How the SDRs were computed, when the metrics say (runs before session 6 used
+    ``museval.evaluate`` throughout and do not)."""
+    checks = [r["museval_max_abs_diff_db"] for r in sdr.values()
+              if isinstance(r, dict) and "museval_max_abs_diff_db" in r]
+    if not checks:
+        return ""
+    tracks = max(r.get("museval_check_tracks", 1) for r in sdr.values()
+                 if isinstance(r, dict) and "museval_max_abs_diff_db" in r)
+    return (" SDR is computed directly from museval's v4 definition (the projection "
+            "filters cancel out of v4 SDR; `models/train/evaluate.py:sdr_windows`), and "
+            f"every system is also scored by `museval.evaluate` itself on the first {tracks} "
+            f"track(s): largest difference {max(checks):.1e} dB.")
+
+
 def write_card(path, summary):
     """Write the card to ``path`` (atomically) from the pipeline's ``summary`` dict.
 
@@ -181,7 +196,8 @@ def write_card(path, summary):
     add("")
     add("museval BSSEval v4 SDR in dB, 1 s windows, median over windows then median over "
         "the 14 tracks; mixture = sum of stems. Model rows run the exported ONNX through "
-        "`MaskModel.masks` and `stemboard.dsp.stft/istft`, i.e. the shipped runtime path.")
+        "`MaskModel.masks` and `stemboard.dsp.stft/istft`, i.e. the shipped runtime path."
+        + _sdr_method(sdr))
     add("")
     add("| system | vocals | drums | bass | other | avg |")
     add("|---|---|---|---|---|---|")

@@ -146,8 +146,8 @@ class _CachedSolve:
 _SOLVER = None
 
 
-def bss_sdr(refs, ests, rate=44100):
-    """museval BSSEval v4 SDR per stem: median over 1 s windows. refs/ests (S, ch, n)."""
+def museval_sdr_windows(refs, ests, rate=44100):
+    """SDR per stem and 1 s window from ``museval.evaluate`` itself (slow), (S, nwin)."""
     global _SOLVER
     import museval
 
@@ -160,7 +160,52 @@ def bss_sdr(refs, ests, rate=44100):
                                         win=rate, hop=rate, padding=True)
     finally:
         np.linalg.solve = original
-    return np.nanmedian(sdr, axis=1)
+    return sdr
+
+
+def sdr_windows(refs, ests, win=44100):
+    """BSSEval v4 SDR per stem and 1 s window, (S, nwin), computed directly.
+
+    refs/ests (S, ch, n).  In museval's v4 mode (``bss_eval`` with
+    ``bsseval_sources_version=False``) SDR is ``||s_true||^2 / ||e_spat +
+    e_interf + e_artif||^2`` and the three error terms add up to ``estimate -
+    reference`` exactly, so the projection filters (a 4096 x 4096 solve per
+    source, most of museval's time) cancel out of the SDR.  This reproduces
+    museval's windowing (full windows only) and its silent-window rule (NaN for
+    every source when any reference or estimate sums to zero over the window);
+    :func:`evaluate_systems` checks it against :func:`museval_sdr_windows`.
+    """
+    R = np.asarray(refs, np.float64).transpose(0, 2, 1)   # (S, n, ch), museval layout
+    E = np.asarray(ests, np.float64).transpose(0, 2, 1)
+    n = R.shape[1]
+    nwin = n // win if win < n else 1
+    out = np.full((R.shape[0], nwin), np.nan)
+    for t in range(nwin):
+        sl = slice(t * win, min(t * win + win, n))
+        r, e = R[:, sl], E[:, sl]
+        if np.any(np.all(r.sum(axis=2) == 0, axis=1)) or np.any(np.all(e.sum(axis=2) == 0, axis=1)):
+            continue
+        num = np.sum(r ** 2, axis=(1, 2))
+        den = np.sum((e - r) ** 2, axis=(1, 2))
+        with np.errstate(divide="ignore"):
+            out[:, t] = np.where(den == 0, np.inf, 10 * np.log10(num / np.where(den == 0, 1, den)))
+    return out
+
+
+def windows_differ(a, b) -> float:
+    """Largest absolute difference of two (S, nwin) SDR tables; inf if their NaNs differ."""
+    if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
+        return float("inf")
+    return float(np.nanmax(np.abs(a - b))) if np.any(~np.isnan(a)) else 0.0
+
+
+def bss_sdr(refs, ests, rate=44100):
+    """BSSEval v4 SDR per stem: median over 1 s windows. refs/ests (S, ch, n) -> (S,)."""
+    return np.nanmedian(sdr_windows(refs, ests, rate), axis=1)
+
+
+#: How far the direct SDR may stray from museval's before evaluation stops (dB).
+MUSEVAL_TOLERANCE_DB = 1e-6
 
 
 def vad_frames(vocal_ref, vocal_est, mix, grid):
@@ -177,12 +222,18 @@ def vad_frames(vocal_ref, vocal_est, mix, grid):
     return truth[valid], pred[valid]
 
 
-def evaluate_systems(tracks, systems: dict, grid=StftGrid(), log=print) -> dict:
+def evaluate_systems(tracks, systems: dict, grid=StftGrid(), log=print, *,
+                     museval_tracks: int = 1) -> dict:
     """Score systems on tracks.
 
     ``systems`` maps a name to a callable ``(spec, stem_specs) -> masks``
     (ch, S, bins, frames) or to ``"mixture"``.  Returns per-system SDR tables
     (median over tracks), per-track SDRs and, for the systems with masks, VAD.
+
+    SDR is :func:`sdr_windows` (BSSEval v4, computed directly); on the first
+    ``museval_tracks`` tracks every system is also scored by ``museval.evaluate``
+    itself, and a difference over :data:`MUSEVAL_TOLERANCE_DB` stops with an
+    error.  Each row records the largest difference seen.
     """
     results = {name: {"per_track": [], "vad_truth": [], "vad_pred": [], "seconds": 0.0}
                for name in systems}
@@ -201,7 +252,15 @@ def evaluate_systems(tracks, systems: dict, grid=StftGrid(), log=print) -> dict:
                     stem_specs = np.stack([stft(s, grid) for s in stems])
                 est = apply_masks(spec, fn(spec, stem_specs), n, grid)
             results[name]["seconds"] += time.time() - t0
-            sdr = bss_sdr(stems, est)
+            windows = sdr_windows(stems, est)
+            if ti < museval_tracks:
+                diff = windows_differ(windows, museval_sdr_windows(stems, est))
+                if not diff <= MUSEVAL_TOLERANCE_DB:
+                    raise RuntimeError(f"{name} on {t['name']}: direct BSSEval v4 SDR differs "
+                                       f"from museval.evaluate by {diff} dB")
+                results[name]["museval_check"] = max(results[name].get("museval_check", 0.0),
+                                                     diff)
+            sdr = np.nanmedian(windows, axis=1)
             results[name]["eval_seconds"] = results[name].get("eval_seconds", 0.0) + time.time() - t0
             results[name]["per_track"].append([float(v) for v in sdr])
             if not isinstance(fn, str):
@@ -222,6 +281,10 @@ def evaluate_systems(tracks, systems: dict, grid=StftGrid(), log=print) -> dict:
             row["vad_accuracy"] = round(float(np.mean(tr == pr)), 4)
             row["vad_vocal_frame_share"] = round(float(np.mean(tr)), 4)
         row["eval_seconds"] = round(r.get("eval_seconds", 0.0), 1)
+        if "museval_check" in r:
+            row["sdr_method"] = "direct BSSEval v4, checked against museval.evaluate"
+            row["museval_check_tracks"] = min(museval_tracks, len(tracks))
+            row["museval_max_abs_diff_db"] = r["museval_check"]
         row["per_track"] = {t["name"]: [round(v, 3) for v in p]
                             for t, p in zip(tracks, r["per_track"])}
         table[name] = row

@@ -347,7 +347,8 @@ def main(argv=None):
             keys[name] = f"{name}:{_sha(onnx_path)}:{_sha(onnx_path.with_suffix('.json'))}"
     todo = {n: f for n, f in systems.items() if keys[n] not in cache}
     if todo:
-        log(f"evaluating {list(todo)} on {len(valid_tracks)} valid excerpts (museval)")
+        log(f"evaluating {list(todo)} on {len(valid_tracks)} valid excerpts (BSSEval v4; "
+            "museval.evaluate itself on the first)")
         res = evaluate_systems(valid_tracks, todo, GRID, log=log)
         for n, r in res.items():
             cache[keys[n]] = r
