@@ -93,33 +93,41 @@ class MaskStream:
             return self._ready_stateful(spec_new)
         m = self.model.manifest
         feats = np.concatenate([self._feats, self._features(spec_new)], axis=2)
-        pending = np.concatenate([self._pending, spec_new], axis=1)
-        n_ready = feats.shape[2] - m.context_frames - m.lookahead_frames
-        if n_ready <= 0:
-            self._feats, self._pending = feats, pending
-            empty = np.zeros((self.num_channels, len(m.stems), m.model_bins, 0), np.float32)
-            return pending[:, :0], empty
+        n_ready = max(feats.shape[2] - m.context_frames - m.lookahead_frames, 0)
+        if n_ready == 0:
+            self._feats = feats
+            return self._release(spec_new, 0), self._no_masks()
         masks = self.model.run(feats)
         self._feats = np.ascontiguousarray(feats[:, :, n_ready:])
-        self._pending = np.ascontiguousarray(pending[:, n_ready:])
-        return np.ascontiguousarray(pending[:, :n_ready]), masks
-
+        return self._release(spec_new, n_ready), masks
 
     def _ready_stateful(self, spec_new):
-        m = self.model.manifest
-        pending = np.concatenate([self._pending, spec_new], axis=1)
         if spec_new.shape[1] == 0:
-            self._pending = pending
-            empty = np.zeros((self.num_channels, len(m.stems), m.model_bins, 0), np.float32)
-            return pending[:, :0], empty
+            return self._release(spec_new, 0), self._no_masks()
         masks, self._state = self.model.step(self._features(spec_new), self._state)
         # Output j is the mask of the frame lookahead_frames before input j.
         drop = min(self._skip, masks.shape[3])
         self._skip -= drop
-        n_ready = masks.shape[3] - drop
-        self._pending = np.ascontiguousarray(pending[:, n_ready:])
-        return (np.ascontiguousarray(pending[:, :n_ready]),
+        return (self._release(spec_new, masks.shape[3] - drop),
                 np.ascontiguousarray(masks[..., drop:]))
+
+    def _release(self, spec_new, n_ready):
+        """The first ``n_ready`` frames of the pending ones followed by ``spec_new``,
+        as one contiguous array (one copy); the rest stay pending."""
+        old = self._pending
+        cut = n_ready - old.shape[1]
+        if cut >= 0:
+            out = np.concatenate([old, spec_new[:, :cut]], axis=1)
+            self._pending = np.ascontiguousarray(spec_new[:, cut:])
+        else:
+            out = np.ascontiguousarray(old[:, :n_ready])
+            self._pending = np.concatenate([old[:, n_ready:], spec_new], axis=1)
+        return out
+
+    def _no_masks(self):
+        m = self.model.manifest
+        return np.zeros((self.num_channels, len(m.stems), m.model_bins, 0), np.float32)
+
 
 class Renderer:
     """One or more gain-weighted stem mixes from a :class:`MaskStream`.
