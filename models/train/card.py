@@ -299,14 +299,18 @@ def _ablations(add, rows):
         "differences under about 0.15 dB are noise. Compare rows of equal steps. "
         "`refine=N` is the optional per-bin head (`models/train/model.py:BinRefine`, N "
         "channels, +11 % multiply-adds per frame) that corrects each bin's logits from its "
-        "spectral neighbourhood.")
+        "spectral neighbourhood. `input_layout=stereo_pair` feeds each channel's "
+        "features together with the other channel's (the stereo image as a cue; the "
+        "runtime does not support that layout, so it is scored through "
+        "`evaluate.PairedOnnxModel`).")
     add("")
     add("| run | change | steps | vocals | drums | bass | other | avg |")
     add("|---|---|---|---|---|---|---|---|")
     from .train import TrainConfig
 
     keys = ("loss", "front", "pitch_shifts", "eq_db", "synth_share", "synth_silence",
-            "dilations", "context", "lookahead", "hidden", "refine", "weight_decay")
+            "dilations", "context", "lookahead", "hidden", "refine", "weight_decay",
+            "input_layout")
     defaults = {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(TrainConfig()).items() if k in keys}
     for r in rows:

@@ -52,7 +52,9 @@ GRID = StftGrid(2048, 512)
 #: +-1 semitone copies as well (3.77) and the per-bin ``refine`` head (3.76).
 #: Nor did three loss/regularisation variants: the phase-sensitive target ``l2psa``
 #: (3.85, within noise), the per-stem normalised ``l2stem`` (3.78) and weight decay 0.1
-#: (3.78).
+#: (3.78).  Nor did capacity (hidden 256: 3.69; its training loss tracked hidden 192's)
+#: or the other channel's features as input (stereo pair: 3.74; vocals/other up,
+#: drums/bass down).
 PITCH = (-2.0, 2.0)
 SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT, pitch_shifts=PITCH)
 
