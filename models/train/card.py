@@ -182,14 +182,14 @@ def write_card(path, summary):
             f"{tm['workers']}` processes (one thread each; the runs split as "
             + "; ".join(" + ".join(g) for g in tm["worker_groups"])
             + f"), so the longest worker trains for "
-            f"{_fmt_s(tm['train_wall_from_scratch_s'])}; evaluation (museval, all "
+            f"{_fmt_s(tm['train_wall_from_scratch_s'])}; evaluation (SDR and VAD, all "
             f"systems) {_fmt_s(tm['eval_s'])}. A from-scratch run of the command thus "
             f"takes about {_fmt_s(total)}, within the 2-hour budget. The worker times "
             f"include their share of the 2 cores with each other, so they are what a "
             f"from-scratch run sees.")
     else:
         add(f"- Pipeline stage times: data {tm['data_s']:.0f} s, training "
-            f"{_fmt_s(tm['train_s'])}, evaluation (museval, all systems) "
+            f"{_fmt_s(tm['train_s'])}, evaluation (SDR and VAD, all systems) "
             f"{_fmt_s(tm['eval_s'])}; sum {_fmt_s(tm['data_s'] + tm['train_s'] + tm['eval_s'])}.")
     add("")
     add("## Metrics (measured on the 14 MUSDB18-7 `valid` excerpts)")
@@ -238,8 +238,10 @@ def write_card(path, summary):
             f"{s['whole_separation_x_realtime']:.0f}× | "
             f"{'%.0f×' % eng if eng else 'n/a'} |")
     add("")
-    add("Best of 3 runs on 60 s of stereo noise, measured while the 2 cores were shared with "
-        "other jobs (so these are lower bounds of what an idle machine gives). Model only = "
+    repeats = max(s.get("repeats", 3) for s in sp.values())
+    add(f"Best of {repeats} runs on 60 s of stereo noise, measured on this shared machine "
+        "(other jobs can slow any run, so these are lower bounds of what an idle machine "
+        "gives). Model only = "
         "one onnxruntime call for both channels. The second column is "
         "`models/train/evaluate.py:separation_speed` (numba STFT, ONNX, mask extension and "
         "four ISTFTs); the third is the package's public one-call API (streaming engine).")
