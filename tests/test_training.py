@@ -3,6 +3,8 @@
 Need the ``[train]`` extra (torch, onnx); skipped cleanly without it.  No dataset
 is needed: all signals are synthesized.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -39,10 +41,12 @@ def _manifest(norm, context=2, lookahead=1):
                     input_normalization=norm)
 
 
-def test_feature_parity_with_runtime():
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+def test_feature_parity_with_runtime(scale):
     stems = _stems()
     spectra, lengths = stem_spectra([{"stems": stems}], GRID, BINS)
-    norm = normalization_stats(spectra, lengths)
+    norm = normalization_stats(spectra, lengths, scale=scale)
+    assert norm["scale"] == scale
     assert len(norm["mean"]) == BINS and len(norm["std"]) == BINS
     # training path: the mixture STFT is the sum of the stems' STFTs, then torch features
     mix_mag = np.abs(spectra[0].sum(axis=0)).transpose(0, 2, 1)       # (2, bins, frames)
@@ -435,6 +439,15 @@ def test_unused_pitch_copies_leave_training_unchanged():
         train(_tiny_cfg(pitch_shifts=(2.0,)), spectra, lengths, norm, log=quiet, n_real=2)
 
 
+def test_train_refuses_features_of_another_scale():
+    from stemboard.models.train.train import train
+
+    spectra, lengths = stem_spectra([{"stems": _stems()}], GRID, BINS)
+    norm = normalization_stats(spectra, lengths)
+    with pytest.raises(ValueError, match="feature_scale 100.0 .* scale 1.0"):
+        train(_tiny_cfg(feature_scale=100.0), spectra, lengths, norm, log=lambda *_: None)
+
+
 def test_pipeline_run_keys_and_worker_split():
     from stemboard.models.train.ablate import parse_set
     from stemboard.models.train.pipeline import run_configs, run_key, split_runs
@@ -449,6 +462,11 @@ def test_pipeline_run_keys_and_worker_split():
     assert len(groups) == 2 and groups[0] == ["offline"]
     assert split_runs(configs[:1], 4) == [["offline"]]
     assert parse_set(["pitch_shifts=-2,2"]) == {"pitch_shifts": (-2, 2)}
+    # the default feature scale keeps old cache keys; another one changes them
+    assert "feature_scale" not in run_key(configs[0], 200)
+    scaled = dataclasses.replace(configs[0], feature_scale=100.0)
+    assert "feature_scale" in run_key(scaled, 200)
+    assert parse_set(["feature_scale=100"]) == {"feature_scale": 100.0}
 
 
 def test_l2stem_loss_weighs_each_stem_by_its_own_energy():

@@ -90,7 +90,7 @@ def main(argv=None):
     spectra, lengths, norm, n_real, n_pitched = training_data(
         decode_musdb(args.data, args.cache, "train", log=log), pitch_shifts=cfg.pitch_shifts,
         synth_count=args.synth_count if cfg.synth_share > 0 else 0, synth_root=args.data,
-        cache=args.cache, log=log)
+        cache=args.cache, feature_scale=cfg.feature_scale, log=log)
     model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real,
                         n_pitched=n_pitched)
     del spectra

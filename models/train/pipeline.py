@@ -80,7 +80,7 @@ def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None) 
 
 #: TrainConfig fields added after the first checkpoints were cached.
 LATER_FIELDS = ("input_layout", "eq_db", "synth_share", "synth_silence", "front",
-                "pitch_shifts", "refine")
+                "pitch_shifts", "refine", "feature_scale")
 
 
 def run_key(cfg: TrainConfig, synth_count: int) -> str:
@@ -167,14 +167,15 @@ def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict) ->
 
 
 def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, cache=None,
-                  log=print):
+                  feature_scale=1.0, log=print):
     """Everything :func:`.train.train` draws from, in its track order.
 
     Returns ``(spectra, lengths, norm, n_real, n_pitched)``: the songs' stem
     spectra, then their pitch-shifted copies (``pitch_shifts``), then
     ``synth_count`` MIDI-rendered excerpts.  The input normalisation comes from
     the songs only, so the runtime's features do not depend on the augmented
-    or synthetic data.
+    or synthetic data.  ``feature_scale`` is the ``log1p(scale * |X|)`` gain
+    (see :attr:`.train.TrainConfig.feature_scale`).
     """
     copies = pitch_shifted(tracks, pitch_shifts, log, lazy=True)
     synth = []
@@ -186,7 +187,7 @@ def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, ca
     # hold both (~2x the memory).
     spectra, lengths = stem_spectra([*tracks, *copies, *synth], GRID, MODEL_BINS)
     n_real, n_pitched = len(tracks), len(copies)
-    norm = normalization_stats(spectra[:n_real], lengths[:n_real])
+    norm = normalization_stats(spectra[:n_real], lengths[:n_real], scale=feature_scale)
     return spectra, lengths, norm, n_real, n_pitched
 
 
@@ -253,6 +254,10 @@ def main(argv=None):
     shifts = sorted({c.pitch_shifts for c in configs if c.pitch_shifts})
     if len(shifts) > 1:
         raise SystemExit(f"runs disagree on pitch_shifts {shifts}; one set per pipeline")
+    # One input normalisation for every run (the runtime features of both shipped models).
+    scales = sorted({float(c.feature_scale) for c in configs})
+    if len(scales) > 1:
+        raise SystemExit(f"runs disagree on feature_scale {scales}; one per pipeline")
 
     worker_wall = None
     todo = [c for c in configs
@@ -274,7 +279,8 @@ def main(argv=None):
     spectra, lengths, norm, n_real, n_pitched = training_data(
         train_tracks, pitch_shifts=shifts[0] if shifts and must_train else (),
         synth_count=args.synth_count if synth else 0,
-        synth_root=args.synth_data or args.data, cache=args.cache, log=log)
+        synth_root=args.synth_data or args.data, cache=args.cache,
+        feature_scale=scales[0] if scales else 1.0, log=log)
     del train_tracks
     log(f"data: {n_real} train songs, {int(lengths[:n_real].sum())} frames/channel; "
         f"{len(valid_tracks)} valid songs")

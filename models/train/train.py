@@ -37,6 +37,8 @@ class TrainConfig:
     refine: int = 0                 # BinRefine channels (0 = no per-bin refinement head)
     pitch_shifts: tuple = ()        # semitones of the resampled copies drawn with the songs
     input_layout: str = "channel"   # "channel" or "stereo_pair" (own + other channel's features)
+    feature_scale: float = 1.0      # input features log1p(feature_scale * |X|): larger values
+                                    # make them closer to log|X| (level-invariant) in quiet bins
     extra: dict = field(default_factory=dict)
 
     @property
@@ -153,6 +155,9 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
             stem_gain = np.ones(spectra.shape[:2], np.float32)
             for name in cfg.synth_silence:
                 stem_gain[n_real:, STEMS.index(name)] = 0.0
+    if float(norm.get("scale", 1.0)) != float(cfg.feature_scale):
+        raise ValueError(f"{cfg.name}: feature_scale {cfg.feature_scale} but the input "
+                         f"normalisation was computed with scale {norm.get('scale', 1.0)}")
     torch.manual_seed(cfg.seed)
     model = MaskNet(bins=spectra.shape[-1], stems=spectra.shape[1], hidden=cfg.hidden,
                     dilations=cfg.dilations, kernel=cfg.kernel,
