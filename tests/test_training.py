@@ -448,6 +448,27 @@ def test_train_refuses_features_of_another_scale():
         train(_tiny_cfg(feature_scale=100.0), spectra, lengths, norm, log=lambda *_: None)
 
 
+def test_weight_average_tracks_the_weights_and_refits_batch_norm():
+    from stemboard.models.train.train import train
+
+    spectra, lengths = stem_spectra([{"stems": _stems()}], GRID, BINS)
+    norm = normalization_stats(spectra, lengths)
+    quiet = lambda *_: None  # noqa: E731
+    plain, _ = train(_tiny_cfg(), spectra, lengths, norm, log=quiet)
+    # A vanishing decay follows the live weights: same parameters, re-fitted statistics.
+    follow, _ = train(_tiny_cfg(ema=1e-9), spectra, lengths, norm, log=quiet)
+    for (name, a), b in zip(plain.named_parameters(), follow.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
+    means = [(m.running_mean, n.running_mean) for m, n in zip(plain.modules(), follow.modules())
+             if isinstance(m, torch.nn.BatchNorm1d)]
+    assert means and any(not torch.allclose(a, b) for a, b in means)
+    averaged, _ = train(_tiny_cfg(ema=0.9), spectra, lengths, norm, log=quiet)
+    assert any(not torch.allclose(a, b) for a, b in zip(plain.parameters(),
+                                                        averaged.parameters()))
+    with pytest.raises(ValueError, match="ema must be in"):
+        train(_tiny_cfg(ema=1.0), spectra, lengths, norm, log=quiet)
+
+
 def test_pipeline_run_keys_and_worker_split():
     from stemboard.models.train.ablate import parse_set
     from stemboard.models.train.pipeline import run_configs, run_key, split_runs

@@ -37,6 +37,8 @@ class TrainConfig:
     refine: int = 0                 # BinRefine channels (0 = no per-bin refinement head)
     pitch_shifts: tuple = ()        # semitones of the resampled copies drawn with the songs
     input_layout: str = "channel"   # "channel" or "stereo_pair" (own + other channel's features)
+    ema: float = 0.0                # decay of an exponential moving average of the weights,
+                                    # used instead of the last weights (0 = off)
     feature_scale: float = 1.0      # input features log1p(feature_scale * |X|): larger values
                                     # make them closer to log|X| (level-invariant) in quiet bins
     extra: dict = field(default_factory=dict)
@@ -124,6 +126,30 @@ def draw_weights(n_real: int, n_total: int, synth_share: float):
     return w
 
 
+def _recompute_batch_norm(model, sampler, cfg, norm, batches: int = 40):
+    """Re-estimate the BatchNorm statistics for the (averaged) weights in ``model``.
+
+    The running statistics were collected under the live weights; averaged
+    weights see slightly different activations.  ``momentum=None`` makes the
+    running buffers a plain average over ``batches`` fresh training batches.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            batch = sampler.batch(cfg.batch)
+            feats = log1p_features(torch.from_numpy(batch[0]), norm)
+            if cfg.stereo_pair:
+                feats = torch.cat([feats, log1p_features(torch.from_numpy(batch[2]), norm)],
+                                  dim=1)
+            model(feats)
+    for m in norms:
+        m.momentum = 0.1
+
+
 def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None,
           n_pitched=0):
     """Train ``cfg`` on ``spectra`` (tracks, stems, 2, frames, bins) complex64.
@@ -180,6 +206,9 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
         p = (step - warm) / max(1, cfg.steps - warm)
         return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
 
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ValueError(f"{cfg.name}: ema must be in [0, 1), got {cfg.ema}")
+    ema = [p.detach().clone() for p in model.parameters()] if cfg.ema else None
     sl = slice(cfg.context, cfg.context + cfg.frames_out)
     t0 = time.time()
     history = []
@@ -200,12 +229,21 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()],
+                                     1.0 - cfg.ema)
         run = 0.98 * run + 0.02 * loss.item() if step else loss.item()
         if step % 100 == 0 or step == cfg.steps - 1:
             el = time.time() - t0
             history.append({"step": step, "loss": round(run, 5), "elapsed_s": round(el, 1)})
             log(f"[{cfg.name}] step {step}/{cfg.steps} loss {run:.4f} "
                 f"lr {lr_at(step):.2e} {el:.0f}s")
+    if ema is not None:
+        with torch.no_grad():
+            for p, e in zip(model.parameters(), ema):
+                p.copy_(e)
+        _recompute_batch_norm(model, sampler, cfg, norm)
     model.eval()
     info = {"config": {k: (list(v) if isinstance(v, tuple) else v)
                        for k, v in asdict(cfg).items()},
