@@ -304,7 +304,9 @@ def _ablations(add, rows):
         "spectral neighbourhood. `input_layout=stereo_pair` feeds each channel's "
         "features together with the other channel's (the stereo image as a cue; the "
         "runtime does not support that layout, so it is scored through "
-        "`evaluate.PairedOnnxModel`).")
+        "`evaluate.PairedOnnxModel`). `feature_scale=S` feeds log1p(S·|X|) instead of "
+        "log1p(|X|) (closer to a log spectrogram in quiet bins); `ema=D` keeps an "
+        "exponential moving average of the weights (decay D) and ships that.")
     add("")
     add("| run | change | steps | vocals | drums | bass | other | avg |")
     add("|---|---|---|---|---|---|---|---|")
@@ -312,7 +314,7 @@ def _ablations(add, rows):
 
     keys = ("loss", "front", "pitch_shifts", "eq_db", "synth_share", "synth_silence",
             "dilations", "context", "lookahead", "hidden", "refine", "weight_decay",
-            "input_layout", "p_remix")
+            "input_layout", "p_remix", "feature_scale", "ema")
     defaults = {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(TrainConfig()).items() if k in keys}
     for r in rows:
