@@ -56,6 +56,8 @@ GRID = StftGrid(2048, 512)
 #: or the other channel's features as input (stereo pair: 3.74; vocals/other up,
 #: drums/bass down).  Nor did log1p(100*|X|) input features (3.76) or an exponential
 #: moving average of the weights (decay 0.998: 3.82 on the very same training run).
+#: The remix share stays 0.5: cross-song remixes in 20 % of draws gave 3.64 and in
+#: 80 % gave 3.77.
 PITCH = (-2.0, 2.0)
 SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT, pitch_shifts=PITCH)
 
