@@ -36,13 +36,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import STEMS, git_rev, machine_info, resolve_models, save_json, table  # noqa: E402
-from quality import CACHE, DEFAULT_DATA, load_tracks, sdr_per_stem  # noqa: E402
+from quality import CACHE, DEFAULT_DATA, load_tracks  # noqa: E402
 
 # The training package's evaluation helpers need only numpy and stemboard.dsp (no torch):
 # the same mask extraction (hold_top_bin above the model's bins) and masking the
 # pipeline scores with.
 from stemboard.models.train.evaluate import apply_masks as apply  # noqa: E402
-from stemboard.models.train.evaluate import model_masks  # noqa: E402
+from stemboard.models.train.evaluate import bss_sdr, model_masks  # noqa: E402
 
 
 def wiener_em(spec, masks, n, grid, iterations=1):
@@ -109,7 +109,7 @@ def main(argv=None):
                 f"ensemble-{len(others) + 1}": lambda: apply(
                     X, np.mean([masks] + [model_masks(o, X) for o in others], axis=0), n, grid)}
         for m in per_track:
-            per_track[m].append(sdr_per_stem(stems, ests[m]()).tolist())
+            per_track[m].append(bss_sdr(stems, ests[m]()).tolist())
         print(f"[bench] {ti + 1}/{len(tracks)} {name} ({time.time() - t0:.0f} s)",
               file=sys.stderr, flush=True)
 

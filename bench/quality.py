@@ -150,15 +150,6 @@ def mixture(mix, stems):
 from stemboard.models.train.evaluate import (museval_sdr_windows, sdr_windows,  # noqa: E402
                                              windows_differ)
 
-def sdr_museval(refs, ests):
-    """The same numbers from ``museval.evaluate`` (slow), (S, nwin)."""
-    return museval_sdr_windows(refs, ests, SR)
-
-
-def sdr_per_stem(refs, ests):
-    """Median over 1 s windows per stem -> (S,)."""
-    return np.nanmedian(sdr_windows(refs, ests), axis=1)
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -204,9 +195,10 @@ def main(argv=None):
         for m, fn in methods.items():
             est = fn(mix, stems)
             assert est.shape == stems.shape, (m, est.shape)
-            per_track[m].append(sdr_per_stem(stems, est).tolist())
+            windows = sdr_windows(stems, est, SR)
+            per_track[m].append(np.nanmedian(windows, axis=1).tolist())
             if ti < args.check_museval:
-                check.append(windows_differ(sdr_windows(stems, est), sdr_museval(stems, est)))
+                check.append(windows_differ(windows, museval_sdr_windows(stems, est, SR)))
         print(f"[bench] {ti + 1}/{len(tracks)} {name} ({time.time() - t0:.0f} s)",
               file=sys.stderr, flush=True)
 

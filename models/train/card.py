@@ -53,16 +53,15 @@ def _fmt_s(s):
 def _sdr_method(sdr: dict) -> str:
     """How the SDRs were computed, when the metrics say (runs before session 6 used
     ``museval.evaluate`` throughout and do not)."""
-    checks = [r["museval_max_abs_diff_db"] for r in sdr.values()
-              if isinstance(r, dict) and "museval_max_abs_diff_db" in r]
-    if not checks:
+    checked = [r for r in sdr.values() if isinstance(r, dict) and "museval_max_abs_diff_db" in r]
+    if not checked:
         return ""
-    tracks = max(r.get("museval_check_tracks", 1) for r in sdr.values()
-                 if isinstance(r, dict) and "museval_max_abs_diff_db" in r)
+    tracks = max(r.get("museval_check_tracks", 1) for r in checked)
+    diff = max(r["museval_max_abs_diff_db"] for r in checked)
     return (" SDR is computed directly from museval's v4 definition (the projection "
             "filters cancel out of v4 SDR; `models/train/evaluate.py:sdr_windows`), and "
             f"every system is also scored by `museval.evaluate` itself on the first {tracks} "
-            f"track(s): largest difference {max(checks):.1e} dB.")
+            f"track(s): largest difference {diff:.1e} dB.")
 
 
 def write_card(path, summary):

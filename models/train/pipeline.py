@@ -85,8 +85,7 @@ def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None) 
 
 #: TrainConfig fields added after the first checkpoints were cached.
 LATER_FIELDS = ("input_layout", "eq_db", "synth_share", "synth_silence", "front",
-                "pitch_shifts", "refine", "feature_scale",
-                "ema")
+                "pitch_shifts", "refine", "feature_scale", "ema")
 
 
 def run_key(cfg: TrainConfig, synth_count: int) -> str:

@@ -126,6 +126,15 @@ def draw_weights(n_real: int, n_total: int, synth_share: float):
     return w
 
 
+def batch_features(batch, norm, stereo_pair: bool):
+    """Network input for a :meth:`.data.RemixSampler.batch` draw: the mixture's features,
+    then (stereo-pair layout) the other channel's, (batch, in_bins, time)."""
+    feats = log1p_features(torch.from_numpy(batch[0]), norm)
+    if stereo_pair:
+        feats = torch.cat([feats, log1p_features(torch.from_numpy(batch[2]), norm)], dim=1)
+    return feats
+
+
 def _recompute_batch_norm(model, sampler, cfg, norm, batches: int = 40):
     """Re-estimate the BatchNorm statistics for the (averaged) weights in ``model``.
 
@@ -134,20 +143,16 @@ def _recompute_batch_norm(model, sampler, cfg, norm, batches: int = 40):
     running buffers a plain average over ``batches`` fresh training batches.
     """
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None
     model.train()
     with torch.no_grad():
         for _ in range(batches):
-            batch = sampler.batch(cfg.batch)
-            feats = log1p_features(torch.from_numpy(batch[0]), norm)
-            if cfg.stereo_pair:
-                feats = torch.cat([feats, log1p_features(torch.from_numpy(batch[2]), norm)],
-                                  dim=1)
-            model(feats)
-    for m in norms:
-        m.momentum = 0.1
+            model(batch_features(sampler.batch(cfg.batch), norm, cfg.stereo_pair))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None,
@@ -220,10 +225,7 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
         batch = sampler.batch(cfg.batch)
         mix = torch.from_numpy(batch[0])
         stems = torch.from_numpy(batch[1])
-        feats = log1p_features(mix, norm)
-        if cfg.stereo_pair:
-            feats = torch.cat([feats, log1p_features(torch.from_numpy(batch[2]), norm)], dim=1)
-        masks = model(feats)
+        masks = model(batch_features(batch, norm, cfg.stereo_pair))
         loss = loss_fn(masks, mix[:, :, sl], stems[:, :, :, sl], cfg.loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
