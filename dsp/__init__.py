@@ -10,6 +10,7 @@ offline and the streaming paths, so that streaming output equals offline output:
   exactly ``n_fft // hop`` frames (full overlap, hence perfect reconstruction);
 * ``num_frames(n)`` frames cover ``n`` samples completely.
 """
+from .midside import from_mid_side, to_mid_side
 from .stft import StftGrid, istft, num_frames, stft
 from .stream import StreamingAnalyzer, StreamingSynthesizer
 
@@ -20,4 +21,6 @@ __all__ = [
     "num_frames",
     "StreamingAnalyzer",
     "StreamingSynthesizer",
+    "to_mid_side",
+    "from_mid_side",
 ]

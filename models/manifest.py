@@ -10,6 +10,7 @@ MANIFEST_VERSION = 2          # 2 added "stateful"; stateless manifests are stil
 NORMALIZATIONS = ("none", "log1p")
 MASK_TYPES = ("soft", "binary")
 HIGH_BAND_RULES = ("hold_top_bin",)
+STEREO_MODES = ("left_right", "mid_side")
 
 
 class ModelError(ValueError):
@@ -31,6 +32,12 @@ class Manifest:
     many frames as ``magnitude``; frame ``j`` is the mask whose receptive field
     ends at input frame ``j``.  With zero states and the first
     ``receptive_field - 1`` frames dropped it is the stateless contract above.
+
+    ``stereo_mode`` says which two signals a stereo input is separated as:
+    ``"left_right"`` (each channel on its own) or ``"mid_side"`` (the mid
+    ``(L + R) / 2`` and side ``(L - R) / 2`` signals, each on its own, and the
+    stems mapped back to left/right).  Mono and other channel counts are
+    always separated channel by channel.
     """
 
     sample_rate: int
@@ -49,6 +56,7 @@ class Manifest:
     description: str = ""
     demo_only: bool = False
     stateful: bool = False
+    stereo_mode: str = "left_right"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -110,6 +118,9 @@ class Manifest:
         }
         if self.stateful:
             d["stateful"] = True
+        if self.stereo_mode != "left_right":
+            # Readers that do not know the key separate left/right: still valid output.
+            d["stereo_mode"] = self.stereo_mode
         d.update(self.extra)
         return d
 
@@ -170,9 +181,11 @@ class Manifest:
             fail(f"high_band_rule must be one of {HIGH_BAND_RULES}")
         if not isinstance(d.get("stateful", False), bool):
             fail(f"stateful must be true or false, got {d['stateful']!r}")
+        if d.get("stereo_mode", "left_right") not in STEREO_MODES:
+            fail(f"stereo_mode must be one of {STEREO_MODES}, got {d.get('stereo_mode')!r}")
         known = {"format", "version", "name", "description", "input_normalization",
                  "mask_type", "high_band_rule", "input_name", "output_name", "demo_only",
-                 "stateful", *required}
+                 "stateful", "stereo_mode", *required}
         return cls(
             stems=tuple(stems),
             input_normalization=norm,
@@ -184,6 +197,7 @@ class Manifest:
             description=d.get("description", ""),
             demo_only=bool(d.get("demo_only", False)),
             stateful=d.get("stateful", False),
+            stereo_mode=d.get("stereo_mode", "left_right"),
             extra={k: v for k, v in d.items() if k not in known},
             **ints,
         )

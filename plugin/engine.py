@@ -11,6 +11,7 @@ streaming output equals offline output by construction.
 import numpy as np
 
 from ..dsp.kernels import log_features, masked_overlap_add
+from ..dsp.midside import from_mid_side, to_mid_side
 from ..dsp.stft import StftGrid, num_frames
 from ..dsp.stream import StreamingAnalyzer
 
@@ -136,6 +137,10 @@ class Renderer:
     trimmed so sample ``j`` of the output lines up with sample ``j`` of the
     input (pedalboard's streaming semantics); :meth:`flush` returns the rest so
     the total output length equals the total input length.
+
+    A stereo stream whose model's manifest says ``"stereo_mode": "mid_side"``
+    is separated as its mid and side signals, and each output is mapped back
+    to left/right (both linear, so the outputs still add up to the input).
     """
 
     def __init__(self, model, num_channels, n_outputs, mask_mode="soft", *,
@@ -143,6 +148,7 @@ class Renderer:
         self.stream = MaskStream(model, num_channels, mask_mode)
         self.grid = self.stream.grid
         self.num_channels = num_channels
+        self.mid_side = num_channels == 2 and model.manifest.stereo_mode == "mid_side"
         self.n_outputs = n_outputs
         self._model_bins = model.manifest.model_bins
         # complement=True: when a stream's gains add up to one for every stem (all
@@ -167,9 +173,16 @@ class Renderer:
     def push(self, block, gains):
         """Feed (channels, n); ``gains`` is (n_outputs, stems). Returns (n_outputs, channels, m)."""
         self._check_gains(gains)
+        block = np.asarray(block, np.float32)
+        if self.mid_side:
+            block = to_mid_side(block)
         if self._complement:
-            self._dry = np.concatenate([self._dry, np.asarray(block, np.float32)], axis=1)
-        return self._render(*self.stream.push(block), gains)
+            self._dry = np.concatenate([self._dry, block], axis=1)
+        return self._to_channels(self._render(*self.stream.push(block), gains))
+
+    def _to_channels(self, out):
+        """(n_outputs, channels, m) in the stream's coding -> left/right."""
+        return from_mid_side(out, axis=1) if self.mid_side else out
 
     def _check_gains(self, gains):
         """Validate ``gains`` and settle the stream's complement mode, before any state changes."""
@@ -192,7 +205,7 @@ class Renderer:
         expected = self.stream.samples_in - self.samples_out
         out = self._render(*self.stream.finish(), gains)[:, :, :expected]
         self.reset()
-        return out
+        return self._to_channels(out)
 
     def _render(self, spec, masks, gains):
         gains = np.ascontiguousarray(gains, np.float32)

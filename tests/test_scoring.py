@@ -56,3 +56,27 @@ def test_evaluate_systems_checks_against_museval():
         assert row["museval_max_abs_diff_db"] <= 1e-6
     assert res["irm"]["avg"] > res["mixture"]["avg"] + 5.0
     assert 0.0 <= res["irm"]["vad_accuracy"] <= 1.0
+
+
+def test_evaluate_systems_runs_models_in_their_stereo_mode(model_factory):
+    """A mid/side model is scored on exactly what the runtime makes of the track."""
+    pytest.importorskip("museval")
+    from stemboard.models import MaskModel
+    from stemboard.models.train.evaluate import bss_sdr, onnx_system
+    from stemboard.plugin import StemSeparator
+
+    stems = _track(seconds=2.0, seed=1)
+    tracks = [{"name": "synthetic", "stems": stems}]
+    res = {}
+    for mode, path in (("lr", model_factory()),
+                       ("ms", model_factory(manifest_overrides={"stereo_mode": "mid_side"}))):
+        assert onnx_system(MaskModel(path)).stereo_mode == ("mid_side" if mode == "ms"
+                                                            else "left_right")
+        res[mode] = evaluate_systems(tracks, {mode: onnx_system(MaskModel(path))},
+                                     log=lambda *_: None)[mode]
+        sep = StemSeparator(path).separate(stems.sum(axis=0), SR)
+        runtime = bss_sdr(stems, np.stack([sep[k] for k in ("vocals", "drums", "bass",
+                                                              "other")]))
+        np.testing.assert_allclose([res[mode][k] for k in ("vocals", "drums", "bass", "other")],
+                                   runtime, atol=2e-3)
+    assert res["lr"]["vocals"] != res["ms"]["vocals"]

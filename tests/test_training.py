@@ -531,3 +531,58 @@ def test_card_is_what_metrics_and_ablations_produce(tmp_path):
     (tmp_path / "metrics.json").write_text("{not json")
     with pytest.raises(SystemExit, match="not valid JSON"):
         card.main(["--out", str(tmp_path)])
+
+
+def test_remix_sampler_mid_side_draws():
+    stems = _stems()
+    spectra, lengths = stem_spectra([{"stems": stems}, {"stems": stems[:, ::-1]}], GRID, BINS)
+    kw = dict(frames=30, p_remix=0.5, seed=3)
+    # The same draws coded as mid/side: with left == right the mid is that channel
+    # and the side is silent, whichever channel the left/right sampler drew.
+    same = spectra[:, :, :1].repeat(2, axis=2)
+    lr = RemixSampler(same, lengths, **kw)
+    ms = RemixSampler(same, lengths, mid_side=True, **kw)
+    (lr_mix, lr_tgt), (ms_mix, ms_tgt) = lr.batch(16), ms.batch(16)
+    kinds = set()
+    for b in range(16):
+        # every stem of an item has the same coding, remixed or not
+        if np.allclose(ms_tgt[b], 0.0):
+            kinds.add("side")
+            assert np.allclose(ms_mix[b], 0.0)
+        else:
+            kinds.add("mid")
+            np.testing.assert_allclose(ms_tgt[b], lr_tgt[b], rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(ms_mix[b], lr_mix[b], rtol=1e-6, atol=1e-6)
+    assert kinds == {"mid", "side"}
+    # With real stereo the side is (L - R) / 2 of the same crop.
+    one = spectra[:, :1]
+    s = RemixSampler(one, lengths, frames=30, p_remix=0.0, gain_db=(0.0, 0.0), p_drop=0.0,
+                     seed=5, mid_side=True)
+    mix, _ = s.batch(8)
+    coded = np.abs(np.stack([one[:, 0, 0] + one[:, 0, 1], one[:, 0, 0] - one[:, 0, 1]], 1) / 2)
+    coded = coded.transpose(0, 1, 3, 2)                       # (tracks, m/s, bins, frames)
+    for b in range(8):
+        assert any(np.allclose(coded[tr, c, :, off: off + 30], mix[b], atol=1e-6)
+                   for tr in range(coded.shape[0]) for c in range(2)
+                   for off in range(coded.shape[3] - 30 + 1))
+    with pytest.raises(ValueError, match="cannot be combined"):
+        RemixSampler(spectra, lengths, frames=30, mid_side=True, stereo_pair=True)
+
+
+def test_mid_side_training_keys_and_manifest():
+    from stemboard.models.train.ablate import parse_set
+    from stemboard.models.train.pipeline import manifest_for, run_configs, run_key
+
+    cfg = run_configs(5000, 400, 2000)[0]
+    assert "mid_side" not in run_key(cfg, 200)          # old checkpoints stay cached
+    ms = dataclasses.replace(cfg, mid_side=True)
+    assert "mid_side" in run_key(ms, 200)
+    assert parse_set(["mid_side=true"]) == {"mid_side": True}
+    norm = {"type": "log1p", "scale": 1.0, "mean": 0.0, "std": 1.0}
+    assert manifest_for(cfg, norm, "", {}).stereo_mode == "mid_side"
+    assert manifest_for(cfg, norm, "", {}, stereo_mode="left_right").stereo_mode == "left_right"
+    assert manifest_for(ms, norm, "", {}).stereo_mode == "mid_side"
+    with pytest.raises(ValueError, match="trained on mid/side"):
+        manifest_for(ms, norm, "", {}, stereo_mode="left_right")
+    pair = dataclasses.replace(cfg, input_layout="stereo_pair")
+    assert manifest_for(pair, norm, "", {}).stereo_mode == "left_right"

@@ -77,6 +77,9 @@ def main(argv=None):
     ap.add_argument("--record", default="models/weights/ablations.json")
     ap.add_argument("--synth-count", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--stereo-mode", choices=("mid_side", "left_right"), default="mid_side",
+                    help="how the model is run (and scored) on stereo; the manifest's "
+                         "stereo_mode (default: mid_side, as the shipped models)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(name=args.name, **parse_set(args.set))
@@ -95,7 +98,8 @@ def main(argv=None):
                         n_pitched=n_pitched)
     del spectra
     onnx_path = export_onnx(model, work / f"{cfg.name}.onnx", stateful=exports_stateful(cfg))
-    manifest_for(cfg, norm, cfg.name, {}).save(onnx_path.with_suffix(".json"))
+    manifest_for(cfg, norm, cfg.name, {}, stereo_mode=args.stereo_mode).save(
+        onnx_path.with_suffix(".json"))
     valid = decode_musdb(args.data, args.cache, "valid", log=log)
     # Stereo-pair graphs are experimental: the runtime cannot run them, the stand-in can.
     model = PairedOnnxModel(onnx_path) if cfg.stereo_pair else MaskModel(onnx_path)
@@ -105,6 +109,7 @@ def main(argv=None):
            "vad_accuracy": res.get("vad_accuracy"),
            "config": {k: (list(v) if isinstance(v, tuple) else v)
                       for k, v in dataclasses.asdict(cfg).items()},
+           "stereo_mode": args.stereo_mode,
            "synth_count": args.synth_count if cfg.synth_share > 0 else 0,
            "train_seconds": info["train_seconds"], "params": info["params"],
            "macs_per_frame": info["macs_per_frame"],

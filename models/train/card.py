@@ -19,6 +19,8 @@ from .data import STEMS
 LABELS = {
     "offline": "**offline** (shipped default, 12 past + 12 future frames)",
     "live": "**live** (shipped, 22 past + 2 lookahead frames)",
+    "offline_left_right": "offline run on left/right instead of mid/side (not shipped)",
+    "live_left_right": "live run on left/right instead of mid/side (not shipped)",
     "oracle_ibm": "oracle binary mask (IBM), same grid, 0–22 kHz",
     "oracle_irm": "oracle ratio mask (IRM, magnitude), same grid",
     "mixture": "mixture as every estimate (floor)",
@@ -144,6 +146,18 @@ def write_card(path, summary):
         "training targets differs: offline predicts the mask of the centre frame "
         "(12 past, 12 future), live the mask of frame t from t-22..t+2. Live latency = "
         "n_fft - hop + 2·hop = 2560 samples = 58 ms at 44.1 kHz.")
+    if summary.get("stereo_mode") == "mid_side":
+        trained = ("trained on mid and side signals (`TrainConfig.mid_side`)"
+                   if off.get("mid_side") else
+                   "trained on left and right channels, like any single audio signal")
+        add("- Stereo: the manifests say `\"stereo_mode\": \"mid_side\"`, so the runtime "
+            "separates the mid (L+R)/2 and side (L−R)/2 signals, each on its own, and maps "
+            "every stem back to left/right (L = M + S, R = M − S; linear, so the stems still "
+            "add up to the mixture). Centre-panned sources (lead vocal, bass, kick) sit in "
+            "the mid alone, where hard-panned instruments are at half level, and the side "
+            "holds only wide sources. The models were " + trained + "; the `left/right` "
+            "rows of the metrics table run the same models on each channel instead. Mono "
+            "and other channel counts are separated channel by channel.")
     add("- Bins above 513 (11–22 kHz): `hold_top_bin` — they take the mask of bin 512.")
     add("- Masks are soft (ratio) masks (`mask_type: soft`).")
     add("- Exported as a *stateful* ONNX graph (opset 17, dynamic batch and time axes; "
@@ -200,7 +214,8 @@ def write_card(path, summary):
     add("")
     add("| system | vocals | drums | bass | other | avg |")
     add("|---|---|---|---|---|---|")
-    for key in ("offline", "live", "oracle_ibm", "oracle_irm", "mixture"):
+    for key in ("offline", "live", "offline_left_right", "live_left_right", "oracle_ibm",
+                "oracle_irm", "mixture"):
         if key in sdr:
             add(_row(LABELS[key], sdr[key]))
     add("")
@@ -309,20 +324,25 @@ def _ablations(add, rows):
         "log1p(|X|) (closer to a log spectrogram in quiet bins); `ema=D` keeps an "
         "exponential moving average of the weights (decay D) and ships that.")
     add("")
-    add("| run | change | steps | vocals | drums | bass | other | avg |")
-    add("|---|---|---|---|---|---|---|---|")
+    add("Rows before `midside_s2400` were scored running each model on left and right "
+        "(`run on: L/R`); later rows as the shipped models run, on mid and side (`M/S`, "
+        "`ablate --stereo-mode`). `mid_side=True` trains on mid and side signals too.")
+    add("")
+    add("| run | change | steps | run on | vocals | drums | bass | other | avg |")
+    add("|---|---|---|---|---|---|---|---|---|")
     from .train import TrainConfig
 
     keys = ("loss", "front", "pitch_shifts", "eq_db", "synth_share", "synth_silence",
             "dilations", "context", "lookahead", "hidden", "refine", "weight_decay",
-            "input_layout", "p_remix", "feature_scale", "ema", "seed")
+            "input_layout", "p_remix", "feature_scale", "ema", "mid_side", "seed")
     defaults = {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(TrainConfig()).items() if k in keys}
     for r in rows:
         c = r["config"]
         change = ", ".join(f"{k}={c[k]}" for k in defaults
                            if k in c and c[k] != defaults[k]) or "none"
-        add(f"| {r['name']} | {change} | {c['steps']} | " + " | ".join(
+        run_on = "M/S" if r.get("stereo_mode") == "mid_side" else "L/R"
+        add(f"| {r['name']} | {change} | {c['steps']} | {run_on} | " + " | ".join(
             f"{r['sdr'][s]:.2f}" for s in STEMS) + f" | {r['sdr']['avg']:.2f} |")
     add("")
 

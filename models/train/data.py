@@ -140,12 +140,22 @@ class RemixSampler:
     target).  The separated stem is ``mask * X`` with the mixture's phase, so
     the squared error against this target is, up to a constant, the complex
     error ``|mask * X - S|^2`` that SDR measures.  The random draws are the same.
+
+    With ``mid_side=True`` an item's "channel" is the mid ``(L + R) / 2`` or the
+    side ``(L - R) / 2`` signal instead of left or right: what the runtime feeds a
+    model whose manifest says ``"stereo_mode": "mid_side"``.  All stems of an item
+    take the same one even in a remix (a mid signal is the mid of every stem),
+    so the random draws are the same but the per-stem channel draws of remixes
+    are not used.
     """
 
     def __init__(self, spectra, lengths, frames: int, *, p_remix=0.5, gain_db=(-6.0, 3.0),
                  p_drop=0.1, seed=0, stereo_pair=False, eq_db=0.0, track_weights=None,
-                 stem_gain=None, phase_sensitive=False):
+                 stem_gain=None, phase_sensitive=False, mid_side=False):
+        if mid_side and stereo_pair:
+            raise ValueError("mid_side and stereo_pair cannot be combined")
         self.spectra = spectra
+        self.mid_side = bool(mid_side)
         self.phase_sensitive = bool(phase_sensitive)
         self.lengths = lengths
         self.frames = frames
@@ -191,6 +201,12 @@ class RemixSampler:
         db = np.interp(self._eq_x, np.linspace(0.0, 1.0, 6), pts)
         return (10.0 ** (db / 20.0)).astype(np.float32)
 
+    def _mid_side(self, tr, s, which, off, F):
+        """Stem ``s``'s mid (``which`` 0) or side (1) spectrum over ``F`` frames from ``off``."""
+        lr = self.spectra[tr, s, :, off: off + F]
+        sign = np.float32(1.0 if which == 0 else -1.0)
+        return np.float32(0.5) * (lr[0] + sign * lr[1])
+
     def batch(self, size: int):
         n_tracks, n_stems = self.spectra.shape[:2]
         rng = self.rng
@@ -202,13 +218,17 @@ class RemixSampler:
             remix = rng.random() < self.p_remix
             tr = self._track(n_tracks)
             ch = rng.integers(2)
+            item_ch = ch
             off = rng.integers(0, max(1, self.lengths[tr] - F + 1))
             for s in range(n_stems):
                 if remix:
                     tr = self._track(n_tracks)
                     ch = rng.integers(2)
                     off = rng.integers(0, max(1, self.lengths[tr] - F + 1))
-                seg = self.spectra[tr, s, ch, off: off + F]
+                if self.mid_side:
+                    seg = self._mid_side(tr, s, item_ch, off, F)
+                else:
+                    seg = self.spectra[tr, s, ch, off: off + F]
                 if seg.shape[0] < F:
                     seg = np.pad(seg, ((0, F - seg.shape[0]), (0, 0)))
                 g = np.float32(10.0 ** (rng.uniform(*self.gain_db) / 20.0))

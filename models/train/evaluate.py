@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stemboard.dsp import StftGrid, istft, stft
+from stemboard.dsp import StftGrid, from_mid_side, istft, stft, to_mid_side
 
 from .data import STEMS
 
@@ -250,7 +250,15 @@ def evaluate_systems(tracks, systems: dict, grid=StftGrid(), log=print, *,
             else:
                 if stem_specs is None:
                     stem_specs = np.stack([stft(s, grid) for s in stems])
-                est = apply_masks(spec, fn(spec, stem_specs), n, grid)
+                if getattr(fn, "stereo_mode", "left_right") == "mid_side" and spec.shape[0] == 2:
+                    # As the runtime runs such a model: separate mid and side, then
+                    # map the stems back (STFT and masking are linear, so coding the
+                    # spectra equals coding the audio).
+                    ms = to_mid_side(spec)
+                    est = from_mid_side(apply_masks(ms, fn(ms, to_mid_side(stem_specs, 1)),
+                                                    n, grid), axis=1)
+                else:
+                    est = apply_masks(spec, fn(spec, stem_specs), n, grid)
             results[name]["seconds"] += time.time() - t0
             windows = sdr_windows(stems, est)
             if ti < museval_tracks:
@@ -291,9 +299,12 @@ def evaluate_systems(tracks, systems: dict, grid=StftGrid(), log=print, *,
     return table
 
 
-def onnx_system(model, mode=None):
+def onnx_system(model, mode=None, stereo_mode=None):
+    """The model as an :func:`evaluate_systems` system, run in ``stereo_mode``
+    (default: its manifest's, as the runtime runs it)."""
     def fn(spec, _stem_specs):
         return model_masks(model, spec, mode)
+    fn.stereo_mode = stereo_mode or model.manifest.stereo_mode
     return fn
 
 

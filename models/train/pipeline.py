@@ -85,7 +85,7 @@ def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None) 
 
 #: TrainConfig fields added after the first checkpoints were cached.
 LATER_FIELDS = ("input_layout", "eq_db", "synth_share", "synth_silence", "front",
-                "pitch_shifts", "refine", "feature_scale", "ema")
+                "pitch_shifts", "refine", "feature_scale", "ema", "mid_side")
 
 
 def run_key(cfg: TrainConfig, synth_count: int) -> str:
@@ -158,8 +158,16 @@ def exports_stateful(cfg: TrainConfig) -> bool:
     return cfg.refine == 0 and not cfg.stereo_pair
 
 
-def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict) -> Manifest:
+def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict, *,
+                 stereo_mode: str = "mid_side") -> Manifest:
+    """The manifest of ``cfg``'s model.  ``stereo_mode`` is how the runtime feeds it
+    stereo; a model trained on mid/side signals (``cfg.mid_side``) must run in mid/side."""
+    if cfg.mid_side and stereo_mode != "mid_side":
+        raise ValueError(f"{cfg.name} was trained on mid/side signals; it cannot run "
+                         f"in stereo_mode {stereo_mode!r}")
     if cfg.input_layout != "channel":
+        # Its input already holds both channels (left/right pairs).
+        stereo_mode = "left_right"
         # Experimental: the runtime (MaskModel, the engine) does not read this key, so such
         # a model is evaluated with evaluate.PairedOnnxModel and never shipped.
         extra = {"input_layout": cfg.input_layout, **extra}
@@ -168,7 +176,7 @@ def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict) ->
         stems=STEMS, context_frames=cfg.context, lookahead_frames=cfg.lookahead,
         input_normalization=norm, mask_type=cfg.mask_type, high_band_rule="hold_top_bin",
         name=f"stemboard-{cfg.name}", description=description,
-        stateful=exports_stateful(cfg), extra=extra)
+        stateful=exports_stateful(cfg), stereo_mode=stereo_mode, extra=extra)
 
 
 def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, cache=None,
@@ -228,6 +236,9 @@ def main(argv=None):
                          "needs tinysoundfont and a GM soundfont, see synth.py)")
     ap.add_argument("--synth-data", default=None,
                     help="folder holding groove-midi/ and pop909/ (default: --data)")
+    ap.add_argument("--stereo-mode", choices=("mid_side", "left_right"), default="mid_side",
+                    help="how the shipped models run on stereo (the manifests' stereo_mode); "
+                         "mid_side: the mid and side signals are separated (default)")
     ap.add_argument("--workers", type=int, default=2,
                     help="parallel training processes (1 thread each); 1 trains in this "
                          "process")
@@ -318,7 +329,8 @@ def main(argv=None):
             torch.save({"config": model.config, "state_dict": model.state_dict()}, ckpt)
             info_path.write_text(json.dumps(info, indent=1))
         export_onnx(model, onnx_path, stateful=exports_stateful(cfg))
-        manifest_for(cfg, norm, cfg.name, {}).save(onnx_path.with_suffix(".json"))
+        manifest_for(cfg, norm, cfg.name, {}, stereo_mode=args.stereo_mode).save(
+            onnx_path.with_suffix(".json"))
         infos[cfg.name] = info
     timings["train_s"] = round(sum(i["train_seconds"] for i in infos.values()), 1)
     if args.workers > 1 and not args.only:
@@ -358,6 +370,12 @@ def main(argv=None):
             name = cfg.name if mode == "soft" else f"{cfg.name}_binary"
             systems[name] = onnx_system(models[cfg.name], mode)
             keys[name] = f"{name}:{_sha(onnx_path)}:{_sha(onnx_path.with_suffix('.json'))}"
+        if (cfg.name in ("offline", "live") and not cfg.mid_side
+                and models[cfg.name].manifest.stereo_mode == "mid_side"):
+            # The same model with each channel separated on its own, for the card.
+            name = f"{cfg.name}_left_right"
+            systems[name] = onnx_system(models[cfg.name], stereo_mode="left_right")
+            keys[name] = f"{name}:{_sha(onnx_path)}"
     todo = {n: f for n, f in systems.items() if keys[n] not in cache}
     if todo:
         log(f"evaluating {list(todo)} on {len(valid_tracks)} valid excerpts (BSSEval v4; "
@@ -393,6 +411,7 @@ def main(argv=None):
         "sdr_valid": {n: {k: v for k, v in r.items() if k != "per_track"}
                       for n, r in table.items()},
         "speed": speed,
+        "stereo_mode": args.stereo_mode,
         "training": {n: {k: v for k, v in i.items() if k not in ("history", "key")}
                      for n, i in infos.items()},
         "timings": timings,
@@ -427,7 +446,8 @@ def main(argv=None):
                               if k not in ("history", "key")},
                  "license": "weights trained on MUSDB18 (non-commercial research use only; "
                             "many songs CC BY-NC-SA)"}
-        manifest_for(cfg, norm, descriptions[name], extra).save(out / f"{name}.json")
+        manifest_for(cfg, norm, descriptions[name], extra,
+                     stereo_mode=args.stereo_mode).save(out / f"{name}.json")
         MaskModel(out / f"{name}.onnx")  # validate what ships
     from .card import write_card
 

@@ -39,6 +39,8 @@ class TrainConfig:
     input_layout: str = "channel"   # "channel" or "stereo_pair" (own + other channel's features)
     ema: float = 0.0                # decay of an exponential moving average of the weights,
                                     # used instead of the last weights (0 = off)
+    mid_side: bool = False          # train on mid (L+R)/2 and side (L-R)/2 signals instead of
+                                    # left/right channels (what a "mid_side" manifest is run on)
     feature_scale: float = 1.0      # input features log1p(feature_scale * |X|): larger values
                                     # make them closer to log|X| (level-invariant) in quiet bins
     extra: dict = field(default_factory=dict)
@@ -201,7 +203,7 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
     sampler = RemixSampler(spectra, lengths, cfg.frames_out + rf - 1, p_remix=cfg.p_remix,
                            seed=cfg.seed, stereo_pair=cfg.stereo_pair, eq_db=cfg.eq_db,
                            track_weights=track_weights, stem_gain=stem_gain,
-                           phase_sensitive=cfg.loss == "l2psa")
+                           phase_sensitive=cfg.loss == "l2psa", mid_side=cfg.mid_side)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, cfg.steps // 20)
 
