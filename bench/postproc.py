@@ -4,7 +4,9 @@ Each method starts from the same model masks (``MaskModel.masks``, soft,
 normalised, ``hold_top_bin`` above the model's bins) and changes only what is
 done with them:
 
-* ``masks`` -- applied to each channel's STFT, mixture phase (what ships);
+* ``masks`` -- applied to each channel's STFT, mixture phase (left/right);
+* ``mid-side`` -- the mid and side signals separated instead of left and right,
+  stems mapped back (what the shipped manifests' ``stereo_mode`` asks for);
 * ``wiener-em-1`` -- one multichannel Wiener EM iteration (``norbert``, as
   Open-Unmix runs by default): the masked channels give each stem's power
   spectrogram and a per-bin 2x2 spatial covariance, then every stem is the
@@ -20,7 +22,8 @@ done with them:
 
 Scored like ``bench/quality.py`` (museval v4 SDR, 1 s windows, median over
 windows, then over tracks).  These are experiments, not features: none of them
-beat plain masks here, so none is in the package.
+beat plain masks here, so none is in the package, except mid/side coding, which
+does and is.
 
     python bench/postproc.py --json runs/bench/postproc.json
     python bench/postproc.py --model fixture --tracks 1 --seconds 2    # smoke run
@@ -78,7 +81,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    from stemboard.dsp import StftGrid, stft
+    from stemboard.dsp import StftGrid, from_mid_side, stft, to_mid_side
     from stemboard.models import MaskModel
 
     label, spec_arg = next(iter(resolve_models([args.model]).items()))
@@ -89,7 +92,7 @@ def main(argv=None):
         print("[bench] norbert not installed; wiener-em-1 skipped", file=sys.stderr)
 
     tracks = load_tracks(args.data, limit=args.tracks, seconds=args.seconds, cache=args.cache)
-    methods = ("masks", "wiener-em-1", "mid-tta", *(f"power-{p:g}" for p in POWERS))
+    methods = ("masks", "mid-side", "wiener-em-1", "mid-tta", *(f"power-{p:g}" for p in POWERS))
     others = [MaskModel(p) for p in args.ensemble]
     if others:
         methods += (f"ensemble-{len(others) + 1}",)
@@ -101,7 +104,10 @@ def main(argv=None):
         X = stft(mix, grid)
         masks = model_masks(model, X)
         mid = model_masks(model, stft(mix.mean(axis=0, keepdims=True), grid))
+        XMS = to_mid_side(X)
         ests = {"masks": lambda: apply(X, masks, n, grid),
+                "mid-side": lambda: from_mid_side(apply(XMS, model_masks(model, XMS), n, grid),
+                                                  axis=1),
                 "wiener-em-1": lambda: wiener_em(X, masks, n, grid),
                 "mid-tta": lambda: apply(X, 0.5 * (masks + mid), n, grid),
                 **{f"power-{p:g}": (lambda p=p: apply(X, sharpen(masks, p), n, grid))

@@ -107,8 +107,9 @@ def cmd_models(args):
     for name, path in bundled_models().items():
         m = MaskModel(path).manifest
         latency = m.latency_samples / m.sample_rate * 1000
+        stereo = "mid/side" if m.stereo_mode == "mid_side" else "left/right"
         print(f"{name:10s} stems={','.join(m.stems)}  latency={latency:.1f} ms  "
-              f"{m.description}")
+              f"stereo={stereo}  {m.description}")
     return 0
 
 

@@ -107,8 +107,8 @@ def test_postproc_smoke(quality_json, model_path, tmp_path):
                                   "--ensemble", str(Path(model_path).with_suffix(".json")),
                                   "--json", str(out)])
     assert json.loads(out.read_text())["summary"] == res["summary"]
-    assert set(res["summary"]) == {"masks", "wiener-em-1", "mid-tta", "power-0.8", "power-1.25",
-                                   "power-1.5", "power-2", "ensemble-2"}
+    assert set(res["summary"]) == {"masks", "mid-side", "wiener-em-1", "mid-tta", "power-0.8",
+                                   "power-1.25", "power-1.5", "power-2", "ensemble-2"}
     # averaging a model's masks with its own changes nothing
     for s in ("vocals", "drums", "bass", "other"):
         assert abs(res["summary"]["ensemble-2"][s] - res["summary"]["masks"][s]) < 1e-3

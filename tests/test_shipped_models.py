@@ -79,3 +79,14 @@ def test_shipped_models_are_stateful_and_stream_exactly(name):
                 for i in range(0, x.shape[1], 256)]
     got = np.concatenate(streamed + [sep.flush()], axis=1)
     np.testing.assert_allclose(got, offline, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_models_run_stereo_as_mid_side(name, capsys):
+    # Measured better than left/right on valid (model card); the CLI says so.
+    from stemboard.cli import main
+
+    assert MaskModel(name, num_threads=1).manifest.stereo_mode == "mid_side"
+    assert main(["models"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(name))
+    assert "stereo=mid/side" in line

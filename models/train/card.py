@@ -158,6 +158,10 @@ def write_card(path, summary):
             "holds only wide sources. The models were " + trained + "; the `left/right` "
             "rows of the metrics table run the same models on each channel instead. Mono "
             "and other channel counts are separated channel by channel.")
+        if not off.get("mid_side"):
+            add("  Training on mid and side signals as well (`midside_s2400` in *Ablations*) "
+                "scored lower than training on left/right and running on mid/side (the "
+                "`*_s2400_ms` rows), so the models are trained on left/right channels.")
     add("- Bins above 513 (11–22 kHz): `hold_top_bin` — they take the mask of bin 512.")
     add("- Masks are soft (ratio) masks (`mask_type: soft`).")
     add("- Exported as a *stateful* ONNX graph (opset 17, dynamic batch and time axes; "
@@ -209,7 +213,8 @@ def write_card(path, summary):
     add("")
     add("museval BSSEval v4 SDR in dB, 1 s windows, median over windows then median over "
         "the 14 tracks; mixture = sum of stems. Model rows run the exported ONNX through "
-        "`MaskModel.masks` and `stemboard.dsp.stft/istft`, i.e. the shipped runtime path."
+        "`MaskModel.masks` and `stemboard.dsp.stft/istft`, i.e. the shipped runtime path, "
+        "in each manifest's stereo mode (the `left/right` rows override it)."
         + _sdr_method(sdr))
     add("")
     add("| system | vocals | drums | bass | other | avg |")
@@ -324,9 +329,11 @@ def _ablations(add, rows):
         "log1p(|X|) (closer to a log spectrogram in quiet bins); `ema=D` keeps an "
         "exponential moving average of the weights (decay D) and ships that.")
     add("")
-    add("Rows before `midside_s2400` were scored running each model on left and right "
-        "(`run on: L/R`); later rows as the shipped models run, on mid and side (`M/S`, "
-        "`ablate --stereo-mode`). `mid_side=True` trains on mid and side signals too.")
+    add("`run on` is how a row was scored: `L/R` runs the model on the left and right "
+        "channels (every run before session 8), `M/S` on the mid and side signals, as "
+        "the shipped models run (`ablate --stereo-mode`, default `mid_side`). The `*_ms` "
+        "rows are earlier runs' models scored again on mid/side, without retraining. "
+        "`mid_side=True` also trains on mid and side signals instead of left and right.")
     add("")
     add("| run | change | steps | run on | vocals | drums | bass | other | avg |")
     add("|---|---|---|---|---|---|---|---|---|")
