@@ -586,3 +586,44 @@ def test_mid_side_training_keys_and_manifest():
         manifest_for(ms, norm, "", {}, stereo_mode="left_right")
     pair = dataclasses.replace(cfg, input_layout="stereo_pair")
     assert manifest_for(pair, norm, "", {}).stereo_mode == "left_right"
+
+
+def test_ablate_rescore_scores_a_recorded_run_in_another_stereo_mode(tmp_path, model_factory,
+                                                                     monkeypatch):
+    import json
+    import shutil
+
+    from stemboard.models.train import ablate
+    from stemboard.models.train.evaluate import evaluate_systems, onnx_system
+
+    work = tmp_path / "work"
+    work.mkdir()
+    fixture = model_factory()
+    shutil.copyfile(fixture, work / "base.onnx")
+    shutil.copyfile(fixture[:-5] + ".json", work / "base.json")
+    record = tmp_path / "ablations.json"
+    base = {"name": "base", "config": {"steps": 10, "input_layout": "channel"},
+            "sdr": {k: 0.0 for k in (*STEMS, "avg")}, "command": "x"}
+    record.write_text(json.dumps([base]))
+    tracks = [{"name": "synthetic", "stems": _stems(seconds=2.0)}]
+    monkeypatch.setattr(ablate, "decode_musdb", lambda *a, **k: tracks)
+    ablate.main(["--name", "base_ms", "--rescore", "base", "--work", str(work),
+                 "--record", str(record)])
+    rows = {r["name"]: r for r in json.loads(record.read_text())}
+    row = rows["base_ms"]
+    assert rows["base"] == base
+    assert row["config"] == base["config"] and row["rescored_from"] == "base"
+    assert row["stereo_mode"] == "mid_side" and "--rescore base" in row["command"]
+    model = MaskModel(work / "base_ms.onnx")
+    assert model.manifest.stereo_mode == "mid_side"
+    want = evaluate_systems(tracks, {"m": onnx_system(model)}, log=lambda *_: None)["m"]
+    assert row["sdr"] == {k: want[k] for k in (*STEMS, "avg")}
+    lr = evaluate_systems(tracks, {"m": onnx_system(MaskModel(work / "base.onnx"))},
+                          log=lambda *_: None)["m"]
+    assert lr["vocals"] != want["vocals"]
+    with pytest.raises(SystemExit, match="no such run"):
+        ablate.main(["--name", "x", "--rescore", "nope", "--work", str(work),
+                     "--record", str(record)])
+    with pytest.raises(SystemExit, match="takes no --set"):
+        ablate.main(["--name", "x", "--rescore", "base", "--set", "steps=3",
+                     "--work", str(work), "--record", str(record)])

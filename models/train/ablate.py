@@ -11,12 +11,18 @@ appends a row with its config, command, SDRs and times to ``--record``
 (``models/weights/ablations.json``), which the model card lists.  These are the
 measurements behind the design choices ("keep what helps"); they are separate
 from the one-command pipeline so the pipeline stays inside its 2-hour budget.
+
+``--rescore RUN`` trains nothing: it scores a recorded run's exported model again
+in another ``--stereo-mode`` and records that as a new row::
+
+    python -m stemboard.models.train.ablate --name pitch2_s2400_ms --rescore pitch2_s2400
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -80,15 +86,25 @@ def main(argv=None):
     ap.add_argument("--stereo-mode", choices=("mid_side", "left_right"), default="mid_side",
                     help="how the model is run (and scored) on stereo; the manifest's "
                          "stereo_mode (default: mid_side, as the shipped models)")
+    ap.add_argument("--rescore", metavar="RUN",
+                    help="no training: score the recorded run RUN's model (--work/RUN.onnx) "
+                         "again in --stereo-mode, as a new row --name")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(name=args.name, **parse_set(args.set))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
     def log(msg):
         print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
+
+    command = "python -m stemboard.models.train.ablate " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    if args.rescore:
+        if args.set:
+            raise SystemExit("--rescore scores an existing model; it takes no --set")
+        return rescore(args, command, log)
+    cfg = TrainConfig(name=args.name, **parse_set(args.set))
 
     spectra, lengths, norm, n_real, n_pitched = training_data(
         decode_musdb(args.data, args.cache, "train", log=log), pitch_shifts=cfg.pitch_shifts,
@@ -113,16 +129,49 @@ def main(argv=None):
            "synth_count": args.synth_count if cfg.synth_share > 0 else 0,
            "train_seconds": info["train_seconds"], "params": info["params"],
            "macs_per_frame": info["macs_per_frame"],
-           "command": "python -m stemboard.models.train.ablate " + " ".join(
-               sys.argv[1:] if argv is None else argv)}
-    record = Path(args.record)
+           "command": command}
+    record_row(Path(args.record), row, log)
+
+
+def record_row(record: Path, row: dict, log) -> None:
+    """Add ``row`` to the ``record`` JSON list (replacing a row of the same name), atomically."""
     rows = json.loads(record.read_text()) if record.is_file() else []
-    rows = [r for r in rows if r["name"] != cfg.name] + [row]
+    rows = [r for r in rows if r["name"] != row["name"]] + [row]
     tmp = record.with_suffix(".tmp")
     tmp.write_text(json.dumps(rows, indent=1) + "\n")
     tmp.replace(record)
-    log(f"{cfg.name}: " + ", ".join(f"{k} {row['sdr'][k]:.2f}" for k in (*STEMS, "avg"))
+    log(f"{row['name']}: " + ", ".join(f"{k} {row['sdr'][k]:.2f}" for k in (*STEMS, "avg"))
         + f"; recorded in {record}")
+
+
+def rescore(args, command, log):
+    """Score a recorded run's exported model again in ``args.stereo_mode`` (no training).
+
+    The copy ``--work/NAME.onnx`` gets the run's manifest with the new
+    ``stereo_mode``; the new row keeps the run's config and says where it came from.
+    """
+    record = Path(args.record)
+    rows = {r["name"]: r for r in (json.loads(record.read_text()) if record.is_file() else [])}
+    if args.rescore not in rows:
+        raise SystemExit(f"--rescore {args.rescore}: no such run in {record}")
+    src = Path(args.work) / f"{args.rescore}.onnx"
+    if not src.is_file():
+        raise SystemExit(f"--rescore {args.rescore}: {src} not found (the run's export)")
+    base = rows[args.rescore]
+    if base["config"].get("input_layout", "channel") != "channel":
+        raise SystemExit(f"--rescore {args.rescore}: only per-channel models have a stereo mode")
+    manifest = json.loads(src.with_suffix(".json").read_text())
+    manifest["stereo_mode"] = args.stereo_mode
+    dst = Path(args.work) / f"{args.name}.onnx"
+    shutil.copyfile(src, dst)
+    dst.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n")
+    valid = decode_musdb(args.data, args.cache, "valid", log=log)
+    res = evaluate_systems(valid, {args.name: onnx_system(MaskModel(dst))}, GRID,
+                           log=log)[args.name]
+    row = {**base, "name": args.name, "sdr": {k: res[k] for k in (*STEMS, "avg")},
+           "vad_accuracy": res.get("vad_accuracy"), "stereo_mode": args.stereo_mode,
+           "rescored_from": args.rescore, "command": command}
+    record_row(record, row, log)
 
 
 if __name__ == "__main__":

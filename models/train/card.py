@@ -332,7 +332,8 @@ def _ablations(add, rows):
     add("`run on` is how a row was scored: `L/R` runs the model on the left and right "
         "channels (every run before session 8), `M/S` on the mid and side signals, as "
         "the shipped models run (`ablate --stereo-mode`, default `mid_side`). The `*_ms` "
-        "rows are earlier runs' models scored again on mid/side, without retraining. "
+        "rows are earlier runs' models scored again on mid/side, without retraining "
+        "(`ablate --name RUN_ms --rescore RUN`). "
         "`mid_side=True` also trains on mid and side signals instead of left and right.")
     add("")
     add("| run | change | steps | run on | vocals | drums | bass | other | avg |")
