@@ -41,8 +41,11 @@ class StemSeparator(StemGainControls, Processor):
     Notes
     -----
     Any sample rate works: other rates are resampled to the model's rate and
-    back with pedalboard's ``StreamResampler``. Any number of channels works;
-    each channel is separated on its own.
+    back with pedalboard's ``StreamResampler``. Any number of channels works.
+    Stereo is separated as its mid (L+R)/2 and side (L-R)/2 signals when the
+    model's manifest says ``"stereo_mode": "mid_side"`` (the bundled models
+    do), and the stems are mapped back to left/right; otherwise, and for every
+    other channel count, each channel is separated on its own.
     """
 
     def __init__(self, model=None, *, gains_db=None, mix=1.0, mask_mode="soft",
