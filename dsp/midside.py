@@ -6,20 +6,29 @@ and kick) in the mid only, at the same level but with the hard-panned
 instruments at half their level, and leaves the side to the wide sources.  Both
 maps are linear and exact inverses, so stems separated in mid/side still add up
 to the mixture.
+
+Both functions write into one new array of the input's shape (a few whole-array
+passes: the engine calls them on every block and every output).
 """
 import numpy as np
 
 
 def to_mid_side(x, axis=0):
-    """Left/right -> mid/side along ``axis`` (length 2); same shape and dtype."""
+    """Left/right -> mid/side along ``axis`` (length 2); same shape, float dtype."""
     x = np.asarray(x)
-    left, right = np.take(x, 0, axis=axis), np.take(x, 1, axis=axis)
-    half = np.asarray(0.5, x.dtype if x.dtype.kind in "fc" else np.float64)
-    return np.stack([half * (left + right), half * (left - right)], axis=axis)
+    out = np.empty(x.shape, np.result_type(x.dtype, np.float32))
+    src, dst = np.moveaxis(x, axis, 0), np.moveaxis(out, axis, 0)
+    np.add(src[0], src[1], out=dst[0])
+    np.subtract(src[0], src[1], out=dst[1])
+    dst *= dst.dtype.type(0.5)
+    return out
 
 
 def from_mid_side(x, axis=0):
     """Mid/side -> left/right along ``axis`` (length 2): ``L = M + S``, ``R = M - S``."""
     x = np.asarray(x)
-    mid, side = np.take(x, 0, axis=axis), np.take(x, 1, axis=axis)
-    return np.stack([mid + side, mid - side], axis=axis)
+    out = np.empty(x.shape, x.dtype)
+    src, dst = np.moveaxis(x, axis, 0), np.moveaxis(out, axis, 0)
+    np.add(src[0], src[1], out=dst[0])
+    np.subtract(src[0], src[1], out=dst[1])
+    return out
