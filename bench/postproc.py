@@ -45,7 +45,8 @@ from quality import CACHE, DEFAULT_DATA, load_tracks  # noqa: E402
 # the same mask extraction (hold_top_bin above the model's bins) and masking the
 # pipeline scores with.
 from stemboard.models.train.evaluate import apply_masks as apply  # noqa: E402
-from stemboard.models.train.evaluate import bss_sdr, model_masks  # noqa: E402
+from stemboard.models.train.evaluate import (bss_sdr, model_masks, onnx_system,  # noqa: E402
+                                             system_estimates)
 
 
 def wiener_em(spec, masks, n, grid, iterations=1):
@@ -81,7 +82,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    from stemboard.dsp import StftGrid, from_mid_side, stft, to_mid_side
+    from stemboard.dsp import StftGrid, stft
     from stemboard.models import MaskModel
 
     label, spec_arg = next(iter(resolve_models([args.model]).items()))
@@ -104,10 +105,9 @@ def main(argv=None):
         X = stft(mix, grid)
         masks = model_masks(model, X)
         mid = model_masks(model, stft(mix.mean(axis=0, keepdims=True), grid))
-        XMS = to_mid_side(X)
         ests = {"masks": lambda: apply(X, masks, n, grid),
-                "mid-side": lambda: from_mid_side(apply(XMS, model_masks(model, XMS), n, grid),
-                                                  axis=1),
+                "mid-side": lambda: system_estimates(
+                    onnx_system(model, stereo_mode="mid_side"), X, None, n, grid),
                 "wiener-em-1": lambda: wiener_em(X, masks, n, grid),
                 "mid-tta": lambda: apply(X, 0.5 * (masks + mid), n, grid),
                 **{f"power-{p:g}": (lambda p=p: apply(X, sharpen(masks, p), n, grid))

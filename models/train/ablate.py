@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from stemboard.models import MaskModel
+from stemboard.models.manifest import STEREO_MODES
 
 from .data import STEMS, decode_musdb
 from .evaluate import PairedOnnxModel, evaluate_systems, onnx_system
@@ -83,7 +84,7 @@ def main(argv=None):
     ap.add_argument("--record", default="models/weights/ablations.json")
     ap.add_argument("--synth-count", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--stereo-mode", choices=("mid_side", "left_right"), default="mid_side",
+    ap.add_argument("--stereo-mode", choices=STEREO_MODES, default="mid_side",
                     help="how the model is run (and scored) on stereo; the manifest's "
                          "stereo_mode (default: mid_side, as the shipped models)")
     ap.add_argument("--rescore", metavar="RUN",

@@ -103,6 +103,22 @@ def apply_masks(spec, masks, length, grid):
     return np.stack(out)
 
 
+def system_estimates(fn, spec, stem_specs, n, grid):
+    """The stems (S, ch, n) of an :func:`evaluate_systems` system ``fn``, run in its
+    ``stereo_mode`` as the runtime runs it.
+
+    ``"mid_side"`` (two channels): the mid and side spectra are masked and the
+    stems mapped back to left/right (STFT and masking are linear, so coding the
+    spectra equals coding the audio).  ``stem_specs`` may be None for systems
+    that do not use them.
+    """
+    if getattr(fn, "stereo_mode", "left_right") == "mid_side" and spec.shape[0] == 2:
+        ms = to_mid_side(spec)
+        coded = None if stem_specs is None else to_mid_side(stem_specs, axis=1)
+        return from_mid_side(apply_masks(ms, fn(ms, coded), n, grid), axis=1)
+    return apply_masks(spec, fn(spec, stem_specs), n, grid)
+
+
 def oracle_masks(stem_specs, kind):
     """stem_specs (S, ch, frames, bins) -> (ch, S, bins, frames) oracle masks."""
     mag = np.abs(stem_specs).transpose(1, 0, 3, 2)
@@ -250,15 +266,7 @@ def evaluate_systems(tracks, systems: dict, grid=StftGrid(), log=print, *,
             else:
                 if stem_specs is None:
                     stem_specs = np.stack([stft(s, grid) for s in stems])
-                if getattr(fn, "stereo_mode", "left_right") == "mid_side" and spec.shape[0] == 2:
-                    # As the runtime runs such a model: separate mid and side, then
-                    # map the stems back (STFT and masking are linear, so coding the
-                    # spectra equals coding the audio).
-                    ms = to_mid_side(spec)
-                    est = from_mid_side(apply_masks(ms, fn(ms, to_mid_side(stem_specs, 1)),
-                                                    n, grid), axis=1)
-                else:
-                    est = apply_masks(spec, fn(spec, stem_specs), n, grid)
+                est = system_estimates(fn, spec, stem_specs, n, grid)
             results[name]["seconds"] += time.time() - t0
             windows = sdr_windows(stems, est)
             if ti < museval_tracks:

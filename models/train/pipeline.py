@@ -30,6 +30,7 @@ import torch
 
 from stemboard.dsp import StftGrid
 from stemboard.models import Manifest, MaskModel
+from stemboard.models.manifest import STEREO_MODES
 
 from .data import SAMPLE_RATE, STEMS, decode_musdb, pitch_shifted, stem_spectra
 from .evaluate import (PairedOnnxModel, evaluate_systems, onnx_system, oracle_system,
@@ -244,7 +245,7 @@ def main(argv=None):
                          "needs tinysoundfont and a GM soundfont, see synth.py)")
     ap.add_argument("--synth-data", default=None,
                     help="folder holding groove-midi/ and pop909/ (default: --data)")
-    ap.add_argument("--stereo-mode", choices=("mid_side", "left_right"), default="mid_side",
+    ap.add_argument("--stereo-mode", choices=STEREO_MODES, default="mid_side",
                     help="how the shipped models run on stereo (the manifests' stereo_mode); "
                          "mid_side: the mid and side signals are separated (default)")
     ap.add_argument("--workers", type=int, default=2,
