@@ -627,3 +627,93 @@ def test_ablate_rescore_scores_a_recorded_run_in_another_stereo_mode(tmp_path, m
     with pytest.raises(SystemExit, match="takes no --set"):
         ablate.main(["--name", "x", "--rescore", "base", "--set", "steps=3",
                      "--work", str(work), "--record", str(record)])
+
+
+def _tiny_bandsplit(seed=0):
+    from stemboard.models.train.model import BandSplitNet
+
+    torch.manual_seed(seed)
+    model = BandSplitNet(bins=BINS, stems=4, hidden=6, dilations=(1, 2), kernel=3)
+    for m in model.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def test_bandsplit_net_shapes_bands_and_checkpoint_round_trip():
+    from stemboard.models.train.model import BAND_GROUPS, BandSplitNet, build_net
+
+    assert sum(w * n for w, n in BAND_GROUPS) == BINS
+    model = _tiny_bandsplit()
+    assert model.receptive_field == 7 and model.bands == sum(n for _, n in BAND_GROUPS)
+    x = torch.randn(2, BINS, 30)
+    with torch.no_grad():
+        masks = model(x)
+    assert masks.shape == (2, 4, BINS, 30 - 7 + 1)
+    np.testing.assert_allclose(masks.sum(dim=1).numpy(), 1.0, atol=1e-5)
+    # a band's input reaches only its own bins through the embedding, but the band mix
+    # spreads it: changing the top band moves the masks of the lowest bins too
+    y = x.clone()
+    y[:, -59:] += 3.0
+    with torch.no_grad():
+        assert not torch.allclose(model(y)[:, :, :4], masks[:, :, :4])
+    # checkpoints rebuild the same network from model.config
+    again = build_net(model.config)
+    assert isinstance(again, BandSplitNet)
+    again.load_state_dict(model.state_dict())
+    again.eval()
+    with torch.no_grad():
+        assert torch.equal(again(x), masks)
+    with pytest.raises(ValueError, match="cover"):
+        BandSplitNet(bins=BINS, groups=((4, 10),))
+
+
+def test_bandsplit_stateful_export_matches_torch_in_any_chunks(tmp_path):
+    model = _tiny_bandsplit()
+    path = export_onnx(model, tmp_path / "bs.onnx", frames=16)
+    x = torch.randn(2, BINS, 40)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    rf = model.receptive_field
+    m = _manifest({"type": "none"}, context=3, lookahead=3)
+    Manifest(**{**m.__dict__, "stateful": True}).save(tmp_path / "bs.json")
+    mm = MaskModel(path)
+    assert mm.stateful
+    assert [s.shape for s in mm.zero_state(2)] == [(2, 6 * model.bands, 2),
+                                                   (2, 6 * model.bands, 4)]
+    np.testing.assert_allclose(mm.run(x.numpy()), ref, atol=1e-4, rtol=0)
+    state, outs = mm.zero_state(2), []
+    for chunk in np.split(x.numpy(), [1, 9, 10, 27], axis=2):
+        out, state = mm.step(np.ascontiguousarray(chunk), state)
+        outs.append(out)
+    np.testing.assert_allclose(np.concatenate(outs, axis=3)[..., rf - 1:], ref, atol=1e-4,
+                               rtol=0)
+
+
+def test_bandsplit_trains_and_refuses_masknet_options():
+    from stemboard.models.train.train import TrainConfig, train
+
+    spectra, lengths = stem_spectra([{"stems": _stems(seconds=1.5)}], GRID, BINS)
+    norm = normalization_stats(spectra, lengths)
+    cfg = TrainConfig(name="bs", arch="bandsplit", hidden=4, dilations=(1,), kernel=3,
+                      context=1, lookahead=1, loss="l2mag", steps=3, batch=2, frames_out=8)
+    model, info = train(cfg, spectra, lengths, norm, log=lambda *_: None)
+    assert info["params"] == sum(p.numel() for p in model.parameters())
+    assert model.config["arch"] == "bandsplit"
+    for bad in ({"front": "freqconv"}, {"refine": 4}, {"input_layout": "stereo_pair"}):
+        with pytest.raises(ValueError, match="bandsplit"):
+            train(dataclasses.replace(cfg, **bad), spectra, lengths, norm, log=lambda *_: None)
+    with pytest.raises(ValueError, match="unknown arch"):
+        train(dataclasses.replace(cfg, arch="rnn"), spectra, lengths, norm,
+              log=lambda *_: None)
+
+
+def test_arch_field_keeps_old_cache_keys():
+    from stemboard.models.train.ablate import parse_set
+    from stemboard.models.train.pipeline import run_configs, run_key
+
+    offline = run_configs(5000, 400, 2000)[0]
+    assert offline.arch == "masknet" and "arch" not in run_key(offline, 200)
+    assert "bandsplit" in run_key(dataclasses.replace(offline, arch="bandsplit"), 200)
+    assert parse_set(["arch=bandsplit", "hidden=32"]) == {"arch": "bandsplit", "hidden": 32}

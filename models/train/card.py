@@ -129,20 +129,17 @@ def write_card(path, summary):
         "grid), each audio channel is one batch item.")
     add("- Normalisation (applied by the runtime from the manifest, not inside the graph): "
         "`(log1p(|X|) - mean_f) / std_f` with per-bin mean/std of the training mixtures.")
-    front = ""
-    if off.get("front") == "freqconv":
-        front = ("two convolutions along frequency only (1→16 channels, kernel 9 bins, the "
-                 "first with stride 4; weights shared by every bin; time kernel 1), "
-                 "flattened to 16×129 channels, then ")
-    add(f"- Network (`models/train/model.py`): {front}frequency as channels: 1×1 conv → "
-        f"{off['hidden']} + BN + ReLU, then {len(off['dilations'])} residual blocks of "
-        f"kernel-{off['kernel']} *valid* temporal convs with dilations {off['dilations']} "
-        f"(+ BN + ReLU), then a 1×1 conv to 4×513 logits and a softmax across stems. "
-        f"Receptive field 25 frames (290 ms), the article's context, but fully "
-        f"convolutional over time: one pass predicts every frame.")
-    add(f"- {tr['offline']['params']:,} parameters, {tr['offline']['macs_per_frame'] / 1e6:.2f} M "
-        f"multiply-adds per frame per channel.")
-    add("- `offline` and `live` share the architecture; only the alignment of the "
+    live = tr.get("live", {}).get("config", {})
+    same = off.get("arch", "masknet") == live.get("arch", "masknet")
+    for name, cfg in (("offline", off),) if same else (("offline", off), ("live", live)):
+        which = "" if same else f" of `{name}`"
+        add(f"- Network{which} (`models/train/model.py`): {_network(cfg)} Receptive field "
+            f"25 frames (290 ms), the article's context, but fully convolutional over time: "
+            f"one pass predicts every frame.")
+        add(f"- {tr[name]['params']:,} parameters, {tr[name]['macs_per_frame'] / 1e6:.2f} M "
+            f"multiply-adds per frame per channel.")
+    add(("- `offline` and `live` share the architecture; only" if same else
+         "- Besides the networks,") + " the alignment of the "
         "training targets differs: offline predicts the mask of the centre frame "
         "(12 past, 12 future), live the mask of frame t from t-22..t+2. Live latency = "
         "n_fft - hop + 2·hop = 2560 samples = 58 ms at 44.1 kHz.")
@@ -307,6 +304,28 @@ def write_card(path, summary):
     tmp.replace(path)
 
 
+def _network(cfg: dict) -> str:
+    """One sentence on a trained config's network."""
+    if cfg.get("arch") == "bandsplit":
+        return (f"`BandSplitNet`: the 513 bins are cut into 39 bands (86 Hz wide up to 1 kHz, "
+                f"172 Hz to 3.1 kHz, 344 Hz to 7.2 kHz, then three of 1.27 kHz); each band "
+                f"has its own 1×1 input layer to {cfg['hidden']} channels (+ BN + ReLU), then "
+                f"{len(cfg['dilations'])} residual blocks, each a kernel-{cfg['kernel']} "
+                f"*valid* temporal conv with dilation {cfg['dilations']} shared by all bands "
+                f"(+ BN + ReLU) followed by a learned 39×39 mix across bands (+ BN + ReLU), "
+                f"then each band's own 1×1 output layer to its bins' logits for the 4 stems "
+                f"and a softmax across stems.")
+    front = ""
+    if cfg.get("front") == "freqconv":
+        front = ("two convolutions along frequency only (1→16 channels, kernel 9 bins, the "
+                 "first with stride 4; weights shared by every bin; time kernel 1), "
+                 "flattened to 16×129 channels, then ")
+    return (f"{front}frequency as channels: 1×1 conv → "
+            f"{cfg['hidden']} + BN + ReLU, then {len(cfg['dilations'])} residual blocks of "
+            f"kernel-{cfg['kernel']} *valid* temporal convs with dilations {cfg['dilations']} "
+            f"(+ BN + ReLU), then a 1×1 conv to 4×513 logits and a softmax across stems.")
+
+
 def _ablations(add, rows):
     """The ablation runs (``models/train/ablate.py``): one change each against the defaults."""
     add("### Ablations (what was kept and what was not)")
@@ -328,7 +347,10 @@ def _ablations(add, rows):
         "runtime does not support that layout, so it is scored through "
         "`evaluate.PairedOnnxModel`). `feature_scale=S` feeds log1p(S·|X|) instead of "
         "log1p(|X|) (closer to a log spectrogram in quiet bins); `ema=D` keeps an "
-        "exponential moving average of the weights (decay D) and ships that.")
+        "exponential moving average of the weights (decay D) and ships that. "
+        "`arch=bandsplit` is `models/train/model.py:BandSplitNet`: 39 frequency bands, each "
+        "with its own input and output layer, and time convolutions and a mix across bands "
+        "shared by all bands (`hidden` is then the width per band).")
     add("")
     add("`run on` is how a row was scored: `L/R` runs the model on the left and right "
         "channels (every run up to `ctx45_s2400`), `M/S` on the mid and side signals, as "
@@ -343,7 +365,7 @@ def _ablations(add, rows):
 
     keys = ("loss", "front", "pitch_shifts", "eq_db", "synth_share", "synth_silence",
             "dilations", "context", "lookahead", "hidden", "refine", "weight_decay",
-            "input_layout", "p_remix", "feature_scale", "ema", "mid_side", "seed")
+            "input_layout", "p_remix", "feature_scale", "ema", "mid_side", "arch", "seed")
     defaults = {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(TrainConfig()).items() if k in keys}
     for r in rows:

@@ -40,10 +40,17 @@ class StepNet(nn.Module):
 
     def state_shapes(self) -> list:
         """(channels, frames) of each state, in input order."""
+        if hasattr(self.net, "state_shapes"):
+            return self.net.state_shapes()
         return [(b.conv.in_channels, b.trim + b.trim_r) for b in self.net.blocks]
 
     def forward(self, x, *states):
         net = self.net
+        if hasattr(net, "step_logits"):
+            # Networks with their own stateful form (BandSplitNet).
+            y, nexts = net.step_logits(x, states)
+            e = torch.exp(y - y.amax(dim=1, keepdim=True))
+            return (e / e.sum(dim=1, keepdim=True), *nexts)
         h = net.front(x) if net.front is not None else x
         h = net.inp(h)
         nexts = []

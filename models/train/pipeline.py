@@ -36,7 +36,7 @@ from .data import SAMPLE_RATE, STEMS, decode_musdb, pitch_shifted, stem_spectra
 from .evaluate import (PairedOnnxModel, evaluate_systems, onnx_system, oracle_system,
                        separation_speed)
 from .export import export_onnx
-from .model import MaskNet
+from .model import build_net
 from .train import TrainConfig, normalization_stats, train
 
 MODEL_BINS = 513
@@ -71,9 +71,14 @@ GRID = StftGrid(2048, 512)
 #: (seeds 0-2), so the shipped copies stay +-2.
 PITCH = (-2.0, 2.0)
 SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT, pitch_shifts=PITCH)
+#: The same recipe with the band-split network (``--offline-arch/--live-arch bandsplit``;
+#: ``hidden`` is its width per band).
+BANDSPLIT = dict(SHIPPED, arch="bandsplit", hidden=32, front="dense")
+ARCHS = {"masknet": SHIPPED, "bandsplit": BANDSPLIT}
 
 
-def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None) -> list[TrainConfig]:
+def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None, *,
+                offline_arch: str = "masknet", live_arch: str = "masknet") -> list[TrainConfig]:
     """The shipped models first, then the short comparison runs (all offline 12/12).
 
     The comparisons use no pitch copies, so they stay comparable with earlier
@@ -81,9 +86,10 @@ def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None) 
     """
     base = {k: v for k, v in SHIPPED.items() if k not in ("hidden", "loss", "pitch_shifts")}
     return [
-        TrainConfig(name="offline", context=12, lookahead=12, steps=main_steps, **SHIPPED),
+        TrainConfig(name="offline", context=12, lookahead=12, steps=main_steps,
+                    **ARCHS[offline_arch]),
         TrainConfig(name="live", context=22, lookahead=2, steps=live_steps or main_steps,
-                    **SHIPPED),
+                    **ARCHS[live_arch]),
         TrainConfig(name="cmp_l2mag_h192", hidden=192, loss="l2mag", steps=cmp_steps, **base),
         TrainConfig(name="cmp_l1mag_h192", hidden=192, loss="l1mag", steps=cmp_steps, **base),
         TrainConfig(name="cmp_mseibm_h192", hidden=192, loss="mse_ibm", steps=cmp_steps,
@@ -94,7 +100,7 @@ def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None) 
 
 #: TrainConfig fields added after the first checkpoints were cached.
 LATER_FIELDS = ("input_layout", "eq_db", "synth_share", "synth_silence", "front",
-                "pitch_shifts", "refine", "feature_scale", "ema", "mid_side")
+                "pitch_shifts", "refine", "feature_scale", "ema", "mid_side", "arch")
 
 
 def run_key(cfg: TrainConfig, synth_count: int) -> str:
@@ -248,6 +254,10 @@ def main(argv=None):
     ap.add_argument("--stereo-mode", choices=STEREO_MODES, default="mid_side",
                     help="how the shipped models run on stereo (the manifests' stereo_mode); "
                          "mid_side: the mid and side signals are separated (default)")
+    for which in ("offline", "live"):
+        ap.add_argument(f"--{which}-arch", choices=sorted(ARCHS), default="masknet",
+                        help=f"network of the {which} model: masknet (MaskNet, default) or "
+                             "bandsplit (BandSplitNet, 32 channels per band)")
     ap.add_argument("--workers", type=int, default=2,
                     help="parallel training processes (1 thread each); 1 trains in this "
                          "process")
@@ -265,7 +275,8 @@ def main(argv=None):
     def log(msg):
         print(f"[{time.time() - t_start:7.1f}s] {msg}", flush=True)
 
-    configs = run_configs(args.steps, args.cmp_steps, args.live_steps)
+    configs = run_configs(args.steps, args.cmp_steps, args.live_steps,
+                          offline_arch=args.offline_arch, live_arch=args.live_arch)
     if args.no_compare:
         configs = configs[:2]
     if args.stereo_pair:
@@ -324,7 +335,7 @@ def main(argv=None):
         if cached:
             info = json.loads(info_path.read_text())
             state = torch.load(ckpt, map_location="cpu")
-            model = MaskNet(**state["config"])
+            model = build_net(state["config"])
             model.load_state_dict(state["state_dict"])
             model.eval()
             log(f"{cfg.name}: reusing checkpoint ({info['train_seconds']} s of training)")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .data import STEMS, RemixSampler
-from .model import MaskNet
+from .model import BandSplitNet, MaskNet
 
 
 @dataclass
@@ -41,6 +41,8 @@ class TrainConfig:
                                     # used instead of the last weights (0 = off)
     mid_side: bool = False          # train on mid (L+R)/2 and side (L-R)/2 signals instead of
                                     # left/right channels (what a "mid_side" manifest is run on)
+    arch: str = "masknet"          # "masknet" (MaskNet) or "bandsplit" (BandSplitNet; ``hidden``
+                                    # is then its per-band width)
     feature_scale: float = 1.0      # input features log1p(feature_scale * |X|): larger values
                                     # make them closer to log|X| (level-invariant) in quiet bins
     extra: dict = field(default_factory=dict)
@@ -192,10 +194,19 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
         raise ValueError(f"{cfg.name}: feature_scale {cfg.feature_scale} but the input "
                          f"normalisation was computed with scale {norm.get('scale', 1.0)}")
     torch.manual_seed(cfg.seed)
-    model = MaskNet(bins=spectra.shape[-1], stems=spectra.shape[1], hidden=cfg.hidden,
-                    dilations=cfg.dilations, kernel=cfg.kernel,
-                    in_bins=spectra.shape[-1] * (2 if cfg.stereo_pair else 1),
-                    front=cfg.front, refine_channels=cfg.refine)
+    if cfg.arch == "bandsplit":
+        if cfg.stereo_pair or cfg.refine or cfg.front != "dense":
+            raise ValueError(f"{cfg.name}: arch 'bandsplit' has its own input and output "
+                             "layers (front, refine and stereo_pair do not apply)")
+        model = BandSplitNet(bins=spectra.shape[-1], stems=spectra.shape[1], hidden=cfg.hidden,
+                             dilations=cfg.dilations, kernel=cfg.kernel)
+    elif cfg.arch == "masknet":
+        model = MaskNet(bins=spectra.shape[-1], stems=spectra.shape[1], hidden=cfg.hidden,
+                        dilations=cfg.dilations, kernel=cfg.kernel,
+                        in_bins=spectra.shape[-1] * (2 if cfg.stereo_pair else 1),
+                        front=cfg.front, refine_channels=cfg.refine)
+    else:
+        raise ValueError(f"{cfg.name}: unknown arch {cfg.arch!r}")
     rf = model.receptive_field
     if cfg.context + cfg.lookahead + 1 != rf:
         raise ValueError(f"context {cfg.context} + lookahead {cfg.lookahead} + 1 != "
