@@ -117,6 +117,18 @@ def _tiny_model(front, refine):
     return model.eval()
 
 
+def _tiny_bandsplit(seed=0):
+    from stemboard.models.train.model import BandSplitNet
+
+    torch.manual_seed(seed)
+    model = BandSplitNet(bins=BINS, stems=4, hidden=6, dilations=(1, 2), kernel=3)
+    for m in model.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
 @pytest.mark.parametrize("front,refine", [("dense", 0), ("freqconv", 0), ("freqconv", 4)])
 def test_onnx_export_matches_torch(tmp_path, front, refine):
     model = _tiny_model(front, refine)
@@ -141,9 +153,11 @@ def test_onnx_export_matches_torch(tmp_path, front, refine):
     np.testing.assert_allclose(masks.sum(axis=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("front", ["dense", "freqconv"])
-def test_stateful_export_matches_torch_in_any_chunks(tmp_path, front):
-    model = _tiny_model(front, 0)
+@pytest.mark.parametrize("front,state_channels", [("dense", 16), ("freqconv", 16),
+                                                  ("bandsplit", 6 * 39)])
+def test_stateful_export_matches_torch_in_any_chunks(tmp_path, front, state_channels):
+    # bandsplit: BandSplitNet with 6 channels per band; its states hold every band
+    model = _tiny_bandsplit() if front == "bandsplit" else _tiny_model(front, 0)
     path = export_onnx(model, tmp_path / "step.onnx", frames=16)    # stateful by default
     x = torch.randn(2, BINS, 40)
     with torch.no_grad():
@@ -152,13 +166,14 @@ def test_stateful_export_matches_torch_in_any_chunks(tmp_path, front):
     m = _manifest({"type": "none"}, context=3, lookahead=3)
     Manifest(**{**m.__dict__, "stateful": True}).save(tmp_path / "step.json")
     mm = MaskModel(path)
-    assert mm.stateful and [s.shape for s in mm.zero_state(2)] == [(2, 16, 2), (2, 16, 4)]
+    assert mm.stateful and [s.shape for s in mm.zero_state(2)] == [
+        (2, state_channels, 2), (2, state_channels, 4)]
     # the stateless contract: zero states, the first rf - 1 frames dropped
     np.testing.assert_allclose(mm.run(x.numpy()), ref, atol=1e-4, rtol=0)
     # carried states: any split of the frames gives the same masks
     rng = np.random.default_rng(1)
-    for _ in range(3):
-        cuts = np.sort(rng.choice(np.arange(1, 40), size=5, replace=False))
+    splits = [np.sort(rng.choice(np.arange(1, 40), size=5, replace=False)) for _ in range(3)]
+    for cuts in splits + [[1, 9, 10, 27]]:
         state, outs = mm.zero_state(2), []
         for chunk in np.split(x.numpy(), cuts, axis=2):
             out, state = mm.step(np.ascontiguousarray(chunk), state)
@@ -629,18 +644,6 @@ def test_ablate_rescore_scores_a_recorded_run_in_another_stereo_mode(tmp_path, m
                      "--work", str(work), "--record", str(record)])
 
 
-def _tiny_bandsplit(seed=0):
-    from stemboard.models.train.model import BandSplitNet
-
-    torch.manual_seed(seed)
-    model = BandSplitNet(bins=BINS, stems=4, hidden=6, dilations=(1, 2), kernel=3)
-    for m in model.modules():  # non-trivial batch-norm statistics
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return model.eval()
-
-
 def test_bandsplit_net_shapes_bands_and_checkpoint_round_trip():
     from stemboard.models.train.model import BAND_GROUPS, BandSplitNet, build_net
 
@@ -667,28 +670,6 @@ def test_bandsplit_net_shapes_bands_and_checkpoint_round_trip():
         assert torch.equal(again(x), masks)
     with pytest.raises(ValueError, match="cover"):
         BandSplitNet(bins=BINS, groups=((4, 10),))
-
-
-def test_bandsplit_stateful_export_matches_torch_in_any_chunks(tmp_path):
-    model = _tiny_bandsplit()
-    path = export_onnx(model, tmp_path / "bs.onnx", frames=16)
-    x = torch.randn(2, BINS, 40)
-    with torch.no_grad():
-        ref = model(x).numpy()
-    rf = model.receptive_field
-    m = _manifest({"type": "none"}, context=3, lookahead=3)
-    Manifest(**{**m.__dict__, "stateful": True}).save(tmp_path / "bs.json")
-    mm = MaskModel(path)
-    assert mm.stateful
-    assert [s.shape for s in mm.zero_state(2)] == [(2, 6 * model.bands, 2),
-                                                   (2, 6 * model.bands, 4)]
-    np.testing.assert_allclose(mm.run(x.numpy()), ref, atol=1e-4, rtol=0)
-    state, outs = mm.zero_state(2), []
-    for chunk in np.split(x.numpy(), [1, 9, 10, 27], axis=2):
-        out, state = mm.step(np.ascontiguousarray(chunk), state)
-        outs.append(out)
-    np.testing.assert_allclose(np.concatenate(outs, axis=3)[..., rf - 1:], ref, atol=1e-4,
-                               rtol=0)
 
 
 def test_bandsplit_trains_and_refuses_masknet_options():

@@ -353,7 +353,8 @@ def _ablations(add, rows):
         "shared by all bands (`hidden` is then the width per band).")
     add("")
     add("`run on` is how a row was scored: `L/R` runs the model on the left and right "
-        "channels (every run up to `ctx45_s2400`), `M/S` on the mid and side signals, as "
+        "channels (every run up to `ctx45_s2400`, and the `*_lr` rows), `M/S` on the mid and "
+        "side signals, as "
         "the shipped models run (`ablate --stereo-mode`, default `mid_side`). The `*_ms` "
         "rows are earlier runs' models scored again on mid/side, without retraining "
         "(`ablate --name RUN_ms --rescore RUN`). "

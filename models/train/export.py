@@ -16,15 +16,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .model import stem_softmax
+
 OPSET = 17
 
 
 class StepNet(nn.Module):
-    """:class:`MaskNet`'s layers run on new frames plus the blocks' carried input frames.
+    """A network's layers run on new frames plus the blocks' carried input frames
+    (the network's own ``state_shapes``/``step_logits``: :class:`MaskNet`,
+    :class:`BandSplitNet`).
 
     ``forward(x, *states)``: ``x`` (batch, in_bins, time) normalised features of
-    new frames, ``states[i]`` (batch, hidden, (kernel - 1) * dilation_i) the
-    last input frames of block ``i``.  Returns ``(masks, *next_states)`` with
+    new frames, ``states[i]`` (batch, channels, frames) as the network's
+    ``state_shapes()``: the last input frames of block ``i``.  Returns ``(masks, *next_states)`` with
     masks (batch, stems, bins, time): output frame ``j`` is the stateless
     network's output for the receptive field that ends at new frame ``j``.
     """
@@ -40,30 +44,11 @@ class StepNet(nn.Module):
 
     def state_shapes(self) -> list:
         """(channels, frames) of each state, in input order."""
-        if hasattr(self.net, "state_shapes"):
-            return self.net.state_shapes()
-        return [(b.conv.in_channels, b.trim + b.trim_r) for b in self.net.blocks]
+        return self.net.state_shapes()
 
     def forward(self, x, *states):
-        net = self.net
-        if hasattr(net, "step_logits"):
-            # Networks with their own stateful form (BandSplitNet).
-            y, nexts = net.step_logits(x, states)
-            e = torch.exp(y - y.amax(dim=1, keepdim=True))
-            return (e / e.sum(dim=1, keepdim=True), *nexts)
-        h = net.front(x) if net.front is not None else x
-        h = net.inp(h)
-        nexts = []
-        for block, state in zip(net.blocks, states):
-            full = torch.cat([state, h], dim=2)
-            y = torch.relu(block.norm(block.conv(full)))
-            # Negative indices keep the time axis dynamic in the traced graph.
-            h = y + full[:, :, block.trim: full.shape[2] - block.trim_r]
-            nexts.append(full[:, :, -(block.trim + block.trim_r):])
-        y = net.out(h)
-        y = y.reshape(y.shape[0], net.stems, net.bins, y.shape[2])
-        e = torch.exp(y - y.amax(dim=1, keepdim=True))
-        return (e / e.sum(dim=1, keepdim=True), *nexts)
+        y, nexts = self.net.step_logits(x, states)
+        return (stem_softmax(y), *nexts)
 
 
 def state_names(n: int) -> tuple:

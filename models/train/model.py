@@ -17,6 +17,14 @@ import torch
 from torch import nn
 
 
+def stem_softmax(logits):
+    """Softmax across stems (dim 1) of (batch, stems, bins, time) logits, written out:
+    onnxruntime's Softmax on a non-last axis transposes internally and costs ~3x the
+    whole network here."""
+    e = torch.exp(logits - logits.amax(dim=1, keepdim=True))
+    return e / e.sum(dim=1, keepdim=True)
+
+
 class Block(nn.Module):
     def __init__(self, hidden: int, kernel: int, dilation: int):
         super().__init__()
@@ -140,11 +148,28 @@ class MaskNet(nn.Module):
 
     def forward(self, x):
         """(batch, in_bins, time) normalised features -> (batch, stems, bins, time - rf + 1)."""
-        # Softmax across stems written out: onnxruntime's Softmax on a non-last
-        # axis transposes internally and costs ~3x the whole network here.
-        y = self.logits(x)
-        e = torch.exp(y - y.amax(dim=1, keepdim=True))
-        return e / e.sum(dim=1, keepdim=True)
+        return stem_softmax(self.logits(x))
+
+    # -- stateful form (see export.StepNet) ---------------------------------
+    def state_shapes(self) -> list:
+        """(channels, frames) of each block's carried input frames, in order."""
+        return [(b.conv.in_channels, b.trim + b.trim_r) for b in self.blocks]
+
+    def step_logits(self, x, states):
+        """Logits of the new frames ``x`` (batch, in_bins, time) given each block's
+        last input frames ``states[i]``; returns (logits, next states).  Without the
+        refine head (:class:`.export.StepNet` refuses it)."""
+        h = self.front(x) if self.front is not None else x
+        h = self.inp(h)
+        nexts = []
+        for block, state in zip(self.blocks, states):
+            full = torch.cat([state, h], dim=2)
+            y = torch.relu(block.norm(block.conv(full)))
+            # Negative indices keep the time axis dynamic in the traced graph.
+            h = y + full[:, :, block.trim: full.shape[2] - block.trim_r]
+            nexts.append(full[:, :, -(block.trim + block.trim_r):])
+        y = self.out(h)
+        return y.reshape(y.shape[0], self.stems, self.bins, y.shape[2]), nexts
 
     def macs_per_frame(self) -> int:
         c = self.config
@@ -216,7 +241,7 @@ class BandSplitNet(nn.Module):
     """
 
     def __init__(self, bins: int = 513, stems: int = 4, hidden: int = 32,
-                 dilations=(1, 2, 4, 4, 1), kernel: int = 3, groups=BAND_GROUPS, **_ignored):
+                 dilations=(1, 2, 4, 4, 1), kernel: int = 3, groups=BAND_GROUPS):
         super().__init__()
         groups = tuple((int(w), int(n)) for w, n in groups)
         if sum(w * n for w, n in groups) != bins:
@@ -270,9 +295,7 @@ class BandSplitNet(nn.Module):
 
     def forward(self, x):
         """(batch, bins, time) normalised features -> (batch, stems, bins, time - rf + 1)."""
-        y = self.logits(x)
-        e = torch.exp(y - y.amax(dim=1, keepdim=True))
-        return e / e.sum(dim=1, keepdim=True)
+        return stem_softmax(self.logits(x))
 
     # -- stateful form (see export.StepNet) ---------------------------------
     def state_shapes(self) -> list:
