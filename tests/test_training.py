@@ -454,6 +454,54 @@ def test_unused_pitch_copies_leave_training_unchanged():
         train(_tiny_cfg(pitch_shifts=(2.0,)), spectra, lengths, norm, log=quiet, n_real=2)
 
 
+def test_each_run_trains_on_its_own_pitch_copies():
+    """With copies for the union of the runs' shifts built once, a run trains exactly as
+    if only its own copies had been built (pipeline.run_rows)."""
+    from stemboard.models.train.pipeline import run_rows
+    from stemboard.models.train.train import train
+
+    stems = _stems()
+    songs = [{"stems": stems}, {"stems": stems[:, ::-1]}]
+    copy = {-2.0: lambda x: 0.5 * x, 2.0: lambda x: 0.25 * x[:, :, ::-1]}
+    quiet = lambda *_: None  # noqa: E731
+
+    def build(shifts):
+        tracks = songs + [{"stems": np.ascontiguousarray(copy[s](t["stems"]))}
+                          for s in shifts for t in songs]
+        return stem_spectra(tracks, GRID, BINS)
+
+    both, both_len = build([-2.0, 2.0])
+    norm = normalization_stats(both[:2], both_len[:2])
+    only, only_len = build([2.0])
+    cfg = _tiny_cfg(pitch_shifts=(2.0,))
+    rows = run_rows(cfg, both, both_len, 2, [-2.0, 2.0])
+    assert rows[2] == 2 and np.array_equal(rows[0], only)
+    ref, _ = train(cfg, only, only_len, norm, log=quiet, n_real=2, n_pitched=2)
+    got, _ = train(cfg, *rows[:2], norm, log=quiet, n_real=2, n_pitched=rows[2])
+    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values()):
+        assert torch.equal(a, b), k
+    # all copies: the arrays themselves; none asked for: train() drops them
+    assert run_rows(_tiny_cfg(pitch_shifts=(-2.0, 2.0)), both, both_len, 2,
+                    [-2.0, 2.0])[0] is both
+    assert run_rows(_tiny_cfg(), both, both_len, 2, [-2.0, 2.0])[2] == 4
+    with pytest.raises(ValueError, match=r"no copies built for pitch shifts \[4.0\]"):
+        run_rows(_tiny_cfg(pitch_shifts=(2.0, 4.0)), both, both_len, 2, [-2.0, 2.0])
+
+
+def test_pipeline_pitch_shift_option():
+    import argparse
+
+    from stemboard.models.train.pipeline import parse_shifts, run_configs
+
+    assert parse_shifts("4,-2,2,-4") == (-4.0, -2.0, 2.0, 4.0)
+    assert parse_shifts("none") == ()
+    for bad in ("2,x", "0,2", "2,2"):
+        with pytest.raises(argparse.ArgumentTypeError, match="pitch shifts"):
+            parse_shifts(bad)
+    configs = run_configs(10, 2, 5, offline_pitch=(-4.0, 4.0), live_pitch=())
+    assert configs[0].pitch_shifts == (-4.0, 4.0) and configs[1].pitch_shifts == ()
+
+
 def test_train_refuses_features_of_another_scale():
     from stemboard.models.train.train import train
 

@@ -114,6 +114,9 @@ def main(argv=None):
     model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real,
                         n_pitched=n_pitched)
     del spectra
+    # The checkpoint too, so a run worth shipping can seed the pipeline's cache.
+    torch.save({"config": model.config, "state_dict": model.state_dict()},
+               work / f"{cfg.name}.pt")
     onnx_path = export_onnx(model, work / f"{cfg.name}.onnx", stateful=exports_stateful(cfg))
     manifest_for(cfg, norm, cfg.name, {}, stereo_mode=args.stereo_mode).save(
         onnx_path.with_suffix(".json"))

@@ -106,17 +106,28 @@ def write_card(path, summary):
         "come from one song/channel/offset; per-stem random gain in [-6, +3] dB; each stem is "
         "silenced with probability 0.1; random crops at hop granularity; channel choice = "
         "channel swap (the model is per channel).")
-    if off.get("pitch_shifts"):
-        shifts = ", ".join(f"{v:+g}" for v in off["pitch_shifts"])
-        add(f"- Pitch/tempo copies: every training song is also resampled by "
-            f"{shifts} semitones (`models/train/data.py:pitch_shifted`, small-integer "
-            f"ratios 9/8 and 8/9, so pitch and tempo change together like a turntable) "
-            f"and the copies are drawn like the songs, tripling the material the remixer "
-            f"draws from. The input normalisation still comes from the original songs only. "
-            f"Evidence (see *Ablations*, the `*_nopitch_*` and `pitch2*` rows): at 1200 "
-            f"steps the copies are neutral on average (vocals up, drums down); at 2400 steps "
-            f"they help, every stem but other. A run as long as the shipped one without them "
-            f"has not been measured.")
+    live_cfg = tr.get("live", {}).get("config", {})
+    by_model = [(n, tuple(c.get("pitch_shifts") or ())) for n, c in
+                (("offline", off), ("live", live_cfg))]
+    if any(sh for _, sh in by_model):
+        from .data import resample_ratio
+
+        parts = []
+        for shifts in dict.fromkeys(sh for _, sh in by_model):
+            users = " and ".join(f"`{n}`" for n, sh in by_model if sh == shifts)
+            if not shifts:
+                parts.append(f"{users}: none")
+                continue
+            ratios = ", ".join("{}/{}".format(*resample_ratio(v)) for v in shifts)
+            parts.append(f"{users}: {', '.join(f'{v:+g}' for v in shifts)} semitones "
+                         f"(resampling ratios {ratios}; {len(shifts) + 1}× the material)")
+        add(f"- Pitch/tempo copies: every training song is also resampled "
+            f"(`models/train/data.py:pitch_shifted`, small-integer ratios, so pitch and tempo "
+            f"change together like a turntable) and the copies are drawn like the songs; "
+            f"{'; '.join(parts)}. The input normalisation still comes from the original "
+            f"songs only. Evidence (see *Ablations*, the `*_nopitch_*`, `pitch2*`, `pitch4*` "
+            f"and `pitch24*` rows): at 1200 steps ±2 copies are neutral on average (vocals "
+            f"up, drums down); at 2400 steps they help, every stem but other.")
     add("- Tried and measured, **not used** because they did not help on `valid` (see "
         "*Ablations* below): synthetic stems rendered from MIDI (Groove MIDI drums, POP909 "
         "melody/piano/bass lines through the FluidR3 GM soundfont, `models/train/synth.py`), "

@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from stemboard.dsp import StftGrid
@@ -83,24 +84,41 @@ ARCHS = {"masknet": SHIPPED, "bandsplit": BANDSPLIT}
 
 
 def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None, *,
-                offline_arch: str = "masknet", live_arch: str = "masknet") -> list[TrainConfig]:
+                offline_arch: str = "masknet", live_arch: str = "masknet",
+                offline_pitch=PITCH, live_pitch=PITCH) -> list[TrainConfig]:
     """The shipped models first, then the short comparison runs (all offline 12/12).
 
-    The comparisons use no pitch copies, so they stay comparable with earlier
-    pipelines' runs (and their cached checkpoints).
+    ``*_pitch``: semitones of the pitch-shifted copies each shipped model trains
+    with.  The comparisons use no pitch copies, so they stay comparable with
+    earlier pipelines' runs (and their cached checkpoints).
     """
     base = {k: v for k, v in SHIPPED.items() if k not in ("hidden", "loss", "pitch_shifts")}
     return [
         TrainConfig(name="offline", context=12, lookahead=12, steps=main_steps,
-                    **ARCHS[offline_arch]),
+                    **dict(ARCHS[offline_arch], pitch_shifts=tuple(offline_pitch))),
         TrainConfig(name="live", context=22, lookahead=2, steps=live_steps or main_steps,
-                    **ARCHS[live_arch]),
+                    **dict(ARCHS[live_arch], pitch_shifts=tuple(live_pitch))),
         TrainConfig(name="cmp_l2mag_h192", hidden=192, loss="l2mag", steps=cmp_steps, **base),
         TrainConfig(name="cmp_l1mag_h192", hidden=192, loss="l1mag", steps=cmp_steps, **base),
         TrainConfig(name="cmp_mseibm_h192", hidden=192, loss="mse_ibm", steps=cmp_steps,
                     **base),
         TrainConfig(name="cmp_l2mag_h128", hidden=128, loss="l2mag", steps=cmp_steps, **base),
     ]
+
+
+def parse_shifts(text: str) -> tuple:
+    """``"-4,-2,2,4"`` -> (-4.0, -2.0, 2.0, 4.0); ``"none"`` -> ()."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        shifts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"pitch shifts must be comma-separated semitones "
+                                         f"or 'none', got {text!r}") from None
+    if any(s == 0 for s in shifts) or len(set(shifts)) != len(shifts):
+        raise argparse.ArgumentTypeError(f"pitch shifts must be distinct and non-zero, "
+                                         f"got {text!r}")
+    return tuple(sorted(shifts))
 
 
 #: TrainConfig fields added after the first checkpoints were cached.
@@ -127,13 +145,25 @@ def is_cached(cfg: TrainConfig, work: Path, key: str) -> bool:
             and json.loads(info_path.read_text()).get("key") == key)
 
 
+#: A band-split training step (per 32 channels per band) costs about what a MaskNet
+#: step of this width does on one thread: its activations are 39 bands x 32 = 1248
+#: channels wide, so it is bound by memory traffic more than by its multiply-adds.
+BANDSPLIT_STEP_WIDTH = 220
+
+
+def run_cost(cfg: TrainConfig) -> float:
+    """Relative training time of ``cfg``: steps x (MaskNet-equivalent) width."""
+    width = cfg.hidden if cfg.arch == "masknet" else BANDSPLIT_STEP_WIDTH * cfg.hidden / 32
+    return cfg.steps * width
+
+
 def split_runs(configs, workers: int) -> list[list[str]]:
-    """Greedy split of the runs over ``workers`` processes, balancing steps x width."""
+    """Greedy split of the runs over ``workers`` processes, balancing :func:`run_cost`."""
     loads = [0.0] * workers
     groups: list[list[str]] = [[] for _ in range(workers)]
-    for c in sorted(configs, key=lambda c: -c.steps * c.hidden):
+    for c in sorted(configs, key=lambda c: -run_cost(c)):
         i = loads.index(min(loads))
-        loads[i] += c.steps * c.hidden
+        loads[i] += run_cost(c)
         groups[i].append(c.name)
     return [g for g in groups if g]
 
@@ -224,6 +254,29 @@ def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, ca
     return spectra, lengths, norm, n_real, n_pitched
 
 
+def run_rows(cfg: TrainConfig, spectra, lengths, n_real: int, shifts):
+    """``(spectra, lengths, n_pitched)`` of what ``cfg`` trains on.
+
+    ``spectra`` holds the songs, their copies for every shift in ``shifts``
+    (the union over the pipeline's runs, in that order, ``n_real`` rows each),
+    then synthetic excerpts.  A run gets the songs, the copies of its own
+    ``pitch_shifts`` and the synthetic rows, in that order, so it trains exactly
+    as in a pipeline that built only its own copies.  A run without pitch
+    shifts gets every row (:func:`.train.train` leaves the copies out).
+    """
+    n_pitched = n_real * len(shifts)
+    own = [i for i, s in enumerate(shifts) if s in {float(x) for x in cfg.pitch_shifts}]
+    if not cfg.pitch_shifts or len(own) == len(shifts):
+        return spectra, lengths, n_pitched
+    missing = set(map(float, cfg.pitch_shifts)) - set(shifts)
+    if missing:
+        raise ValueError(f"{cfg.name}: no copies built for pitch shifts {sorted(missing)}")
+    keep = np.concatenate([np.arange(n_real)]
+                          + [np.arange(n_real * (1 + i), n_real * (2 + i)) for i in own]
+                          + [np.arange(n_real + n_pitched, spectra.shape[0])])
+    return spectra[keep], lengths[keep], n_real * len(own)
+
+
 def _sha(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
@@ -263,6 +316,10 @@ def main(argv=None):
         ap.add_argument(f"--{which}-arch", choices=sorted(ARCHS), default="masknet",
                         help=f"network of the {which} model: masknet (MaskNet, default) or "
                              "bandsplit (BandSplitNet, 32 channels per band)")
+        ap.add_argument(f"--{which}-pitch", type=parse_shifts, default=PITCH,
+                        metavar="ST,ST,...",
+                        help=f"semitones of the pitch-shifted copies the {which} model trains "
+                             "with (default -2,2; 'none': no copies)")
     ap.add_argument("--workers", type=int, default=2,
                     help="parallel training processes (1 thread each); 1 trains in this "
                          "process")
@@ -281,7 +338,8 @@ def main(argv=None):
         print(f"[{time.time() - t_start:7.1f}s] {msg}", flush=True)
 
     configs = run_configs(args.steps, args.cmp_steps, args.live_steps,
-                          offline_arch=args.offline_arch, live_arch=args.live_arch)
+                          offline_arch=args.offline_arch, live_arch=args.live_arch,
+                          offline_pitch=args.offline_pitch, live_pitch=args.live_pitch)
     if args.no_compare:
         configs = configs[:2]
     if args.stereo_pair:
@@ -292,9 +350,8 @@ def main(argv=None):
     if args.synth_count == 0:
         for c in configs:
             c.synth_share = 0.0
-    shifts = sorted({c.pitch_shifts for c in configs if c.pitch_shifts})
-    if len(shifts) > 1:
-        raise SystemExit(f"runs disagree on pitch_shifts {shifts}; one set per pipeline")
+    # Every run's copies are built once; each run trains on its own (run_rows).
+    shifts = sorted({float(s) for c in configs for s in c.pitch_shifts})
     # One input normalisation for every run (the runtime features of both shipped models).
     scales = sorted({float(c.feature_scale) for c in configs})
     if len(scales) > 1:
@@ -318,7 +375,7 @@ def main(argv=None):
     must_train = worker_wall is None and bool(todo)
     synth = must_train and any(c.synth_share > 0 for c in configs)
     spectra, lengths, norm, n_real, n_pitched = training_data(
-        train_tracks, pitch_shifts=shifts[0] if shifts and must_train else (),
+        train_tracks, pitch_shifts=shifts if must_train else (),
         synth_count=args.synth_count if synth else 0,
         synth_root=args.synth_data or args.data, cache=args.cache,
         feature_scale=scales[0] if scales else 1.0, log=log)
@@ -348,8 +405,10 @@ def main(argv=None):
             log(f"{cfg.name}: training {cfg.steps} steps")
             if worker_wall is not None:
                 raise SystemExit(f"{cfg.name}: no checkpoint after the training workers")
-            model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real,
-                                n_pitched=n_pitched)
+            rows = run_rows(cfg, spectra, lengths, n_real, shifts)
+            model, info = train(cfg, *rows[:2], norm, log=log, n_real=n_real,
+                                n_pitched=rows[2])
+            del rows
             info["key"] = key
             torch.save({"config": model.config, "state_dict": model.state_dict()}, ckpt)
             info_path.write_text(json.dumps(info, indent=1))
