@@ -7,6 +7,7 @@ import numpy as np
 
 from .kernels import analyze_frames, overlap_add
 from .stft import StftGrid
+from .threads import per_channel
 
 
 class StreamingAnalyzer:
@@ -31,7 +32,8 @@ class StreamingAnalyzer:
         buf = np.concatenate([self._tail, block], axis=1) if block.shape[1] else self._tail
         n_fft, hop = self.grid.n_fft, self.grid.hop
         n_frames = (buf.shape[1] - n_fft) // hop + 1 if buf.shape[1] >= n_fft else 0
-        spec = analyze_frames(buf, n_frames, n_fft, hop, self.grid.window)
+        spec = per_channel(analyze_frames, n_frames, (buf,),
+                           (n_frames, n_fft, hop, self.grid.window))
         self._tail = np.ascontiguousarray(buf[:, n_frames * hop :])
         self.frames_emitted += n_frames
         return spec

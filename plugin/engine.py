@@ -14,6 +14,7 @@ from ..dsp.kernels import log_features, masked_overlap_add
 from ..dsp.midside import from_mid_side, to_mid_side
 from ..dsp.stft import StftGrid, num_frames
 from ..dsp.stream import StreamingAnalyzer
+from ..dsp.threads import per_channel
 
 
 class MaskStream:
@@ -87,7 +88,8 @@ class MaskStream:
         return self._ready(self.analyzer.push(silence))
 
     def _features(self, spec):
-        return log_features(spec, self.model.manifest.model_bins, *self._feature_params)
+        return per_channel(log_features, spec.shape[1], (spec,),
+                           (self.model.manifest.model_bins, *self._feature_params))
 
     def _ready(self, spec_new):
         if self.stateful:
@@ -212,9 +214,16 @@ class Renderer:
         binary = self.stream.mask_mode == "binary"
         g = self.grid
         n_direct = gains.shape[0] - 1 if self._complement else gains.shape[0]
-        out = masked_overlap_add(spec, np.ascontiguousarray(masks, np.float32),
-                                 gains[:n_direct], self._model_bins, binary,
-                                 self._ola[:n_direct], g.n_fft, g.hop, g.synthesis_window)
+
+        def kernel(spec, masks, ola):
+            return masked_overlap_add(spec, masks, gains[:n_direct], self._model_bins, binary,
+                                      ola, g.n_fft, g.hop, g.synthesis_window)
+
+        # Channels in parallel threads for large calls (dsp/threads.py); the
+        # overlap-add state is updated in place through the views.
+        out = per_channel(kernel, spec.shape[1],
+                          (spec, np.ascontiguousarray(masks, np.float32), self._ola[:n_direct]),
+                          arg_axes=(0, 0, 1), axis=1)
         trim = min(self._to_trim, out.shape[2])
         self._to_trim -= trim
         out = out[:, :, trim:]
