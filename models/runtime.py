@@ -58,6 +58,11 @@ class MaskModel:
         self.manifest = Manifest.load(self.path.with_suffix(".json"))
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # Idle ORT worker threads otherwise busy-wait after each run, taking the cores
+        # the engine's per-channel kernel threads (dsp/threads.py) run on next: with
+        # spinning, those threads made a 60 s separation slower (56-58x real time
+        # against 65-69x without them); without it, faster (79-83x).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if num_threads is not None:
             if int(num_threads) < 1:
                 raise ValueError(f"num_threads must be >= 1, got {num_threads}")

@@ -74,7 +74,11 @@ GRID = StftGrid(2048, 512)
 #: parameters and 0.92 M multiply-adds per frame against 1.35 M and 1.66 M) trained
 #: for 6000 steps scored 4.07 on mid/side (vocals 5.34, drums 4.54, bass 3.79, other
 #: 2.61) against the shipped 4.07 (vocals 5.14): the same average, so it is not the
-#: default yet.
+#: default yet.  With +-2 and +-4 semitone copies (``--offline-pitch=-4,-2,2,4``) the same
+#: band-split run scored 3.84 (vocals 5.00): worse, so the copies stay +-2.  Averaging two
+#: offline models' masks (geometric mean) reached vocals 5.48-5.59 (the shipped MaskNet
+#: and the band-split net: 5.48, avg 4.25), but costs both models' time: the whole
+#: separation would drop to about 36x real time, under the 50x target.
 PITCH = (-2.0, 2.0)
 SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT, pitch_shifts=PITCH)
 #: The same recipe with the band-split network (``--offline-arch/--live-arch bandsplit``;
@@ -319,7 +323,8 @@ def main(argv=None):
         ap.add_argument(f"--{which}-pitch", type=parse_shifts, default=PITCH,
                         metavar="ST,ST,...",
                         help=f"semitones of the pitch-shifted copies the {which} model trains "
-                             "with (default -2,2; 'none': no copies)")
+                             "with (default -2,2; 'none': no copies; write "
+                             f"--{which}-pitch=-4,4: a value starting with '-' needs the '=')")
     ap.add_argument("--workers", type=int, default=2,
                     help="parallel training processes (1 thread each); 1 trains in this "
                          "process")
