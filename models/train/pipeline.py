@@ -74,7 +74,8 @@ GRID = StftGrid(2048, 512)
 #: parameters and 0.92 M multiply-adds per frame against 1.35 M and 1.66 M) trained
 #: for 6000 steps scored 4.07 on mid/side (vocals 5.34, drums 4.54, bass 3.79, other
 #: 2.61) against the shipped 4.07 (vocals 5.14): the same average, so it is not the
-#: default yet.  With +-2 and +-4 semitone copies (``--offline-pitch=-4,-2,2,4``) the same
+#: default yet; with seed 1 it scored 3.99 (vocals 5.07), so part of its vocals lead over
+#: the shipped model is seed luck.  With +-2 and +-4 semitone copies (``--offline-pitch=-4,-2,2,4``) the same
 #: band-split run scored 3.84 (vocals 5.00): worse, so the copies stay +-2.  Averaging two
 #: offline models' masks (geometric mean) reached vocals 5.48-5.59 (the shipped MaskNet
 #: and the band-split net: 5.48, avg 4.25), but costs both models' time: the whole
