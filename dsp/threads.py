@@ -21,13 +21,19 @@ import numpy as np
 MIN_FRAMES = 64
 
 _pool: ThreadPoolExecutor | None = None
+_n_workers: int | None = None
 
 
 def _workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    """Cores this process may run on (looked up once: the engine calls per_channel on
+    every block)."""
+    global _n_workers
+    if _n_workers is None:
+        try:
+            _n_workers = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            _n_workers = os.cpu_count() or 1
+    return _n_workers
 
 
 def per_channel(kernel, n_frames: int, channel_args, shared_args=(), *, arg_axes=None,
@@ -55,10 +61,12 @@ def per_channel(kernel, n_frames: int, channel_args, shared_args=(), *, arg_axes
     -------
     The kernel's result for all channels.
     """
+    if n_frames < MIN_FRAMES:
+        return kernel(*channel_args, *shared_args)
     axes = tuple(arg_axes) if arg_axes is not None else (0,) * len(channel_args)
     n_ch = channel_args[0].shape[axes[0]]
     threads = min(n_ch, _workers())
-    if threads < 2 or n_frames < MIN_FRAMES:
+    if threads < 2:
         return kernel(*channel_args, *shared_args)
     global _pool
     if _pool is None:

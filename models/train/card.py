@@ -106,9 +106,9 @@ def write_card(path, summary):
         "come from one song/channel/offset; per-stem random gain in [-6, +3] dB; each stem is "
         "silenced with probability 0.1; random crops at hop granularity; channel choice = "
         "channel swap (the model is per channel).")
-    live_cfg = tr.get("live", {}).get("config", {})
+    live = tr.get("live", {}).get("config", {})
     by_model = [(n, tuple(c.get("pitch_shifts") or ())) for n, c in
-                (("offline", off), ("live", live_cfg))]
+                (("offline", off), ("live", live))]
     if any(sh for _, sh in by_model):
         from .data import resample_ratio
 
@@ -140,7 +140,6 @@ def write_card(path, summary):
         "grid), each audio channel is one batch item.")
     add("- Normalisation (applied by the runtime from the manifest, not inside the graph): "
         "`(log1p(|X|) - mean_f) / std_f` with per-bin mean/std of the training mixtures.")
-    live = tr.get("live", {}).get("config", {})
     same = off.get("arch", "masknet") == live.get("arch", "masknet")
     for name, cfg in (("offline", off),) if same else (("offline", off), ("live", live)):
         which = "" if same else f" of `{name}`"

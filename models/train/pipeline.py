@@ -74,12 +74,13 @@ GRID = StftGrid(2048, 512)
 #: parameters and 0.92 M multiply-adds per frame against 1.35 M and 1.66 M) trained
 #: for 6000 steps scored 4.07 on mid/side (vocals 5.34, drums 4.54, bass 3.79, other
 #: 2.61) against the shipped 4.07 (vocals 5.14): the same average, so it is not the
-#: default yet; with seed 1 it scored 3.99 (vocals 5.07), so part of its vocals lead over
-#: the shipped model is seed luck.  With +-2 and +-4 semitone copies (``--offline-pitch=-4,-2,2,4``) the same
-#: band-split run scored 3.84 (vocals 5.00): worse, so the copies stay +-2.  Averaging two
-#: offline models' masks (geometric mean) reached vocals 5.48-5.59 (the shipped MaskNet
-#: and the band-split net: 5.48, avg 4.25), but costs both models' time: the whole
-#: separation would drop to about 36x real time, under the 50x target.
+#: default yet; with seed 1 it scored 3.99 (vocals 5.07), so part of its vocals lead
+#: over the shipped model is seed luck.  With +-2 and +-4 semitone copies
+#: (``--offline-pitch=-4,-2,2,4``) the same band-split run scored 3.84 (vocals 5.00):
+#: worse, so the copies stay +-2.  Averaging two offline models' masks (geometric mean)
+#: reached vocals 5.48-5.59 (the shipped MaskNet and the band-split net: 5.48, avg 4.25),
+#: but costs both models' time: the whole separation would drop to about 36x real time,
+#: under the 50x target.
 PITCH = (-2.0, 2.0)
 SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT, pitch_shifts=PITCH)
 #: The same recipe with the band-split network (``--offline-arch/--live-arch bandsplit``;
@@ -270,12 +271,13 @@ def run_rows(cfg: TrainConfig, spectra, lengths, n_real: int, shifts):
     shifts gets every row (:func:`.train.train` leaves the copies out).
     """
     n_pitched = n_real * len(shifts)
-    own = [i for i, s in enumerate(shifts) if s in {float(x) for x in cfg.pitch_shifts}]
-    if not cfg.pitch_shifts or len(own) == len(shifts):
-        return spectra, lengths, n_pitched
-    missing = set(map(float, cfg.pitch_shifts)) - set(shifts)
+    wanted = {float(x) for x in cfg.pitch_shifts}
+    missing = wanted - set(shifts)
     if missing:
         raise ValueError(f"{cfg.name}: no copies built for pitch shifts {sorted(missing)}")
+    own = [i for i, s in enumerate(shifts) if s in wanted]
+    if not wanted or len(own) == len(shifts):
+        return spectra, lengths, n_pitched
     keep = np.concatenate([np.arange(n_real)]
                           + [np.arange(n_real * (1 + i), n_real * (2 + i)) for i in own]
                           + [np.arange(n_real + n_pitched, spectra.shape[0])])
