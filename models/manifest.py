@@ -6,11 +6,13 @@ from pathlib import Path
 import numpy as np
 
 MANIFEST_FORMAT = "stemboard-mask-model"
-MANIFEST_VERSION = 2          # 2 added "stateful"; stateless manifests are still written as 1
+MANIFEST_VERSION = 3          # 2 added "stateful", 3 "input_layout"; each manifest is written
+                              # with the lowest version that can read it
 NORMALIZATIONS = ("none", "log1p")
 MASK_TYPES = ("soft", "binary")
 HIGH_BAND_RULES = ("hold_top_bin",)
 STEREO_MODES = ("left_right", "mid_side")
+INPUT_LAYOUTS = ("channel", "stereo_pair")
 
 
 class ModelError(ValueError):
@@ -38,6 +40,13 @@ class Manifest:
     ``(L + R) / 2`` and side ``(L - R) / 2`` signals, each on its own, and the
     stems mapped back to left/right).  Mono and other channel counts are
     always separated channel by channel.
+
+    ``input_layout`` says what the graph sees of each of those signals:
+    ``"channel"`` its own features, ``(batch, model_bins, time)``, or
+    ``"stereo_pair"`` its own features followed by the other signal's,
+    ``(batch, 2 * model_bins, time)`` (see
+    :func:`stemboard.models.runtime.pair_features`); the masks are always for
+    the signal itself.
     """
 
     sample_rate: int
@@ -57,6 +66,7 @@ class Manifest:
     demo_only: bool = False
     stateful: bool = False
     stereo_mode: str = "left_right"
+    input_layout: str = "channel"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -64,6 +74,11 @@ class Manifest:
         """Streaming latency at the model's rate: the STFT's ``n_fft - hop``
         plus the lookahead frames."""
         return self.n_fft - self.hop + self.lookahead_frames * self.hop
+
+    @property
+    def input_bins(self) -> int:
+        """Feature rows the graph takes per frame: ``model_bins``, twice that when paired."""
+        return self.model_bins * (2 if self.input_layout == "stereo_pair" else 1)
 
     @property
     def receptive_field(self) -> int:
@@ -99,7 +114,8 @@ class Manifest:
         d = {
             "format": MANIFEST_FORMAT,
             # Version 1 readers cannot run a stateful graph; they can read the rest.
-            "version": 2 if self.stateful else 1,
+            # Version 2 readers would feed a paired graph single channels.
+            "version": 3 if self.input_layout != "channel" else 2 if self.stateful else 1,
             "name": self.name,
             "description": self.description,
             "sample_rate": self.sample_rate,
@@ -121,6 +137,8 @@ class Manifest:
         if self.stereo_mode != "left_right":
             # Readers that do not know the key separate left/right: still valid output.
             d["stereo_mode"] = self.stereo_mode
+        if self.input_layout != "channel":
+            d["input_layout"] = self.input_layout
         d.update(self.extra)
         return d
 
@@ -183,9 +201,11 @@ class Manifest:
             fail(f"stateful must be true or false, got {d['stateful']!r}")
         if d.get("stereo_mode", "left_right") not in STEREO_MODES:
             fail(f"stereo_mode must be one of {STEREO_MODES}, got {d.get('stereo_mode')!r}")
+        if d.get("input_layout", "channel") not in INPUT_LAYOUTS:
+            fail(f"input_layout must be one of {INPUT_LAYOUTS}, got {d.get('input_layout')!r}")
         known = {"format", "version", "name", "description", "input_normalization",
                  "mask_type", "high_band_rule", "input_name", "output_name", "demo_only",
-                 "stateful", "stereo_mode", *required}
+                 "stateful", "stereo_mode", "input_layout", *required}
         return cls(
             stems=tuple(stems),
             input_normalization=norm,
@@ -198,6 +218,7 @@ class Manifest:
             demo_only=bool(d.get("demo_only", False)),
             stateful=d.get("stateful", False),
             stereo_mode=d.get("stereo_mode", "left_right"),
+            input_layout=d.get("input_layout", "channel"),
             extra={k: v for k, v in d.items() if k not in known},
             **ints,
         )

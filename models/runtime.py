@@ -37,6 +37,34 @@ def _dim(d):
     return d if isinstance(d, int) else None
 
 
+def pair_features(features, silent=None):
+    """The ``"stereo_pair"`` graph input from per-signal features.
+
+    Parameters
+    ----------
+    features : ndarray, shape (channels, bins, time), float32
+        Normalised features of the signals of one stream (left/right, or mid/side).
+    silent : ndarray, shape (bins,), optional
+        The features of silence.  Given, a mono signal is paired with silence (the
+        side of a mono signal is silent); otherwise with itself (left == right).
+
+    Returns
+    -------
+    ndarray, shape (channels, 2 * bins, time), float32
+        For channel ``c``: its own features, then the other channel's (with more
+        than two channels, the mean of the others).
+    """
+    c = features.shape[0]
+    if c == 1:
+        other = features if silent is None else np.broadcast_to(
+            np.asarray(silent, np.float32)[None, :, None], features.shape)
+    elif c == 2:
+        other = features[::-1]
+    else:
+        other = (features.sum(axis=0, keepdims=True) - features) / np.float32(c - 1)
+    return np.ascontiguousarray(np.concatenate([features, other], axis=1), np.float32)
+
+
 class MaskModel:
     """An ONNX mask model plus its manifest.
 
@@ -110,14 +138,21 @@ class MaskModel:
         shape_in = inputs[m.input_name].shape
         if len(shape_in) != 3:
             raise ModelError(f"{where}: input must be (batch, bins, time), got {shape_in}")
-        if _dim(shape_in[1]) not in (None, m.model_bins):
+        if _dim(shape_in[1]) not in (None, m.input_bins):
             raise ModelError(f"{where}: graph takes {shape_in[1]} bins but the manifest "
-                             f"says model_bins={m.model_bins}")
+                             f"(model_bins={m.model_bins}, input_layout={m.input_layout!r}) "
+                             f"implies {m.input_bins}")
         shape_out = outputs[m.output_name].shape
         if len(shape_out) != 4:
             raise ModelError(f"{where}: output must be (batch, stems, bins, time), "
                              f"got {shape_out}")
         self._states = self._check_states(inputs, outputs)
+        # Paired graphs (manifest input_layout "stereo_pair") get each signal's
+        # features followed by the other's; in mid/side a mono signal's partner is
+        # a silent side.
+        self._paired = m.input_layout == "stereo_pair"
+        self._silent = (m.normalize(np.zeros((1, m.model_bins, 1), np.float32))[0, :, 0]
+                        if m.stereo_mode == "mid_side" else None)
         # A probe run checks what static shapes cannot: the receptive field.
         probe = np.zeros((1, m.model_bins, m.receptive_field + 2), np.float32)
         try:
@@ -174,10 +209,13 @@ class MaskModel:
         return self.run(self.manifest.normalize(np.ascontiguousarray(magnitude, np.float32)))
 
     def run(self, features: np.ndarray) -> np.ndarray:
-        """Run the graph on already normalised features; shapes as :meth:`raw_masks`."""
+        """Run the graph on already normalised features; shapes as :meth:`raw_masks`.
+
+        With a paired layout the batch must be the signals of one stream (their
+        channels, in order): each is paired with the others."""
         m = self.manifest
         if not self._states:
-            return self.session.run([m.output_name], {m.input_name: features})[0]
+            return self.session.run([m.output_name], {m.input_name: self._input(features)})[0]
         # A stateful graph from zero states: its first receptive_field - 1 output
         # frames saw the zeros, the rest are exactly the stateless output.
         masks, _ = self.step(features, self.zero_state(features.shape[0]))
@@ -213,10 +251,13 @@ class MaskModel:
         if not self._states:
             raise ModelError(f"{self.path}: step() needs a stateful graph")
         m = self.manifest
-        feeds = {m.input_name: features}
+        feeds = {m.input_name: self._input(features)}
         feeds.update({name: s for (name, _, _), s in zip(self._states, state)})
         out = self.session.run([m.output_name, *(n for _, n, _ in self._states)], feeds)
         return out[0], out[1:]
+
+    def _input(self, features):
+        return pair_features(features, self._silent) if self._paired else features
 
     def masks(self, magnitude: np.ndarray, *, mode: str = "soft") -> np.ndarray:
         """Masks normalised to sum to one over stems.

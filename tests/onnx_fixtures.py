@@ -14,12 +14,16 @@ STEMS = ["vocals", "drums", "bass", "other"]
 
 def band_split_model(path, *, model_bins=513, context=3, lookahead=2, stems=STEMS,
                      n_fft=2048, hop=512, sample_rate=44100, manifest_overrides=None,
-                     bins_in_graph=None, stateful=False):
+                     bins_in_graph=None, stateful=False, paired=False):
     """Write ``path`` (.onnx) and its manifest (.json); return the ONNX path.
 
     ``stateful=True`` writes the same model as a stateful graph: input
     ``state_0`` (batch, bins, k - 1) holds the previous input frames, which are
     put before ``magnitude`` and returned as ``state_0_next``.
+
+    ``paired=True`` writes a ``"stereo_pair"`` graph: it takes 2 * model_bins
+    rows (the signal's features, then its partner's), and the partner's mean
+    shifts the logits too, so a wrong pairing changes the output.
     """
     import onnx
     from onnx import TensorProto, helper
@@ -38,6 +42,7 @@ def band_split_model(path, *, model_bins=513, context=3, lookahead=2, stems=STEM
                                   weight.astype(np.float32).ravel())
     axes = helper.make_tensor("axes", TensorProto.INT64, (1,), [1])
     bins_dim = model_bins if bins_in_graph is None else bins_in_graph
+    in_dim = 2 * bins_dim if paired else bins_dim
     nodes, inputs, outputs, extra_init = [], [], [], []
     source = "magnitude"
     if stateful:
@@ -49,20 +54,40 @@ def band_split_model(path, *, model_bins=513, context=3, lookahead=2, stems=STEM
                       helper.make_tensor("ends", TensorProto.INT64, (1,), [2 ** 62]),
                       helper.make_tensor("time_axis", TensorProto.INT64, (1,), [2])]
         inputs = [helper.make_tensor_value_info("state_0", TensorProto.FLOAT,
-                                                ["batch", bins_dim, k - 1])]
+                                                ["batch", in_dim, k - 1])]
         outputs = [helper.make_tensor_value_info("state_0_next", TensorProto.FLOAT,
-                                                 ["batch", bins_dim, k - 1])]
+                                                 ["batch", in_dim, k - 1])]
         source = "full"
     nodes += [
         helper.make_node("Unsqueeze", [source, "axes"], ["x4"]),
         helper.make_node("AveragePool", ["x4"], ["avg"], kernel_shape=[1, k], strides=[1, 1]),
-        helper.make_node("Mul", ["avg", "weight"], ["scaled"]),
+    ]
+    if paired:
+        # avg (batch, 1, 2 * bins, t): the own half scaled by weight, the partner's by
+        # weight2, both shifting the logits.
+        w2 = rng.uniform(-2.0, 2.0, size=(n_stems, model_bins))
+        extra_init += [
+            helper.make_tensor("weight2", TensorProto.FLOAT, (1, n_stems, model_bins, 1),
+                               w2.astype(np.float32).ravel()),
+            helper.make_tensor("own_lo", TensorProto.INT64, (1,), [0]),
+            helper.make_tensor("own_hi", TensorProto.INT64, (1,), [bins_dim]),
+            helper.make_tensor("other_hi", TensorProto.INT64, (1,), [2 * bins_dim]),
+            helper.make_tensor("bin_axis", TensorProto.INT64, (1,), [2])]
+        nodes += [
+            helper.make_node("Slice", ["avg", "own_lo", "own_hi", "bin_axis"], ["own"]),
+            helper.make_node("Slice", ["avg", "own_hi", "other_hi", "bin_axis"], ["other"]),
+            helper.make_node("Mul", ["own", "weight"], ["scaled1"]),
+            helper.make_node("Mul", ["other", "weight2"], ["scaled2"]),
+            helper.make_node("Add", ["scaled1", "scaled2"], ["scaled"])]
+    else:
+        nodes += [helper.make_node("Mul", ["avg", "weight"], ["scaled"])]
+    nodes += [
         helper.make_node("Add", ["scaled", "bias"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["masks"], axis=1),
     ]
     graph = helper.make_graph(
         nodes, "band_split_fixture",
-        [helper.make_tensor_value_info("magnitude", TensorProto.FLOAT, ["batch", bins_dim, "time"]),
+        [helper.make_tensor_value_info("magnitude", TensorProto.FLOAT, ["batch", in_dim, "time"]),
          *inputs],
         [helper.make_tensor_value_info("masks", TensorProto.FLOAT,
                                        ["batch", n_stems, bins_dim, "time_out"]), *outputs],
@@ -89,6 +114,8 @@ def band_split_model(path, *, model_bins=513, context=3, lookahead=2, stems=STEM
     }
     if stateful:
         manifest.update(version=2, stateful=True)
+    if paired:
+        manifest.update(version=3, input_layout="stereo_pair")
     manifest.update(manifest_overrides or {})
     path.with_suffix(".json").write_text(json.dumps(manifest))
     return path

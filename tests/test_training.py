@@ -215,59 +215,43 @@ def test_remix_sampler_stereo_pair_other_channel():
                    for tr, ch, off in hits)
 
 
-def test_stereo_pair_training_step_and_export(tmp_path):
+@pytest.mark.parametrize("mid_side", [False, True])
+def test_stereo_pair_training_step_and_export(tmp_path, mid_side):
+    from stemboard.models.train.pipeline import manifest_for
     from stemboard.models.train.train import TrainConfig, train
 
     stems = _stems()
     spectra, lengths = stem_spectra([{"stems": stems}], GRID, BINS)
     norm = normalization_stats(spectra, lengths)
     cfg = TrainConfig(name="t", hidden=8, dilations=(1,), kernel=3, context=1, lookahead=1,
-                      steps=2, batch=2, frames_out=8, input_layout="stereo_pair")
+                      steps=2, batch=2, frames_out=8, input_layout="stereo_pair",
+                      mid_side=mid_side)
     model, info = train(cfg, spectra, lengths, norm, log=lambda *_: None)
     assert model.in_bins == 2 * BINS and model.config["in_bins"] == 2 * BINS
     assert info["config"]["input_layout"] == "stereo_pair"
     # checkpoints rebuild from their config
     again = MaskNet(**model.config)
     again.load_state_dict(model.state_dict())
-    path = export_onnx(model, tmp_path / "sp.onnx", frames=8, stateful=False)
+    path = export_onnx(model, tmp_path / "sp.onnx", frames=8)
     import onnx
-    import onnxruntime as ort
 
     assert onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[1].dim_value == 2 * BINS
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    out = sess.run(["masks"], {"magnitude": np.zeros((2, 2 * BINS, 10), np.float32)})[0]
-    assert out.shape == (2, 4, BINS, 8)
-    # the evaluation stand-in pairs the channels exactly as training does
-    from stemboard.models.train.evaluate import PairedOnnxModel
-    from stemboard.models.train.pipeline import manifest_for
-
-    manifest_for(cfg, norm, "t", {}).save(tmp_path / "sp.json")
-    pm = PairedOnnxModel(path)
-    assert pm.manifest.extra["input_layout"] == "stereo_pair"
+    # A paired model runs in the coding it was trained on (mid/side is the default ask).
+    man = manifest_for(cfg, norm, "t", {})
+    assert man.input_layout == "stereo_pair" and man.stateful
+    assert man.stereo_mode == ("mid_side" if mid_side else "left_right")
+    man.save(tmp_path / "sp.json")
+    # The runtime pairs the channels exactly as training does.
+    rt = MaskModel(path)
     rng = np.random.default_rng(0)
     mag = rng.uniform(0, 2, (2, BINS, 12)).astype(np.float32)
     feats = log1p_features(torch.from_numpy(mag), norm)
     with torch.no_grad():
         ref = model(torch.cat([feats, feats.flip(0)], dim=1)).numpy()
-    np.testing.assert_allclose(pm.raw_masks(mag), ref, atol=1e-4)
-    assert pm.masks(mag).shape == (2, 4, BINS, 10)
-    # a per-channel runtime refuses the doubled input instead of misreading it
-    with pytest.raises(Exception, match="bins"):
-        MaskModel(path)
+    np.testing.assert_allclose(rt.raw_masks(mag), ref, atol=1e-4)
+    assert rt.masks(mag).shape == (2, 4, BINS, 10)
     with pytest.raises(ValueError, match="input_layout"):
         TrainConfig(input_layout="bogus").stereo_pair
-
-
-def test_pair_features_layouts():
-    from stemboard.models.train.evaluate import pair_features
-
-    f = np.random.default_rng(0).standard_normal((3, 5, 7)).astype(np.float32)
-    np.testing.assert_array_equal(pair_features(f[:1]), np.concatenate([f[:1], f[:1]], axis=1))
-    st = pair_features(f[:2])
-    assert st.shape == (2, 10, 7) and st.dtype == np.float32
-    np.testing.assert_array_equal(st[0], np.concatenate([f[0], f[1]]))
-    np.testing.assert_array_equal(st[1], np.concatenate([f[1], f[0]]))
-    np.testing.assert_allclose(pair_features(f)[0, 5:], (f[1] + f[2]) / 2, atol=1e-6)
 
 
 def test_remix_sampler_eq_is_a_smooth_bounded_per_stem_gain():
@@ -628,8 +612,17 @@ def test_remix_sampler_mid_side_draws():
         assert any(np.allclose(coded[tr, c, :, off: off + 30], mix[b], atol=1e-6)
                    for tr in range(coded.shape[0]) for c in range(2)
                    for off in range(coded.shape[3] - 30 + 1))
-    with pytest.raises(ValueError, match="cannot be combined"):
-        RemixSampler(spectra, lengths, frames=30, mid_side=True, stereo_pair=True)
+    # Paired: the other signal is the side of a mid item (and the mid of a side
+    # item) of the same crop, and the draws are those of the unpaired sampler.
+    kw = dict(frames=30, p_remix=0.0, gain_db=(0.0, 0.0), p_drop=0.0, seed=5, mid_side=True)
+    mix, _ = RemixSampler(one, lengths, **kw).batch(8)
+    pmix, _, pother = RemixSampler(one, lengths, stereo_pair=True, **kw).batch(8)
+    np.testing.assert_array_equal(pmix, mix)
+    for b in range(8):
+        assert any(np.allclose(coded[tr, c, :, off: off + 30], pmix[b], atol=1e-6)
+                   and np.allclose(coded[tr, 1 - c, :, off: off + 30], pother[b], atol=1e-6)
+                   for tr in range(coded.shape[0]) for c in range(2)
+                   for off in range(coded.shape[3] - 30 + 1))
 
 
 def test_mid_side_training_keys_and_manifest():

@@ -33,7 +33,7 @@ from stemboard.models import MaskModel
 from stemboard.models.manifest import STEREO_MODES
 
 from .data import STEMS, decode_musdb
-from .evaluate import PairedOnnxModel, evaluate_systems, onnx_system
+from .evaluate import evaluate_systems, onnx_system
 from .export import export_onnx
 from .pipeline import GRID, exports_stateful, manifest_for, training_data
 from .train import TrainConfig, train
@@ -121,8 +121,7 @@ def main(argv=None):
     manifest_for(cfg, norm, cfg.name, {}, stereo_mode=args.stereo_mode).save(
         onnx_path.with_suffix(".json"))
     valid = decode_musdb(args.data, args.cache, "valid", log=log)
-    # Stereo-pair graphs are experimental: the runtime cannot run them, the stand-in can.
-    model = PairedOnnxModel(onnx_path) if cfg.stereo_pair else MaskModel(onnx_path)
+    model = MaskModel(onnx_path)
     res = evaluate_systems(valid, {cfg.name: onnx_system(model)}, GRID, log=log)[cfg.name]
     row = {"name": cfg.name,
            "sdr": {k: res[k] for k in (*STEMS, "avg")},
@@ -162,8 +161,6 @@ def rescore(args, command, log):
     if not src.is_file():
         raise SystemExit(f"--rescore {args.rescore}: {src} not found (the run's export)")
     base = rows[args.rescore]
-    if base["config"].get("input_layout", "channel") != "channel":
-        raise SystemExit(f"--rescore {args.rescore}: only per-channel models have a stereo mode")
     manifest = json.loads(src.with_suffix(".json").read_text())
     manifest["stereo_mode"] = args.stereo_mode
     dst = Path(args.work) / f"{args.name}.onnx"

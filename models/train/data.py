@@ -146,14 +146,14 @@ class RemixSampler:
     model whose manifest says ``"stereo_mode": "mid_side"``.  All stems of an item
     take the same one even in a remix (a mid signal is the mid of every stem),
     so the random draws are the same but the per-stem channel draws of remixes
-    are not used.
+    are not used.  With ``stereo_pair`` as well, the other signal is the side
+    for a mid item and the mid for a side item: how much of a bin's energy is
+    off-centre is the cue that tells a centred voice from wide instruments.
     """
 
     def __init__(self, spectra, lengths, frames: int, *, p_remix=0.5, gain_db=(-6.0, 3.0),
                  p_drop=0.1, seed=0, stereo_pair=False, eq_db=0.0, track_weights=None,
                  stem_gain=None, phase_sensitive=False, mid_side=False):
-        if mid_side and stereo_pair:
-            raise ValueError("mid_side and stereo_pair cannot be combined")
         self.spectra = spectra
         self.mid_side = bool(mid_side)
         self.phase_sensitive = bool(phase_sensitive)
@@ -240,7 +240,8 @@ class RemixSampler:
                     g = g * self._eq()
                 stems[b, s] = seg * g
                 if other is not None:
-                    seg2 = self.spectra[tr, s, 1 - ch, off: off + F]
+                    seg2 = (self._mid_side(tr, s, 1 - item_ch, off, F) if self.mid_side
+                            else self.spectra[tr, s, 1 - ch, off: off + F])
                     if seg2.shape[0] < F:
                         seg2 = np.pad(seg2, ((0, F - seg2.shape[0]), (0, 0)))
                     other[b, s] = seg2 * g

@@ -41,60 +41,6 @@ def model_masks(model, spec, mode=None):
     return extend_masks(masks, spec.shape[2])
 
 
-def pair_features(feats):
-    """Stereo-pair graph input from normalised per-channel features (ch, bins, time).
-
-    For channel c: its own features followed by the other channel's
-    (ch, 2*bins, time); mono is paired with itself, more than two channels with
-    the mean of the others.  Training builds the same pairs from the sampler.
-    """
-    c = feats.shape[0]
-    if c == 1:
-        other = feats
-    elif c == 2:
-        other = feats[::-1]
-    else:
-        other = (feats.sum(axis=0, keepdims=True) - feats) / np.float32(c - 1)
-    return np.ascontiguousarray(np.concatenate([feats, other], axis=1), np.float32)
-
-
-class PairedOnnxModel:
-    """Evaluation-only stand-in for :class:`MaskModel` for ``stereo_pair`` graphs.
-
-    The runtime does not support the stereo-pair layout (experimental; see
-    ``pipeline --stereo-pair``), so this pairs the channels' features and runs
-    onnxruntime directly; ``masks`` has :meth:`MaskModel.masks`'s contract with
-    the batch being the channels of one signal.
-    """
-
-    def __init__(self, path, num_threads=None):
-        import onnxruntime as ort
-
-        from stemboard.models import Manifest
-
-        self.path = path
-        self.manifest = Manifest.load(Path(path).with_suffix(".json"))
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if num_threads:
-            opts.intra_op_num_threads = int(num_threads)
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-    @property
-    def sample_rate(self):
-        return self.manifest.sample_rate
-
-    def raw_masks(self, magnitude):
-        m = self.manifest
-        feats = m.normalize(np.ascontiguousarray(magnitude, np.float32))
-        return self.session.run([m.output_name], {m.input_name: pair_features(feats)})[0]
-
-    def masks(self, magnitude, *, mode="soft"):
-        from stemboard.models import normalize_masks
-
-        return normalize_masks(self.raw_masks(magnitude), mode)
-
-
 def apply_masks(spec, masks, length, grid):
     """spec (ch, frames, bins), masks (ch, S, bins, frames) -> (S, ch, length) audio."""
     out = []

@@ -34,7 +34,7 @@ from stemboard.models import Manifest, MaskModel
 from stemboard.models.manifest import STEREO_MODES
 
 from .data import SAMPLE_RATE, STEMS, decode_musdb, pitch_shifted, stem_spectra
-from .evaluate import (PairedOnnxModel, evaluate_systems, onnx_system, oracle_system,
+from .evaluate import (evaluate_systems, onnx_system, oracle_system,
                        separation_speed)
 from .export import export_onnx
 from .model import build_net
@@ -208,31 +208,30 @@ def train_in_workers(argv, groups, work: Path, log) -> float:
 def exports_stateful(cfg: TrainConfig) -> bool:
     """Whether ``cfg``'s network exports as a stateful graph (:class:`.export.StepNet`).
 
-    The per-bin refine head and the stereo-pair input are not supported there;
-    those experimental runs export the stateless graph.
+    The per-bin refine head is not supported there; those experimental runs
+    export the stateless graph.
     """
-    return cfg.refine == 0 and not cfg.stereo_pair
+    return cfg.refine == 0
 
 
 def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict, *,
                  stereo_mode: str = "mid_side") -> Manifest:
     """The manifest of ``cfg``'s model.  ``stereo_mode`` is how the runtime feeds it
-    stereo; a model trained on mid/side signals (``cfg.mid_side``) must run in mid/side."""
+    stereo; a model trained on mid/side signals (``cfg.mid_side``) must run in mid/side.
+    A stereo-pair model runs in the coding it was trained on, whatever ``stereo_mode``
+    says: its partner features look nothing alike in the other coding."""
     if cfg.mid_side and stereo_mode != "mid_side":
         raise ValueError(f"{cfg.name} was trained on mid/side signals; it cannot run "
                          f"in stereo_mode {stereo_mode!r}")
-    if cfg.input_layout != "channel":
-        # Its input already holds both channels (left/right pairs).
-        stereo_mode = "left_right"
-        # Experimental: the runtime (MaskModel, the engine) does not read this key, so such
-        # a model is evaluated with evaluate.PairedOnnxModel and never shipped.
-        extra = {"input_layout": cfg.input_layout, **extra}
+    if cfg.stereo_pair:
+        stereo_mode = "mid_side" if cfg.mid_side else "left_right"
     return Manifest(
         sample_rate=SAMPLE_RATE, n_fft=GRID.n_fft, hop=GRID.hop, model_bins=MODEL_BINS,
         stems=STEMS, context_frames=cfg.context, lookahead_frames=cfg.lookahead,
         input_normalization=norm, mask_type=cfg.mask_type, high_band_rule="hold_top_bin",
         name=f"stemboard-{cfg.name}", description=description,
-        stateful=exports_stateful(cfg), stereo_mode=stereo_mode, extra=extra)
+        stateful=exports_stateful(cfg), stereo_mode=stereo_mode,
+        input_layout=cfg.input_layout, extra=extra)
 
 
 def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, cache=None,
@@ -455,8 +454,7 @@ def main(argv=None):
     models = {}
     for cfg in configs:
         onnx_path = work / f"{cfg.name}.onnx"
-        models[cfg.name] = (PairedOnnxModel(onnx_path) if cfg.stereo_pair
-                            else MaskModel(onnx_path))
+        models[cfg.name] = MaskModel(onnx_path)
         modes = ["soft"] + (["binary"] if cfg.mask_type == "binary" else [])
         for mode in modes:
             name = cfg.name if mode == "soft" else f"{cfg.name}_binary"
