@@ -104,10 +104,11 @@ def test_l2psa_loss_trains_and_differs_from_l2mag():
     assert loss_fn(masks, mix, 0.5 * masks * mix[:, None], "l2psa").item() > 0.0
 
 
-def _tiny_model(front, refine):
+def _tiny_model(front, refine, planes=1):
     torch.manual_seed(0)
     model = MaskNet(bins=BINS, stems=4, hidden=16, dilations=(1, 2), kernel=3, front=front,
-                    front_channels=4, refine_channels=refine)
+                    front_channels=4, refine_channels=refine, in_bins=planes * BINS,
+                    front_planes=planes)
     if refine:  # the last layer starts at zero; make the head do something
         torch.nn.init.normal_(model.refine.net[-1].weight, std=0.5)
     for m in model.modules():  # non-trivial batch-norm statistics
@@ -154,17 +155,25 @@ def test_onnx_export_matches_torch(tmp_path, front, refine):
 
 
 @pytest.mark.parametrize("front,state_channels", [("dense", 16), ("freqconv", 16),
-                                                  ("bandsplit", 6 * 39)])
+                                                  ("bandsplit", 6 * 39), ("planes", 16)])
 def test_stateful_export_matches_torch_in_any_chunks(tmp_path, front, state_channels):
-    # bandsplit: BandSplitNet with 6 channels per band; its states hold every band
-    model = _tiny_bandsplit() if front == "bandsplit" else _tiny_model(front, 0)
+    # bandsplit: BandSplitNet with 6 channels per band; its states hold every band.
+    # planes: a stereo-pair MaskNet whose front reads the pair as two planes; the
+    # runtime pairs the two channels (manifest input_layout) as the reference does.
+    if front == "bandsplit":
+        model = _tiny_bandsplit()
+    else:
+        model = _tiny_model("freqconv" if front == "planes" else front, 0,
+                            planes=2 if front == "planes" else 1)
     path = export_onnx(model, tmp_path / "step.onnx", frames=16)    # stateful by default
     x = torch.randn(2, BINS, 40)
     with torch.no_grad():
-        ref = model(x).numpy()
+        ref = model(torch.cat([x, x.flip(0)], 1) if front == "planes" else x).numpy()
     rf = model.receptive_field
     m = _manifest({"type": "none"}, context=3, lookahead=3)
-    Manifest(**{**m.__dict__, "stateful": True}).save(tmp_path / "step.json")
+    layout = "stereo_pair" if front == "planes" else "channel"
+    Manifest(**{**m.__dict__, "stateful": True, "input_layout": layout}).save(
+        tmp_path / "step.json")
     mm = MaskModel(path)
     assert mm.stateful and [s.shape for s in mm.zero_state(2)] == [
         (2, state_channels, 2), (2, state_channels, 4)]
@@ -739,3 +748,24 @@ def test_arch_field_keeps_old_cache_keys():
     assert offline.arch == "masknet" and "arch" not in run_key(offline, 200)
     assert "bandsplit" in run_key(dataclasses.replace(offline, arch="bandsplit"), 200)
     assert parse_set(["arch=bandsplit", "hidden=32"]) == {"arch": "bandsplit", "hidden": 32}
+
+
+@pytest.mark.parametrize("recipe", ["masknet", "bandsplit", "masknet-pair"])
+def test_trained_network_rebuilds_from_its_checkpoint_config(recipe):
+    # train() and checkpoint loading go through the same build_net: the config a
+    # trained network stores rebuilds the same network, parameter for parameter.
+    from stemboard.models.train.model import build_net
+    from stemboard.models.train.pipeline import ARCHS
+    from stemboard.models.train.train import TrainConfig, net_config
+
+    cfg = TrainConfig(name="t", **{**ARCHS[recipe], "hidden": 8})
+    torch.manual_seed(0)
+    net = build_net(net_config(cfg, bins=BINS, stems=4))
+    again = build_net(net.config)
+    again.load_state_dict(net.state_dict())
+    assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in net.parameters())
+    assert net.in_bins == BINS * (2 if recipe == "masknet-pair" else 1)
+    with pytest.raises(ValueError, match="front_planes needs"):
+        build_net({"bins": BINS, "stems": 4, "in_bins": 2 * BINS, "front_planes": 2})
+    with pytest.raises(ValueError, match="needs in_bins"):
+        build_net({"bins": BINS, "stems": 4, "front": "freqconv", "front_planes": 2})

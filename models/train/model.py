@@ -45,21 +45,28 @@ class FreqConvFront(nn.Module):
     minutes of training audio, sharing local spectral patterns (partials,
     formant slopes, noise bands) across frequency is a stronger prior.  Time
     kernel 1 keeps the network's receptive field (and so the manifest's
-    context) unchanged.  (batch, bins, time) -> (batch, channels * ceil(bins / stride), time).
+    context) unchanged.
+
+    ``planes=2`` reads a stereo-pair input (own features, then the partner's) as
+    two planes of one spectrum, like an image's colour channels: the first
+    convolution sees both signals at the same bins, and the layers after cost
+    what they cost for one signal.
+    (batch, planes * bins, time) -> (batch, channels * ceil(bins / stride), time).
     """
 
-    def __init__(self, channels: int, kernel: int, stride: int):
+    def __init__(self, channels: int, kernel: int, stride: int, planes: int = 1):
         super().__init__()
         pad = (kernel // 2, 0)
+        self.planes = planes
         self.net = nn.Sequential(
             # Stride in the first layer keeps the second one cheap.
-            nn.Conv2d(1, channels, (kernel, 1), stride=(stride, 1), padding=pad),
+            nn.Conv2d(planes, channels, (kernel, 1), stride=(stride, 1), padding=pad),
             nn.BatchNorm2d(channels), nn.ReLU(),
             nn.Conv2d(channels, channels, (kernel, 1), padding=pad),
             nn.BatchNorm2d(channels), nn.ReLU())
 
     def forward(self, x):
-        y = self.net(x.unsqueeze(1))
+        y = self.net(x.reshape(x.shape[0], self.planes, x.shape[1] // self.planes, x.shape[2]))
         return y.reshape(y.shape[0], y.shape[1] * y.shape[2], y.shape[3])
 
 
@@ -99,7 +106,8 @@ class MaskNet(nn.Module):
     def __init__(self, bins: int = 513, stems: int = 4, hidden: int = 256,
                  dilations=(1, 2, 4, 4, 1), kernel: int = 3, in_bins: int | None = None,
                  front: str = "dense", front_channels: int = 16, front_kernel: int = 9,
-                 front_stride: int = 4, refine_channels: int = 0, refine_kernel: int = 5):
+                 front_stride: int = 4, refine_channels: int = 0, refine_kernel: int = 5,
+                 front_planes: int = 1):
         super().__init__()
         self.bins, self.stems = bins, stems
         # in_bins: input feature rows (2*bins for the stereo-pair layout: own channel's
@@ -111,13 +119,20 @@ class MaskNet(nn.Module):
             self.config["in_bins"] = self.in_bins
         if front not in ("dense", "freqconv"):
             raise ValueError(f"unknown front {front!r}")
+        if front_planes != 1 and front != "freqconv":
+            raise ValueError("front_planes needs front='freqconv'")
         self.front = None
         width = self.in_bins
         if front == "freqconv":
             self.config.update(front=front, front_channels=front_channels,
                                front_kernel=front_kernel, front_stride=front_stride)
-            self.front = FreqConvFront(front_channels, front_kernel, front_stride)
-            width = front_channels * ((self.in_bins - 1) // front_stride + 1)
+            if front_planes != 1:
+                if self.in_bins != front_planes * bins:
+                    raise ValueError(f"front_planes={front_planes} needs in_bins = "
+                                     f"{front_planes} x {bins}, got {self.in_bins}")
+                self.config["front_planes"] = front_planes
+            self.front = FreqConvFront(front_channels, front_kernel, front_stride, front_planes)
+            width = front_channels * ((self.in_bins // front_planes - 1) // front_stride + 1)
         self.inp = nn.Sequential(nn.Conv1d(width, hidden, 1), nn.BatchNorm1d(hidden),
                                  nn.ReLU())
         self.blocks = nn.Sequential(*[Block(hidden, kernel, d) for d in dilations])
@@ -177,8 +192,9 @@ class MaskNet(nn.Module):
         width, front = self.in_bins, 0
         if c.get("front") == "freqconv":
             ch, k, st = c["front_channels"], c["front_kernel"], c["front_stride"]
-            out_bins = (self.in_bins - 1) // st + 1
-            front = out_bins * ch * k + out_bins * ch * ch * k
+            planes = c.get("front_planes", 1)
+            out_bins = (self.in_bins // planes - 1) // st + 1
+            front = out_bins * ch * k * planes + out_bins * ch * ch * k
             width = ch * out_bins
         refine = 0
         if c.get("refine_channels"):

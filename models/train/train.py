@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .data import STEMS, RemixSampler
-from .model import BandSplitNet, MaskNet
+from .model import build_net
 
 
 @dataclass
@@ -34,6 +34,8 @@ class TrainConfig:
     synth_share: float = 0.0        # share of draws from MIDI-rendered excerpts (0 = MUSDB only)
     synth_silence: tuple = ()       # stems left silent in the synthetic excerpts (e.g. vocals)
     front: str = "dense"            # "dense" 1x1 input layer or "freqconv" (FreqConvFront)
+    front_planes: int = 1           # 2: a freqconv front reads a stereo pair as two planes
+                                    # of one spectrum instead of one spectrum twice as tall
     refine: int = 0                 # BinRefine channels (0 = no per-bin refinement head)
     pitch_shifts: tuple = ()        # semitones of the resampled copies drawn with the songs
     input_layout: str = "channel"   # "channel" or "stereo_pair" (own + other channel's features)
@@ -56,6 +58,22 @@ class TrainConfig:
     @property
     def mask_type(self) -> str:
         return "binary" if self.loss == "mse_ibm" else "soft"
+
+
+def net_config(cfg: TrainConfig, *, bins: int, stems: int) -> dict:
+    """The network ``cfg`` trains, as the config :func:`.model.build_net` takes (the
+    form checkpoints store)."""
+    net = {"bins": bins, "stems": stems, "hidden": cfg.hidden,
+           "dilations": list(cfg.dilations), "kernel": cfg.kernel}
+    if cfg.arch == "bandsplit":
+        if cfg.stereo_pair or cfg.refine or cfg.front != "dense":
+            raise ValueError(f"{cfg.name}: arch 'bandsplit' has its own input and output "
+                             "layers (front, refine and stereo_pair do not apply)")
+        return {"arch": "bandsplit", **net}
+    if cfg.arch != "masknet":
+        raise ValueError(f"{cfg.name}: unknown arch {cfg.arch!r}")
+    return {**net, "in_bins": bins * (2 if cfg.stereo_pair else 1), "front": cfg.front,
+            "refine_channels": cfg.refine, "front_planes": cfg.front_planes}
 
 
 def log1p_features(mag, norm):
@@ -194,19 +212,7 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
         raise ValueError(f"{cfg.name}: feature_scale {cfg.feature_scale} but the input "
                          f"normalisation was computed with scale {norm.get('scale', 1.0)}")
     torch.manual_seed(cfg.seed)
-    if cfg.arch == "bandsplit":
-        if cfg.stereo_pair or cfg.refine or cfg.front != "dense":
-            raise ValueError(f"{cfg.name}: arch 'bandsplit' has its own input and output "
-                             "layers (front, refine and stereo_pair do not apply)")
-        model = BandSplitNet(bins=spectra.shape[-1], stems=spectra.shape[1], hidden=cfg.hidden,
-                             dilations=cfg.dilations, kernel=cfg.kernel)
-    elif cfg.arch == "masknet":
-        model = MaskNet(bins=spectra.shape[-1], stems=spectra.shape[1], hidden=cfg.hidden,
-                        dilations=cfg.dilations, kernel=cfg.kernel,
-                        in_bins=spectra.shape[-1] * (2 if cfg.stereo_pair else 1),
-                        front=cfg.front, refine_channels=cfg.refine)
-    else:
-        raise ValueError(f"{cfg.name}: unknown arch {cfg.arch!r}")
+    model = build_net(net_config(cfg, bins=spectra.shape[-1], stems=spectra.shape[1]))
     rf = model.receptive_field
     if cfg.context + cfg.lookahead + 1 != rf:
         raise ValueError(f"context {cfg.context} + lookahead {cfg.lookahead} + 1 != "
