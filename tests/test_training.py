@@ -769,3 +769,38 @@ def test_trained_network_rebuilds_from_its_checkpoint_config(recipe):
         build_net({"bins": BINS, "stems": 4, "in_bins": 2 * BINS, "front_planes": 2})
     with pytest.raises(ValueError, match="needs in_bins"):
         build_net({"bins": BINS, "stems": 4, "front": "freqconv", "front_planes": 2})
+
+
+def test_sdr_loss_is_the_complex_sdr():
+    from stemboard.models.train.train import sdr_loss
+
+    rng = np.random.default_rng(0)
+    S = (rng.standard_normal((2, 3, 5, 6)) + 1j * rng.standard_normal((2, 3, 5, 6)))
+    S[1, 2] *= 1e-4                                  # a near-silent stem: not counted
+    X = S.sum(axis=1)
+    m = rng.uniform(0.1, 1.0, (2, 3, 5, 6))
+    m /= m.sum(axis=1, keepdims=True)
+    psa = (S * np.conj(X)[:, None]).real / np.abs(X)[:, None]
+    resid = (np.abs(S) ** 2 - psa ** 2).sum(axis=2)
+    t = lambda a: torch.from_numpy(np.asarray(a, np.float64))  # noqa: E731
+    got = sdr_loss(t(m), t(np.abs(X)), t(psa), t(resid)).item()
+    err = (np.abs(m * X[:, None] - S) ** 2).sum(axis=(2, 3))
+    ref = (np.abs(S) ** 2).sum(axis=(2, 3))
+    sdr = 10 * np.log10(ref / err)
+    active = np.ones_like(sdr, bool)
+    active[1, 2] = False
+    assert got == pytest.approx(-sdr[active].mean(), abs=1e-4)
+
+
+def test_sampler_phase_residual_completes_the_stem_energy():
+    stems = _stems()
+    spectra, lengths = stem_spectra([{"stems": stems}, {"stems": stems[:, ::-1]}], GRID, BINS)
+    kw = dict(frames=30, p_remix=0.5, seed=2)
+    _, mag = RemixSampler(spectra, lengths, **kw).batch(6)
+    _, psa, resid = RemixSampler(spectra, lengths, phase_sensitive=True, phase_residual=True,
+                                 **kw).batch(6)
+    assert resid.shape == (6, 4, 30) and (resid >= 0).all()
+    np.testing.assert_allclose((psa ** 2).sum(axis=2) + resid, (mag ** 2).sum(axis=2),
+                               rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="phase_residual needs"):
+        RemixSampler(spectra, lengths, frames=30, phase_residual=True)

@@ -40,6 +40,10 @@ LOSSES = {
              "|S| cos(∠S − ∠X), divided by the mean squared mixture magnitude (equals the "
              "complex error |mask · X − S|² up to a constant, which is what SDR scores)",
     "mse_ibm": "MSE between the mask and the oracle binary mask (the article's targets)",
+    "sdr": "negative SDR (dB) of each stem over each ~1 s training crop (museval's window), "
+           "from the complex error |mask · X − S|², averaged over stems and crops; stems "
+           "more than 40 dB below the crop's mixture are skipped, as museval skips silent "
+           "windows",
 }
 
 
@@ -290,7 +294,8 @@ def write_card(path, summary):
                       "l1mag": "ratio mask via magnitude L1",
                       "l2mag": "ratio mask via magnitude L2",
                       "l2psa": "phase-sensitive target, L2",
-                      "l2stem": "ratio mask via magnitude L2, per-stem normalised"}[c["loss"]]
+                      "l2stem": "ratio mask via magnitude L2, per-stem normalised",
+                      "sdr": "ratio mask via negative SDR per crop"}[c["loss"]]
             mode = "argmax (binary)" if n.endswith("_binary") else "soft"
             r = sdr[n]
             add(f"| {n} | {target} | {c['hidden']} | {mode} | " + " | ".join(

@@ -140,6 +140,9 @@ class RemixSampler:
     target).  The separated stem is ``mask * X`` with the mixture's phase, so
     the squared error against this target is, up to a constant, the complex
     error ``|mask * X - S|^2`` that SDR measures.  The random draws are the same.
+    ``phase_residual=True`` adds a last array, (batch, stems, frames): each
+    frame's ``sum(|S|^2 - target^2)`` over bins, which turns that squared error
+    into the complex error itself (the ``sdr`` loss needs it).
 
     With ``mid_side=True`` an item's "channel" is the mid ``(L + R) / 2`` or the
     side ``(L - R) / 2`` signal instead of left or right: what the runtime feeds a
@@ -153,10 +156,13 @@ class RemixSampler:
 
     def __init__(self, spectra, lengths, frames: int, *, p_remix=0.5, gain_db=(-6.0, 3.0),
                  p_drop=0.1, seed=0, stereo_pair=False, eq_db=0.0, track_weights=None,
-                 stem_gain=None, phase_sensitive=False, mid_side=False):
+                 stem_gain=None, phase_sensitive=False, mid_side=False, phase_residual=False):
         self.spectra = spectra
         self.mid_side = bool(mid_side)
         self.phase_sensitive = bool(phase_sensitive)
+        self.phase_residual = bool(phase_residual)
+        if self.phase_residual and not self.phase_sensitive:
+            raise ValueError("phase_residual needs phase_sensitive targets")
         self.lengths = lengths
         self.frames = frames
         self.p_remix = p_remix
@@ -254,7 +260,13 @@ class RemixSampler:
             target = np.abs(stems)
         out = (np.ascontiguousarray(mix.transpose(0, 2, 1)),
                np.ascontiguousarray(target.astype(np.float32).transpose(0, 1, 3, 2)))
-        if other is None:
-            return out
-        mix2 = np.abs(other.sum(axis=1))
-        return out + (np.ascontiguousarray(mix2.transpose(0, 2, 1)),)
+        if other is not None:
+            mix2 = np.abs(other.sum(axis=1))
+            out += (np.ascontiguousarray(mix2.transpose(0, 2, 1)),)
+        if self.phase_residual:
+            # |S|^2 - target^2 summed over bins, (B, stems, frames): the part of each
+            # stem's energy no mask on the mixture's phase can reach, so that
+            # sum((m|X| - target)^2) + residual is the complex error |m X - S|^2.
+            resid = (np.abs(stems) ** 2 - target ** 2).sum(axis=3)
+            out += (np.ascontiguousarray(np.maximum(resid, 0.0).astype(np.float32)),)
+        return out

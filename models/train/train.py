@@ -22,7 +22,8 @@ class TrainConfig:
     lookahead: int = 12
     loss: str = "l1mag"          # "l1mag"/"l2mag" (ratio mask via magnitude L1/L2), "l2stem"
                                  # (l2mag, each stem's error relative to its own energy),
-                                 # "l2psa" (L2 to the phase-sensitive target) or "mse_ibm" (article)
+                                 # "l2psa" (L2 to the phase-sensitive target), "sdr" (negative
+                                 # SDR per crop and stem, complex error) or "mse_ibm" (article)
     steps: int = 2000
     batch: int = 24
     frames_out: int = 96
@@ -104,6 +105,25 @@ def normalization_stats(spectra, lengths, scale: float = 1.0) -> dict:
     return {"type": "log1p", "scale": scale,
             "mean": [round(float(v), 6) for v in mean],
             "std": [round(float(max(v, 1e-3)), 6) for v in std]}
+
+
+def sdr_loss(masks, mix, targets, residual):
+    """Negative signal-to-distortion ratio (dB) per item and stem, averaged.
+
+    ``targets`` are the phase-sensitive targets and ``residual`` (B, S, T) the
+    per-frame energy they miss (:class:`.data.RemixSampler` with
+    ``phase_residual``), so ``err`` is the complex error ``|m X - S|^2`` of the
+    separated stem over the crop (about a second: museval's window) and ``ref``
+    the stem's energy.  Like museval, which skips windows whose reference is
+    silent, stems more than 40 dB below the crop's mixture do not count.
+    """
+    err = ((masks * mix[:, None] - targets) ** 2).sum(dim=(2, 3)) + residual.sum(dim=2)
+    ref = (targets ** 2).sum(dim=(2, 3)) + residual.sum(dim=2)
+    mix_e = (mix ** 2).sum(dim=(1, 2))[:, None]
+    eps = 1e-6 * mix_e + 1e-10
+    active = (ref > 1e-4 * mix_e).to(masks.dtype)
+    sdr = 10.0 * torch.log10((ref + eps) / (err + eps))
+    return -(sdr * active).sum() / active.sum().clamp(min=1.0)
 
 
 def loss_fn(masks, mix, stems, kind: str):
@@ -220,7 +240,8 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
     sampler = RemixSampler(spectra, lengths, cfg.frames_out + rf - 1, p_remix=cfg.p_remix,
                            seed=cfg.seed, stereo_pair=cfg.stereo_pair, eq_db=cfg.eq_db,
                            track_weights=track_weights, stem_gain=stem_gain,
-                           phase_sensitive=cfg.loss == "l2psa", mid_side=cfg.mid_side)
+                           phase_sensitive=cfg.loss in ("l2psa", "sdr"), mid_side=cfg.mid_side,
+                           phase_residual=cfg.loss == "sdr")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, cfg.steps // 20)
 
@@ -245,7 +266,11 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
         mix = torch.from_numpy(batch[0])
         stems = torch.from_numpy(batch[1])
         masks = model(batch_features(batch, norm, cfg.stereo_pair))
-        loss = loss_fn(masks, mix[:, :, sl], stems[:, :, :, sl], cfg.loss)
+        if cfg.loss == "sdr":
+            loss = sdr_loss(masks, mix[:, :, sl], stems[:, :, :, sl],
+                            torch.from_numpy(batch[-1])[:, :, sl])
+        else:
+            loss = loss_fn(masks, mix[:, :, sl], stems[:, :, :, sl], cfg.loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
