@@ -360,7 +360,10 @@ def _ablations(add, rows):
         "spectral neighbourhood. `input_layout=stereo_pair` feeds each channel's "
         "features together with the other channel's (the stereo image as a cue; with "
         "`mid_side=true`, the mid's with the side's and the other way round; the manifest's "
-        "`input_layout` tells the runtime to pair them). `feature_scale=S` feeds log1p(S·|X|) instead of "
+        "`input_layout` tells the runtime to pair them; `front_planes=2` makes the "
+        "frequency-convolution front read the pair as two planes of one spectrum). "
+        "`loss=sdr` trains on the negative SDR of every stem over every ~1 s crop. "
+        "`feature_scale=S` feeds log1p(S·|X|) instead of "
         "log1p(|X|) (closer to a log spectrogram in quiet bins); `ema=D` keeps an "
         "exponential moving average of the weights (decay D) and ships that. "
         "`arch=bandsplit` is `models/train/model.py:BandSplitNet`: 39 frequency bands, each "
@@ -381,7 +384,8 @@ def _ablations(add, rows):
 
     keys = ("loss", "front", "pitch_shifts", "eq_db", "synth_share", "synth_silence",
             "dilations", "context", "lookahead", "hidden", "refine", "weight_decay",
-            "input_layout", "p_remix", "feature_scale", "ema", "mid_side", "arch", "seed")
+            "input_layout", "front_planes", "p_remix", "feature_scale", "ema", "mid_side",
+            "arch", "seed")
     defaults = {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(TrainConfig()).items() if k in keys}
     for r in rows:

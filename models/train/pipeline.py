@@ -81,6 +81,11 @@ GRID = StftGrid(2048, 512)
 #: reached vocals 5.48-5.59 (the shipped MaskNet and the band-split net: 5.48, avg 4.25),
 #: but costs both models' time: the whole separation would drop to about 36x real time,
 #: under the 50x target.
+#: Training on mid/side draws with each signal seen beside its partner (the mid with the
+#: side: ``input_layout=stereo_pair``, ``mid_side=True``, which the runtime now runs)
+#: scored 3.76 (vocals 5.05) at 2400 steps, and 3.80 (vocals 4.87) with the pair read
+#: as two planes by the front (``front_planes=2``, the ``masknet-pair`` recipe), against
+#: 3.87-3.93 (vocals 5.04-5.10) for the per-channel recipe: the side is no help.
 PITCH = (-2.0, 2.0)
 SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT, pitch_shifts=PITCH)
 #: The same recipe with the band-split network (``--offline-arch/--live-arch bandsplit``;
