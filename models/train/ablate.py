@@ -117,6 +117,7 @@ def main(argv=None):
     # The checkpoint too, so a run worth shipping can seed the pipeline's cache.
     torch.save({"config": model.config, "state_dict": model.state_dict()},
                work / f"{cfg.name}.pt")
+    (work / f"{cfg.name}.train.json").write_text(json.dumps(info, indent=1))
     onnx_path = export_onnx(model, work / f"{cfg.name}.onnx", stateful=exports_stateful(cfg))
     manifest_for(cfg, norm, cfg.name, {}, stereo_mode=args.stereo_mode).save(
         onnx_path.with_suffix(".json"))
