@@ -201,6 +201,13 @@ def write_card(path, summary):
     add("- Steps and training time on the 2-core CPU machine: " + ", ".join(
         f"{n} {i['config']['steps']} steps in {_fmt_s(i['train_seconds'])}"
         for n, i in tr.items()) + ".")
+    seeded = {n: i["seeded_from"] for n, i in tr.items() if i.get("seeded_from")}
+    for n, src in seeded.items():
+        # A checkpoint trained outside the pipeline with the very same config.
+        run, _, cmd = src.partition(": ")
+        add(f"- The `{n}` checkpoint comes from the {run} (`{cmd}`): the same TrainConfig "
+            "but its name, the same data and seed, two threads and one run at a time as the "
+            "pipeline trains by default. The pipeline found it in its cache and reused it.")
     if "train_wall_from_scratch_s" in tm:
         data = max(tm["data_s"], tm.get("worker_data_s", 0.0))
         total = data + tm["train_wall_from_scratch_s"] + tm["eval_s"]
