@@ -152,7 +152,7 @@ class MaskModel:
         # a silent side.
         self._paired = m.input_layout == "stereo_pair"
         self._silent = (m.normalize(np.zeros((1, m.model_bins, 1), np.float32))[0, :, 0]
-                        if m.stereo_mode == "mid_side" else None)
+                        if self._paired and m.stereo_mode == "mid_side" else None)
         # A probe run checks what static shapes cannot: the receptive field.
         probe = np.zeros((1, m.model_bins, m.receptive_field + 2), np.float32)
         try:

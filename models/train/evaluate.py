@@ -8,7 +8,6 @@ Separation here uses only what ships: :func:`stemboard.dsp.stft` /
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
