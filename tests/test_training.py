@@ -420,8 +420,9 @@ def test_resample_ratio_and_pitch_shifted_copies():
 def _tiny_cfg(**kw):
     from stemboard.models.train.train import TrainConfig
 
-    return TrainConfig(name="t", hidden=8, dilations=(1,), kernel=3, context=1, lookahead=1,
-                       steps=2, batch=2, frames_out=8, **kw)
+    return TrainConfig(**{"name": "t", "hidden": 8, "dilations": (1,), "kernel": 3,
+                          "context": 1, "lookahead": 1, "steps": 2, "batch": 2,
+                          "frames_out": 8, **kw})
 
 
 def test_unused_pitch_copies_leave_training_unchanged():
@@ -804,3 +805,30 @@ def test_sampler_phase_residual_completes_the_stem_energy():
                                rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="phase_residual needs"):
         RemixSampler(spectra, lengths, frames=30, phase_residual=True)
+
+
+def test_bf16_training_follows_the_float32_run_and_keeps_float32_weights():
+    from stemboard.models.train.pipeline import run_configs, run_key
+    from stemboard.models.train.train import train
+
+    spectra, lengths = stem_spectra([{"stems": _stems()}], GRID, BINS)
+    norm = normalization_stats(spectra, lengths)
+    quiet = lambda *_: None  # noqa: E731
+    start, _ = train(_tiny_cfg(steps=0), spectra, lengths, norm, log=quiet)
+    fp32, _ = train(_tiny_cfg(steps=3), spectra, lengths, norm, log=quiet)
+    bf16, info = train(_tiny_cfg(steps=3, precision="bf16"), spectra, lengths, norm, log=quiet)
+    assert info["config"]["precision"] == "bf16"
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())
+    flat = lambda m: torch.cat([p.detach().ravel() for p in m.parameters()])  # noqa: E731
+    step = (flat(fp32) - flat(start)).abs().mean()
+    gap = (flat(bf16) - flat(fp32)).abs().mean()
+    # same draws and start: bfloat16 rounding (8-bit mantissa) nudges the updates but
+    # they go the same way, so the runs differ by much less than either moved
+    assert 0 < gap < 0.05 * step, (float(gap), float(step))
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        train(_tiny_cfg(precision="fp16"), spectra, lengths, norm, log=quiet)
+    # every pipeline run takes the precision; fp32 keeps the cache keys of older runs
+    runs = run_configs(5000, 400, 2000, precision="bf16")
+    assert {c.precision for c in runs} == {"bf16"}
+    assert "precision" in run_key(runs[0], 200)
+    assert "precision" not in run_key(run_configs(5000, 400, 2000)[0], 200)

@@ -48,6 +48,9 @@ class TrainConfig:
                                     # is then its per-band width)
     feature_scale: float = 1.0      # input features log1p(feature_scale * |X|): larger values
                                     # make them closer to log|X| (level-invariant) in quiet bins
+    precision: str = "fp32"         # "bf16": the network's forward pass under bfloat16 autocast
+                                    # (weights, optimiser and loss stay float32); ~1.8x faster
+                                    # per step on CPUs with AMX/AVX512-BF16
     extra: dict = field(default_factory=dict)
 
     @property
@@ -55,6 +58,13 @@ class TrainConfig:
         if self.input_layout not in ("channel", "stereo_pair"):
             raise ValueError(f"unknown input_layout {self.input_layout!r}")
         return self.input_layout == "stereo_pair"
+
+    @property
+    def autocast_dtype(self):
+        """The autocast dtype of the forward pass, or None for plain float32."""
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {self.precision!r} (expected 'fp32' or 'bf16')")
+        return torch.bfloat16 if self.precision == "bf16" else None
 
     @property
     def mask_type(self) -> str:
@@ -231,6 +241,7 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
     if float(norm.get("scale", 1.0)) != float(cfg.feature_scale):
         raise ValueError(f"{cfg.name}: feature_scale {cfg.feature_scale} but the input "
                          f"normalisation was computed with scale {norm.get('scale', 1.0)}")
+    dtype = cfg.autocast_dtype
     torch.manual_seed(cfg.seed)
     model = build_net(net_config(cfg, bins=spectra.shape[-1], stems=spectra.shape[1]))
     rf = model.receptive_field
@@ -265,7 +276,9 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
         batch = sampler.batch(cfg.batch)
         mix = torch.from_numpy(batch[0])
         stems = torch.from_numpy(batch[1])
-        masks = model(batch_features(batch, norm, cfg.stereo_pair))
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            masks = model(batch_features(batch, norm, cfg.stereo_pair))
+        masks = masks.float()  # the loss in float32 whatever the forward's precision
         if cfg.loss == "sdr":
             loss = sdr_loss(masks, mix[:, :, sl], stems[:, :, :, sl],
                             torch.from_numpy(batch[-1])[:, :, sl])
