@@ -832,3 +832,33 @@ def test_bf16_training_follows_the_float32_run_and_keeps_float32_weights():
     assert {c.precision for c in runs} == {"bf16"}
     assert "precision" in run_key(runs[0], 200)
     assert "precision" not in run_key(run_configs(5000, 400, 2000)[0], 200)
+
+
+def test_batches_drawn_ahead_in_a_thread_train_the_same_model(monkeypatch):
+    import concurrent.futures
+
+    from stemboard.models.train import train as train_module
+
+    spectra, lengths = stem_spectra([{"stems": _stems()}, {"stems": _stems(seed=1)}],
+                                    GRID, BINS)
+    norm = normalization_stats(spectra, lengths)
+    quiet = lambda *_: None  # noqa: E731
+    ahead, _ = train_module.train(_tiny_cfg(steps=4), spectra, lengths, norm, log=quiet)
+
+    class Inline:
+        """Draws each batch on the spot, in the training thread."""
+        def __init__(self, max_workers):
+            pass
+
+        def submit(self, fn, *args):
+            fut = concurrent.futures.Future()
+            fut.set_result(fn(*args))
+            return fut
+
+        def shutdown(self):
+            pass
+
+    monkeypatch.setattr(train_module, "ThreadPoolExecutor", Inline)
+    inline, _ = train_module.train(_tiny_cfg(steps=4), spectra, lengths, norm, log=quiet)
+    for (k, a), b in zip(ahead.state_dict().items(), inline.state_dict().values()):
+        assert torch.equal(a, b), k

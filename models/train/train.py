@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -270,10 +271,18 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
     history = []
     run = 0.0
     model.train()
+    # The next batch is drawn in a helper thread while this one trains: the draw is
+    # numpy work (most of it outside the GIL) that would otherwise leave torch's
+    # threads idle for a third of a step.  The sampler is only used from that thread,
+    # one draw at a time and in order, so the random stream (and the model) is the
+    # same as drawing in the loop.
+    pool = ThreadPoolExecutor(max_workers=1)
+    pending = pool.submit(sampler.batch, cfg.batch) if cfg.steps else None
     for step in range(cfg.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        batch = sampler.batch(cfg.batch)
+        batch = pending.result()
+        pending = pool.submit(sampler.batch, cfg.batch) if step + 1 < cfg.steps else None
         mix = torch.from_numpy(batch[0])
         stems = torch.from_numpy(batch[1])
         with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
@@ -298,6 +307,7 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
             history.append({"step": step, "loss": round(run, 5), "elapsed_s": round(el, 1)})
             log(f"[{cfg.name}] step {step}/{cfg.steps} loss {run:.4f} "
                 f"lr {lr_at(step):.2e} {el:.0f}s")
+    pool.shutdown()
     if ema is not None:
         with torch.no_grad():
             for p, e in zip(model.parameters(), ema):
