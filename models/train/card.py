@@ -380,7 +380,8 @@ def _ablations(add, rows):
         "shared by all bands (`hidden` is then the width per band). `precision=bf16` "
         "runs the forward pass under bfloat16 autocast (weights, optimiser and loss stay "
         "float32): about 1.45× faster a training step on this CPU (AMX), with the same "
-        "scores.")
+        "scores. `stem_weights=[w_vocals, w_drums, w_bass, w_other]` scales each stem's "
+        "share of the loss (normalised to mean 1).")
     add("")
     add("`run on` is how a row was scored: `L/R` runs the model on the left and right "
         "channels (every run up to `ctx45_s2400`, and the `*_lr` rows), `M/S` on the mid and "
@@ -397,7 +398,7 @@ def _ablations(add, rows):
     keys = ("loss", "front", "pitch_shifts", "eq_db", "synth_share", "synth_silence",
             "dilations", "context", "lookahead", "hidden", "refine", "weight_decay",
             "input_layout", "front_planes", "p_remix", "feature_scale", "ema", "mid_side",
-            "arch", "precision", "seed")
+            "arch", "precision", "stem_weights", "seed")
     defaults = {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(TrainConfig()).items() if k in keys}
     for r in rows:
