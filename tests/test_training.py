@@ -904,3 +904,50 @@ def test_stem_weights_scale_each_stems_error_and_are_checked():
     assert "stem_weights" in run_key(dataclasses.replace(offline, stem_weights=(2, 1, 1, 1)),
                                      200)
     assert parse_set(["stem_weights=2,1,1,1"]) == {"stem_weights": (2, 1, 1, 1)}
+
+
+def test_dropout_acts_only_in_training_and_exports_like_the_plain_net(tmp_path):
+    from stemboard.models.train.ablate import parse_set
+    from stemboard.models.train.model import build_net
+    from stemboard.models.train.pipeline import run_configs, run_key
+    from stemboard.models.train.train import TrainConfig, net_config
+
+    cfg = TrainConfig(name="d", hidden=16, dilations=(1, 2), front="freqconv", dropout=0.3)
+    torch.manual_seed(0)
+    net = build_net(net_config(cfg, bins=BINS, stems=4))
+    x = torch.randn(2, BINS, 20)
+    net.train()
+    with torch.no_grad():
+        a, b = net(x), net(x)
+    assert not torch.allclose(a, b)              # a fresh dropout draw each pass
+    net.eval()
+    with torch.no_grad():
+        masks = net(x)
+        assert torch.equal(masks, net(x))
+    # the checkpoint config rebuilds it; in eval it is the same function as the net
+    # without dropout holding the same weights, and so is its ONNX export
+    again = build_net(net.config)
+    assert again.config["dropout"] == 0.3
+    plain = build_net(net_config(dataclasses.replace(cfg, dropout=0.0), bins=BINS, stems=4))
+    assert "dropout" not in plain.config
+    plain.load_state_dict(net.state_dict())
+    plain.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(plain(x).numpy(), masks.numpy(), atol=1e-6)
+    path = export_onnx(net, tmp_path / "d.onnx", stateful=False)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(got, masks.numpy(), atol=1e-4)
+
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="dropout"):
+            MaskNet(bins=BINS, hidden=8, dilations=(1,), dropout=bad)
+    with pytest.raises(ValueError, match="dropout"):
+        net_config(dataclasses.replace(cfg, arch="bandsplit", front="dense"), bins=BINS,
+                   stems=4)
+    offline = run_configs(5000, 400, 2000)[0]
+    assert "dropout" not in run_key(offline, 200)
+    assert "dropout" in run_key(dataclasses.replace(offline, dropout=0.1), 200)
+    assert parse_set(["dropout=0.1"]) == {"dropout": 0.1}

@@ -398,7 +398,7 @@ def _ablations(add, rows):
     keys = ("loss", "front", "pitch_shifts", "eq_db", "synth_share", "synth_silence",
             "dilations", "context", "lookahead", "hidden", "refine", "weight_decay",
             "input_layout", "front_planes", "p_remix", "feature_scale", "ema", "mid_side",
-            "arch", "precision", "stem_weights", "seed")
+            "arch", "precision", "stem_weights", "dropout", "seed")
     defaults = {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(TrainConfig()).items() if k in keys}
     for r in rows:

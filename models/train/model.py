@@ -26,15 +26,18 @@ def stem_softmax(logits):
 
 
 class Block(nn.Module):
-    def __init__(self, hidden: int, kernel: int, dilation: int):
+    def __init__(self, hidden: int, kernel: int, dilation: int, dropout: float = 0.0):
         super().__init__()
         self.conv = nn.Conv1d(hidden, hidden, kernel, dilation=dilation)
         self.norm = nn.BatchNorm1d(hidden)
         self.trim = (kernel - 1) * dilation // 2
         self.trim_r = (kernel - 1) * dilation - self.trim
+        # On the residual branch only, so the skip path carries every feature; an
+        # identity outside training (the exported graph and step_logits skip it).
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, x):
-        y = torch.relu(self.norm(self.conv(x)))
+        y = self.drop(torch.relu(self.norm(self.conv(x))))
         return y + x[:, :, self.trim: x.shape[2] - self.trim_r]
 
 
@@ -107,9 +110,11 @@ class MaskNet(nn.Module):
                  dilations=(1, 2, 4, 4, 1), kernel: int = 3, in_bins: int | None = None,
                  front: str = "dense", front_channels: int = 16, front_kernel: int = 9,
                  front_stride: int = 4, refine_channels: int = 0, refine_kernel: int = 5,
-                 front_planes: int = 1):
+                 front_planes: int = 1, dropout: float = 0.0):
         super().__init__()
         self.bins, self.stems = bins, stems
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         # in_bins: input feature rows (2*bins for the stereo-pair layout: own channel's
         # features, then the other channel's); the output always has ``bins`` bins.
         self.in_bins = int(in_bins or bins)
@@ -117,6 +122,8 @@ class MaskNet(nn.Module):
                        "dilations": list(dilations), "kernel": kernel}
         if self.in_bins != bins:
             self.config["in_bins"] = self.in_bins
+        if dropout:
+            self.config["dropout"] = float(dropout)
         if front not in ("dense", "freqconv"):
             raise ValueError(f"unknown front {front!r}")
         if front_planes != 1 and front != "freqconv":
@@ -135,7 +142,7 @@ class MaskNet(nn.Module):
             width = front_channels * ((self.in_bins // front_planes - 1) // front_stride + 1)
         self.inp = nn.Sequential(nn.Conv1d(width, hidden, 1), nn.BatchNorm1d(hidden),
                                  nn.ReLU())
-        self.blocks = nn.Sequential(*[Block(hidden, kernel, d) for d in dilations])
+        self.blocks = nn.Sequential(*[Block(hidden, kernel, d, dropout) for d in dilations])
         self.out = nn.Conv1d(hidden, stems * bins, 1)
         self.refine = None
         if refine_channels:

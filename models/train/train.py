@@ -49,6 +49,8 @@ class TrainConfig:
                                     # is then its per-band width)
     feature_scale: float = 1.0      # input features log1p(feature_scale * |X|): larger values
                                     # make them closer to log|X| (level-invariant) in quiet bins
+    dropout: float = 0.0            # MaskNet: dropout on each residual block's branch while
+                                    # training (a regulariser; identity in the exported graph)
     stem_weights: tuple = ()        # per-stem weights of the l1mag/l2mag/l2psa error, in STEMS
                                     # order, normalised to mean 1 (() = all equal)
     precision: str = "fp32"         # "bf16": the network's forward pass under bfloat16 autocast
@@ -80,14 +82,15 @@ def net_config(cfg: TrainConfig, *, bins: int, stems: int) -> dict:
     net = {"bins": bins, "stems": stems, "hidden": cfg.hidden,
            "dilations": list(cfg.dilations), "kernel": cfg.kernel}
     if cfg.arch == "bandsplit":
-        if cfg.stereo_pair or cfg.refine or cfg.front != "dense":
+        if cfg.stereo_pair or cfg.refine or cfg.front != "dense" or cfg.dropout:
             raise ValueError(f"{cfg.name}: arch 'bandsplit' has its own input and output "
-                             "layers (front, refine and stereo_pair do not apply)")
+                             "layers (front, refine, stereo_pair and dropout do not apply)")
         return {"arch": "bandsplit", **net}
     if cfg.arch != "masknet":
         raise ValueError(f"{cfg.name}: unknown arch {cfg.arch!r}")
-    return {**net, "in_bins": bins * (2 if cfg.stereo_pair else 1), "front": cfg.front,
-            "refine_channels": cfg.refine, "front_planes": cfg.front_planes}
+    net = {**net, "in_bins": bins * (2 if cfg.stereo_pair else 1), "front": cfg.front,
+           "refine_channels": cfg.refine, "front_planes": cfg.front_planes}
+    return net | ({"dropout": cfg.dropout} if cfg.dropout else {})
 
 
 def log1p_features(mag, norm):
