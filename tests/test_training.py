@@ -951,3 +951,14 @@ def test_dropout_acts_only_in_training_and_exports_like_the_plain_net(tmp_path):
     assert "dropout" not in run_key(offline, 200)
     assert "dropout" in run_key(dataclasses.replace(offline, dropout=0.1), 200)
     assert parse_set(["dropout=0.1"]) == {"dropout": 0.1}
+    import argparse
+
+    from stemboard.models.train.pipeline import parse_dropout
+
+    runs = run_configs(10, 2, 5, offline_dropout=0.1)
+    assert runs[0].dropout == 0.1 and runs[1].dropout == 0.0
+    assert all(r.dropout == 0.0 for r in runs[2:])
+    assert parse_dropout("0.1") == 0.1
+    for bad in ("x", "1", "-0.1", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError, match="dropout"):
+            parse_dropout(bad)

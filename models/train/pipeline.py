@@ -124,19 +124,22 @@ ARCHS = {"masknet": SHIPPED, "bandsplit": BANDSPLIT, "masknet-pair": PAIRED}
 def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None, *,
                 offline_arch: str = "masknet", live_arch: str = "masknet",
                 offline_pitch=PITCH, live_pitch=PITCH,
+                offline_dropout: float = 0.0, live_dropout: float = 0.0,
                 precision: str = "fp32") -> list[TrainConfig]:
     """The shipped models first, then the short comparison runs (all offline 12/12).
 
     ``*_pitch``: semitones of the pitch-shifted copies each shipped model trains
-    with.  The comparisons use no pitch copies, so they stay comparable with
+    with; ``*_dropout``: its :attr:`TrainConfig.dropout`.  The comparisons use no pitch copies, so they stay comparable with
     earlier pipelines' runs (and their cached checkpoints).  ``precision``
     (:attr:`TrainConfig.precision`) applies to every run.
     """
     base = {k: v for k, v in SHIPPED.items() if k not in ("hidden", "loss", "pitch_shifts")}
     runs = [
         TrainConfig(name="offline", context=12, lookahead=12, steps=main_steps,
+                    dropout=offline_dropout,
                     **dict(ARCHS[offline_arch], pitch_shifts=tuple(offline_pitch))),
         TrainConfig(name="live", context=22, lookahead=2, steps=live_steps or main_steps,
+                    dropout=live_dropout,
                     **dict(ARCHS[live_arch], pitch_shifts=tuple(live_pitch))),
         TrainConfig(name="cmp_l2mag_h192", hidden=192, loss="l2mag", steps=cmp_steps, **base),
         TrainConfig(name="cmp_l1mag_h192", hidden=192, loss="l1mag", steps=cmp_steps, **base),
@@ -169,6 +172,17 @@ def parse_shifts(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"pitch shifts must be distinct and non-zero, "
                                          f"got {text!r}")
     return tuple(sorted(shifts))
+
+
+def parse_dropout(text: str) -> float:
+    """``"0.1"`` -> 0.1; a probability in [0, 1)."""
+    try:
+        p = float(text)
+    except ValueError:
+        p = float("nan")
+    if not 0.0 <= p < 1.0:
+        raise argparse.ArgumentTypeError(f"dropout must be a number in [0, 1), got {text!r}")
+    return p
 
 
 #: TrainConfig fields added after the first checkpoints were cached.
@@ -369,6 +383,9 @@ def main(argv=None):
                         help=f"semitones of the pitch-shifted copies the {which} model trains "
                              "with (default -2,2; 'none': no copies; write "
                              f"--{which}-pitch=-4,4: a value starting with '-' needs the '=')")
+        ap.add_argument(f"--{which}-dropout", type=parse_dropout, default=0.0, metavar="P",
+                        help=f"dropout on the residual blocks while the {which} model trains "
+                             "(MaskNet only; default 0: none)")
     ap.add_argument("--workers", type=int, default=1,
                     help="parallel training processes (1 thread each); 1 (default) trains "
                          "the runs one after the other in this process with --threads "
@@ -398,7 +415,8 @@ def main(argv=None):
     configs = run_configs(args.steps, args.cmp_steps, args.live_steps,
                           offline_arch=args.offline_arch, live_arch=args.live_arch,
                           offline_pitch=args.offline_pitch, live_pitch=args.live_pitch,
-                          precision=args.precision)
+                          offline_dropout=args.offline_dropout,
+                          live_dropout=args.live_dropout, precision=args.precision)
     if args.no_compare:
         configs = configs[:2]
     if args.only:
