@@ -381,7 +381,8 @@ def _ablations(add, rows):
         "runs the forward pass under bfloat16 autocast (weights, optimiser and loss stay "
         "float32): about 1.45× faster a training step on this CPU (AMX), with the same "
         "scores. `stem_weights=[w_vocals, w_drums, w_bass, w_other]` scales each stem's "
-        "share of the loss (normalised to mean 1).")
+        "share of the loss (normalised to mean 1); `dropout=P` drops each residual block's "
+        "branch activations with probability P while training (not in the exported model).")
     add("")
     add("`run on` is how a row was scored: `L/R` runs the model on the left and right "
         "channels (every run up to `ctx45_s2400`, and the `*_lr` rows), `M/S` on the mid and "
