@@ -136,8 +136,9 @@ def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None, 
     """The shipped models first, then the short comparison runs (all offline 12/12).
 
     ``*_pitch``: semitones of the pitch-shifted copies each shipped model trains
-    with; ``*_dropout``: its :attr:`TrainConfig.dropout`.  The comparisons use no pitch copies, so they stay comparable with
-    earlier pipelines' runs (and their cached checkpoints).  ``precision``
+    with; ``*_dropout``: its :attr:`TrainConfig.dropout`.  The comparisons use no
+    pitch copies, so they stay comparable with earlier pipelines' runs (and their
+    cached checkpoints).  ``precision``
     (:attr:`TrainConfig.precision`) applies to every run.
     """
     base = {k: v for k, v in SHIPPED.items() if k not in ("hidden", "loss", "pitch_shifts")}
