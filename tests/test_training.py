@@ -962,3 +962,69 @@ def test_dropout_acts_only_in_training_and_exports_like_the_plain_net(tmp_path):
     for bad in ("x", "1", "-0.1", "nan"):
         with pytest.raises(argparse.ArgumentTypeError, match="dropout"):
             parse_dropout(bad)
+
+
+def test_ensemble_is_its_members_single_runs_in_one_graph(tmp_path):
+    from stemboard.models.train.model import EnsembleNet, build_net, stem_softmax
+    from stemboard.models.train.pipeline import ARCHS, run_configs, run_key
+    from stemboard.models.train.train import TrainConfig, train
+
+    spectra, lengths = stem_spectra([{"stems": _stems(seconds=1.5)}], GRID, BINS)
+    norm = normalization_stats(spectra, lengths)
+    quiet = dict(log=lambda *_: None)
+    cfg = TrainConfig(name="e", hidden=8, dilations=(1, 2), kernel=3, context=3, lookahead=3,
+                      front="freqconv", loss="l2mag", steps=3, batch=2, frames_out=8,
+                      seed=5, members=2)
+    model, info = train(cfg, spectra, lengths, norm, **quiet)
+    assert isinstance(model, EnsembleNet) and not model.training
+    # each member is exactly the single-net run of its seed (seed, seed + 1)
+    for i, member in enumerate(model.members):
+        one, one_info = train(dataclasses.replace(cfg, members=1, seed=5 + i), spectra,
+                              lengths, norm, **quiet)
+        for (k, a), b in zip(member.state_dict().items(), one.state_dict().values()):
+            assert torch.equal(a, b), k
+        assert [h["loss"] for h in info["history"] if h["member"] == i] == [
+            h["loss"] for h in one_info["history"]]
+    assert info["params"] == 2 * sum(p.numel() for p in one.parameters())
+    assert info["macs_per_frame"] == 2 * (one.macs_per_frame() + 4 * BINS)
+    # the softmax of the mean logits: the members' masks' geometric mean, renormalised
+    x = torch.randn(2, BINS, 30)
+    with torch.no_grad():
+        masks = model(x)
+        geo = torch.exp(sum(torch.log(m(x)) for m in model.members) / 2)
+        np.testing.assert_allclose(masks.numpy(), (geo / geo.sum(1, keepdim=True)).numpy(),
+                                   atol=1e-5)
+        np.testing.assert_allclose(masks.sum(1).numpy(), 1.0, atol=1e-5)
+        assert torch.equal(masks, stem_softmax(model.logits(x)))
+    # the checkpoint config rebuilds it
+    again = build_net(model.config)
+    again.load_state_dict(model.state_dict())
+    again.eval()
+    with torch.no_grad():
+        assert torch.equal(again(x), masks)
+    # one stateful graph: whole signals and any chunking give the torch masks
+    path = export_onnx(model, tmp_path / "ens.onnx", frames=16)
+    m = _manifest({"type": "none"}, context=3, lookahead=3)
+    Manifest(**{**m.__dict__, "stateful": True}).save(tmp_path / "ens.json")
+    mm = MaskModel(path)
+    assert len(mm.zero_state(1)) == 4            # two blocks per member
+    np.testing.assert_allclose(mm.run(x.numpy()), masks.numpy(), atol=1e-4, rtol=0)
+    state, outs = mm.zero_state(2), []
+    for chunk in np.split(x.numpy(), [1, 7, 8, 20], axis=2):
+        out, state = mm.step(np.ascontiguousarray(chunk), state)
+        outs.append(out)
+    np.testing.assert_allclose(np.concatenate(outs, axis=3)[..., model.receptive_field - 1:],
+                               masks.numpy(), atol=1e-4, rtol=0)
+    # members that do not line up, or too few, are refused
+    with pytest.raises(ValueError, match="at least 2"):
+        EnsembleNet([one])
+    with pytest.raises(ValueError, match="disagree"):
+        EnsembleNet([one, MaskNet(bins=BINS, hidden=8, dilations=(1,), kernel=3)])
+    with pytest.raises(ValueError, match="members"):
+        train(dataclasses.replace(cfg, members=0), spectra, lengths, norm, **quiet)
+    # the pipeline recipe, and cache keys that stay as they were without it
+    offline = run_configs(5000, 400, 2000)[0]
+    assert "members" not in run_key(offline, 200)
+    pair = run_configs(5000, 400, 2000, offline_arch="masknet-x2")
+    assert (pair[0].members, pair[0].hidden, pair[1].members) == (2, 128, 1)
+    assert "members" in run_key(pair[0], 200) and ARCHS["masknet-x2"]["members"] == 2

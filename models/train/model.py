@@ -345,9 +345,71 @@ class BandSplitNet(nn.Module):
         return self.bins * d + blocks + d * c["stems"] * self.bins
 
 
+class EnsembleNet(nn.Module):
+    """Several networks trained alike (different seeds) run as one: the softmax of
+    their mean logits.
+
+    That is the members' masks' geometric mean renormalised across stems, so the
+    masks still sum to one.  Every member must see the same input and have the
+    same receptive field (so output frame ``j`` of each belongs to the same input
+    frame).  Same forward contract and stateful form as :class:`MaskNet`: the
+    states are the members' states one after the other.
+    (batch, in_bins, time) -> (batch, stems, bins, time - rf + 1).
+    """
+
+    def __init__(self, members):
+        super().__init__()
+        members = list(members)
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        first = members[0]
+        for m in members[1:]:
+            got = (m.bins, m.stems, m.in_bins, m.receptive_field)
+            want = (first.bins, first.stems, first.in_bins, first.receptive_field)
+            if got != want:
+                raise ValueError(f"ensemble members disagree: (bins, stems, in_bins, "
+                                 f"receptive_field) {got} vs {want}")
+        if any(getattr(m, "refine", None) is not None for m in members):
+            raise ValueError("ensemble members cannot have the refine head")
+        self.members = nn.ModuleList(members)
+        self.bins, self.stems, self.in_bins = first.bins, first.stems, first.in_bins
+        self.refine = None
+        self.config = {"arch": "ensemble", "members": [dict(m.config) for m in members]}
+
+    @property
+    def receptive_field(self) -> int:
+        return self.members[0].receptive_field
+
+    def logits(self, x):
+        return sum(m.logits(x) for m in self.members) / len(self.members)
+
+    def forward(self, x):
+        """(batch, in_bins, time) normalised features -> (batch, stems, bins, time - rf + 1)."""
+        return stem_softmax(self.logits(x))
+
+    def state_shapes(self) -> list:
+        return [s for m in self.members for s in m.state_shapes()]
+
+    def step_logits(self, x, states):
+        total, nexts, i = 0, [], 0
+        for m in self.members:
+            n = len(m.state_shapes())
+            y, nx = m.step_logits(x, states[i: i + n])
+            total, i = total + y, i + n
+            nexts.extend(nx)
+        return total / len(self.members), nexts
+
+    def macs_per_frame(self) -> int:
+        # The mean of the logits adds stems*bins per member: noise next to the members.
+        return sum(m.macs_per_frame() + self.stems * self.bins for m in self.members)
+
+
 def build_net(config: dict) -> nn.Module:
     """A network from its ``config`` (``model.config``, as saved in checkpoints)."""
     config = dict(config)
-    if config.pop("arch", "masknet") == "bandsplit":
+    arch = config.pop("arch", "masknet")
+    if arch == "ensemble":
+        return EnsembleNet(build_net(c) for c in config["members"])
+    if arch == "bandsplit":
         return BandSplitNet(**config)
     return MaskNet(**config)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
 from .data import STEMS, RemixSampler
-from .model import build_net
+from .model import EnsembleNet, build_net
 
 
 @dataclass
@@ -56,6 +56,8 @@ class TrainConfig:
     precision: str = "fp32"         # "bf16": the network's forward pass under bfloat16 autocast
                                     # (weights, optimiser and loss stay float32); ~1.45x faster
                                     # per step on CPUs with AMX/AVX512-BF16
+    members: int = 1                # >1: train that many nets of this recipe (seeds seed,
+                                    # seed+1, ...) and ship their EnsembleNet (mean logits)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -243,6 +245,9 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
     otherwise), then synthetic excerpts drawn with ``cfg.synth_share`` of the
     probability.
     """
+    if cfg.members != 1:
+        return _train_ensemble(cfg, spectra, lengths, norm, log=log, n_real=n_real,
+                               n_pitched=n_pitched)
     if cfg.pitch_shifts and not n_pitched:
         raise ValueError(f"{cfg.name}: pitch_shifts={cfg.pitch_shifts} but no pitch-shifted "
                          "copies were given")
@@ -347,6 +352,31 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
     info = {"config": {k: (list(v) if isinstance(v, tuple) else v)
                        for k, v in asdict(cfg).items()},
             "train_seconds": round(time.time() - t0, 1), "history": history,
+            "params": sum(p.numel() for p in model.parameters()),
+            "macs_per_frame": model.macs_per_frame()}
+    return model, info
+
+
+def _train_ensemble(cfg: TrainConfig, spectra, lengths, norm, **kwargs):
+    """Train ``cfg.members`` nets one after the other (seeds ``cfg.seed + i``, each
+    exactly the single-net run of that seed) and return their :class:`.model.EnsembleNet`.
+
+    The info's ``history`` holds every member's, each entry marked with its
+    ``member``; ``train_seconds`` is their sum.
+    """
+    if not isinstance(cfg.members, int) or cfg.members < 2:
+        raise ValueError(f"{cfg.name}: members must be an integer >= 1, got {cfg.members!r}")
+    nets, history, seconds = [], [], 0.0
+    for i in range(cfg.members):
+        one = replace(cfg, name=f"{cfg.name}.m{i}", seed=cfg.seed + i, members=1)
+        net, info = train(one, spectra, lengths, norm, **kwargs)
+        nets.append(net)
+        history += [dict(h, member=i) for h in info["history"]]
+        seconds += info["train_seconds"]
+    model = EnsembleNet(nets).eval()
+    info = {"config": {k: (list(v) if isinstance(v, tuple) else v)
+                       for k, v in asdict(cfg).items()},
+            "train_seconds": round(seconds, 1), "history": history,
             "params": sum(p.numel() for p in model.parameters()),
             "macs_per_frame": model.macs_per_frame()}
     return model, info
