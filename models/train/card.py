@@ -144,7 +144,10 @@ def write_card(path, summary):
         "grid), each audio channel is one batch item.")
     add("- Normalisation (applied by the runtime from the manifest, not inside the graph): "
         "`(log1p(|X|) - mean_f) / std_f` with per-bin mean/std of the training mixtures.")
-    same = off.get("arch", "masknet") == live.get("arch", "masknet")
+    # The network's shape; the context/lookahead split is not part of it.
+    shape = ("arch", "hidden", "members", "front", "dilations", "kernel", "input_layout")
+    defaults = {"arch": "masknet", "members": 1, "front": "dense", "input_layout": "channel"}
+    same = all(off.get(k, defaults.get(k)) == live.get(k, defaults.get(k)) for k in shape)
     for name, cfg in (("offline", off),) if same else (("offline", off), ("live", live)):
         which = "" if same else f" of `{name}`"
         add(f"- Network{which} (`models/train/model.py`): {_network(cfg)} Receptive field "
@@ -330,6 +333,13 @@ def write_card(path, summary):
 
 def _network(cfg: dict) -> str:
     """One sentence on a trained config's network."""
+    members = int(cfg.get("members", 1))
+    if members > 1:
+        seeds = ", ".join(str(cfg.get("seed", 0) + i) for i in range(members))
+        return (f"{members} networks of one recipe, trained one after the other with seeds "
+                f"{seeds}, run as one graph that averages their logits before the softmax "
+                f"(`EnsembleNet`: the members' masks' geometric mean, renormalised across "
+                f"stems). Each: " + _network({**cfg, "members": 1}))
     if cfg.get("arch") == "bandsplit":
         return (f"`BandSplitNet`: the 513 bins are cut into 39 bands (86 Hz wide up to 1 kHz, "
                 f"172 Hz to 3.1 kHz, 344 Hz to 7.2 kHz, then three of 1.27 kHz); each band "
@@ -382,7 +392,9 @@ def _ablations(add, rows):
         "float32): about 1.45× faster a training step on this CPU (AMX), with the same "
         "scores. `stem_weights=[w_vocals, w_drums, w_bass, w_other]` scales each stem's "
         "share of the loss (normalised to mean 1); `dropout=P` drops each residual block's "
-        "branch activations with probability P while training (not in the exported model).")
+        "branch activations with probability P while training (not in the exported model); "
+        "`members=N` trains N nets of the row's recipe (seeds 0..N-1) and scores them as "
+        "one graph averaging their logits (`EnsembleNet`).")
     add("")
     add("`run on` is how a row was scored: `L/R` runs the model on the left and right "
         "channels (every run up to `ctx45_s2400`, and the `*_lr` rows), `M/S` on the mid and "
@@ -399,7 +411,7 @@ def _ablations(add, rows):
     keys = ("loss", "front", "pitch_shifts", "eq_db", "synth_share", "synth_silence",
             "dilations", "context", "lookahead", "hidden", "refine", "weight_decay",
             "input_layout", "front_planes", "p_remix", "feature_scale", "ema", "mid_side",
-            "arch", "precision", "stem_weights", "dropout", "seed")
+            "arch", "precision", "stem_weights", "dropout", "members", "seed")
     defaults = {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(TrainConfig()).items() if k in keys}
     for r in rows:
