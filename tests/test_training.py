@@ -1026,5 +1026,5 @@ def test_ensemble_is_its_members_single_runs_in_one_graph(tmp_path):
     offline = run_configs(5000, 400, 2000)[0]
     assert "members" not in run_key(offline, 200)
     pair = run_configs(5000, 400, 2000, offline_arch="masknet-x2")
-    assert (pair[0].members, pair[0].hidden, pair[1].members) == (2, 128, 1)
+    assert (pair[0].members, pair[0].hidden, pair[1].members) == (2, 192, 1)
     assert "members" in run_key(pair[0], 200) and ARCHS["masknet-x2"]["members"] == 2

@@ -125,12 +125,11 @@ BANDSPLIT = dict(SHIPPED, arch="bandsplit", hidden=32, front="dense")
 #: ``"stereo_pair"``), the pair read by the frequency-convolution front as two
 #: planes of one spectrum (1.68 M multiply-adds per frame against 1.66 M).
 PAIRED = dict(SHIPPED, input_layout="stereo_pair", mid_side=True, front_planes=2)
-#: Two hidden-128 MaskNets of the shipped recipe (seeds 0 and 1) shipped as one
-#: graph that averages their logits (:class:`.model.EnsembleNet`): 2 x 1.09 M
-#: multiply-adds per frame against 1.66 M for one hidden-192 net.
-PAIR_OF_128 = dict(SHIPPED, hidden=128, members=2)
+#: Two MaskNets of the shipped recipe (seeds 0 and 1), trained one after the other and
+#: shipped as one graph that averages their logits (:class:`.model.EnsembleNet`).
+TWO_NETS = dict(SHIPPED, members=2)
 ARCHS = {"masknet": SHIPPED, "bandsplit": BANDSPLIT, "masknet-pair": PAIRED,
-         "masknet-x2": PAIR_OF_128}
+         "masknet-x2": TWO_NETS}
 
 
 def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None, *,
@@ -389,8 +388,10 @@ def main(argv=None):
                          "mid_side: the mid and side signals are separated (default)")
     for which in ("offline", "live"):
         ap.add_argument(f"--{which}-arch", choices=sorted(ARCHS), default="masknet",
-                        help=f"network of the {which} model: masknet (MaskNet, default) or "
-                             "bandsplit (BandSplitNet, 32 channels per band)")
+                        help=f"network of the {which} model: masknet (MaskNet, default), "
+                             "bandsplit (BandSplitNet, 32 channels per band), masknet-pair "
+                             "(MaskNet reading the mid beside the side) or masknet-x2 (two "
+                             "MaskNets, seeds 0 and 1, averaged in one graph)")
         ap.add_argument(f"--{which}-pitch", type=parse_shifts, default=PITCH,
                         metavar="ST,ST,...",
                         help=f"semitones of the pitch-shifted copies the {which} model trains "
