@@ -145,9 +145,13 @@ def write_card(path, summary):
     add("- Normalisation (applied by the runtime from the manifest, not inside the graph): "
         "`(log1p(|X|) - mean_f) / std_f` with per-bin mean/std of the training mixtures.")
     # The network's shape; the context/lookahead split is not part of it.
+    # Older configs lack fields added since; those mean the TrainConfig default.
+    from .train import TrainConfig
+
     shape = ("arch", "hidden", "members", "front", "dilations", "kernel", "input_layout")
-    defaults = {"arch": "masknet", "members": 1, "front": "dense", "input_layout": "channel"}
-    same = all(off.get(k, defaults.get(k)) == live.get(k, defaults.get(k)) for k in shape)
+    defaults = dataclasses.asdict(TrainConfig())
+    defaults["dilations"] = list(defaults["dilations"])
+    same = all(off.get(k, defaults[k]) == live.get(k, defaults[k]) for k in shape)
     for name, cfg in (("offline", off),) if same else (("offline", off), ("live", live)):
         which = "" if same else f" of `{name}`"
         add(f"- Network{which} (`models/train/model.py`): {_network(cfg)} Receptive field "

@@ -349,12 +349,16 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
                 p.copy_(e)
         _recompute_batch_norm(model, sampler, cfg, norm)
     model.eval()
-    info = {"config": {k: (list(v) if isinstance(v, tuple) else v)
+    return model, run_info(cfg, model, time.time() - t0, history)
+
+
+def run_info(cfg: TrainConfig, model, seconds: float, history: list) -> dict:
+    """What a training run reports (checkpoints' ``.train.json``, ablation rows)."""
+    return {"config": {k: (list(v) if isinstance(v, tuple) else v)
                        for k, v in asdict(cfg).items()},
-            "train_seconds": round(time.time() - t0, 1), "history": history,
+            "train_seconds": round(seconds, 1), "history": history,
             "params": sum(p.numel() for p in model.parameters()),
             "macs_per_frame": model.macs_per_frame()}
-    return model, info
 
 
 def _train_ensemble(cfg: TrainConfig, spectra, lengths, norm, **kwargs):
@@ -374,9 +378,4 @@ def _train_ensemble(cfg: TrainConfig, spectra, lengths, norm, **kwargs):
         history += [dict(h, member=i) for h in info["history"]]
         seconds += info["train_seconds"]
     model = EnsembleNet(nets).eval()
-    info = {"config": {k: (list(v) if isinstance(v, tuple) else v)
-                       for k, v in asdict(cfg).items()},
-            "train_seconds": round(seconds, 1), "history": history,
-            "params": sum(p.numel() for p in model.parameters()),
-            "macs_per_frame": model.macs_per_frame()}
-    return model, info
+    return model, run_info(cfg, model, seconds, history)
