@@ -494,6 +494,11 @@ def test_pipeline_pitch_shift_option():
             parse_shifts(bad)
     configs = run_configs(10, 2, 5, offline_pitch=(-4.0, 4.0), live_pitch=())
     assert configs[0].pitch_shifts == (-4.0, 4.0) and configs[1].pitch_shifts == ()
+    # defaults: the shipped recipe (offline +-1 and +-2, live +-2); comparisons have none
+    offline, live, *cmp = run_configs(10, 2, 5)
+    assert offline.pitch_shifts == (-2.0, -1.0, 1.0, 2.0)
+    assert live.pitch_shifts == (-2.0, 2.0)
+    assert all(c.pitch_shifts == () for c in cmp)
 
 
 def test_train_refuses_features_of_another_scale():

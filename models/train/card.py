@@ -131,7 +131,9 @@ def write_card(path, summary):
             f"{'; '.join(parts)}. The input normalisation still comes from the original "
             f"songs only. Evidence (see *Ablations*, the `*_nopitch_*`, `pitch2*`, `pitch4*` "
             f"and `pitch24*` rows): at 1200 steps ±2 copies are neutral on average (vocals "
-            f"up, drums down); at 2400 steps they help, every stem but other.")
+            f"up, drums down); at 2400 steps they help, every stem but other; at 12000 "
+            f"steps ±1 and ±2 together (`p12_s12000`) beat ±2 alone with the same seed "
+            f"(`bf16_s12000`) on average and on vocals.")
     add("- Tried and measured, **not used** because they did not help on `valid` (see "
         "*Ablations* below): synthetic stems rendered from MIDI (Groove MIDI drums, POP909 "
         "melody/piano/bass lines through the FluidR3 GM soundfont, `models/train/synth.py`), "

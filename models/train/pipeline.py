@@ -16,9 +16,10 @@ the runs and ``--train-only``; this process then finds their checkpoints cached
 and goes on to evaluate and ship.  On the 2-core machine one after the other is
 the faster way: a MaskNet step takes 0.30 s with two threads, but 0.91 s in
 each of two one-thread workers running side by side (they contend for memory
-bandwidth), and 0.50 s on one thread alone.  ``--precision bf16`` runs the
-forward pass under bfloat16 autocast: 0.19 s a step on this AMX CPU (``fp32``, the
-default, is the path for CPUs without bfloat16 hardware).
+bandwidth), and 0.50 s on one thread alone (fp32).  ``--precision bf16``, the
+default since session 15 (what the shipped models train with), runs the forward
+pass under bfloat16 autocast: 0.19-0.21 s a step on this AMX CPU; ``--precision
+fp32`` is the path for CPUs without bfloat16 hardware.
 """
 from __future__ import annotations
 
@@ -129,7 +130,13 @@ GRID = StftGrid(2048, 512)
 #: not a recipe this pipeline trains) scored 4.20 with vocals 5.507.
 #: Depth at the same receptive field (eight blocks, dilations 1,1,2,2,2,2,1,1) scored
 #: 3.83 (vocals 5.13) at 2400 bf16 steps against 3.91 (5.08) for the five blocks.
+#: +-1 and +-2 semitone copies together (``--offline-pitch=-2,-1,1,2``; 2400 steps on
+#: mid/side: 3.92, vocals 5.34, against 3.87-3.93, vocals 5.04-5.10 for +-2) at 12000 bf16
+#: steps scored 4.19 (vocals 5.60, drums 4.77, bass 3.59, other 2.81) against 4.11
+#: (vocals 5.496) for +-2 with the same seed: the offline model trains with them since
+#: session 15.  The live model keeps +-2.
 PITCH = (-2.0, 2.0)
+OFFLINE_PITCH = (-2.0, -1.0, 1.0, 2.0)
 SHIPPED = dict(hidden=192, loss="l2mag", front=FRONT, pitch_shifts=PITCH)
 #: The same recipe with the band-split network (``--offline-arch/--live-arch bandsplit``;
 #: ``hidden`` is its width per band).
@@ -148,7 +155,7 @@ ARCHS = {"masknet": SHIPPED, "bandsplit": BANDSPLIT, "masknet-pair": PAIRED,
 
 def run_configs(main_steps: int, cmp_steps: int, live_steps: int | None = None, *,
                 offline_arch: str = "masknet", live_arch: str = "masknet",
-                offline_pitch=PITCH, live_pitch=PITCH,
+                offline_pitch=OFFLINE_PITCH, live_pitch=PITCH,
                 offline_dropout: float = 0.0, live_dropout: float = 0.0,
                 precision: str = "fp32") -> list[TrainConfig]:
     """The shipped models first, then the short comparison runs (all offline 12/12).
@@ -406,11 +413,13 @@ def main(argv=None):
                              "bandsplit (BandSplitNet, 32 channels per band), masknet-pair "
                              "(MaskNet reading the mid beside the side) or masknet-x2 (two "
                              "MaskNets, seeds 0 and 1, averaged in one graph)")
-        ap.add_argument(f"--{which}-pitch", type=parse_shifts, default=PITCH,
+        default = OFFLINE_PITCH if which == "offline" else PITCH
+        ap.add_argument(f"--{which}-pitch", type=parse_shifts, default=default,
                         metavar="ST,ST,...",
                         help=f"semitones of the pitch-shifted copies the {which} model trains "
-                             "with (default -2,2; 'none': no copies; write "
-                             f"--{which}-pitch=-4,4: a value starting with '-' needs the '=')")
+                             f"with (default {','.join(f'{s:g}' for s in default)}; 'none': "
+                             f"no copies; write --{which}-pitch=-4,4: a value starting with "
+                             "'-' needs the '=')")
         ap.add_argument(f"--{which}-dropout", type=parse_dropout, default=0.0, metavar="P",
                         help=f"dropout on the residual blocks while the {which} model trains "
                              "(MaskNet only; default 0: none)")
@@ -418,11 +427,10 @@ def main(argv=None):
                     help="parallel training processes (1 thread each); 1 (default) trains "
                          "the runs one after the other in this process with --threads "
                          "threads, which is faster on 2 cores")
-    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                    help="training forward pass: fp32 (default: the shipped models') or bf16 "
-                         "(bfloat16 autocast; about 1.5x faster a step on CPUs with "
-                         "AMX/AVX512-BF16, the same scores; torch emulates it slowly "
-                         "elsewhere)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16",
+                    help="training forward pass: bf16 (default, the shipped models': "
+                         "bfloat16 autocast, about 1.5x faster a step than fp32 on CPUs with "
+                         "AMX/AVX512-BF16; torch emulates it slowly elsewhere) or fp32")
     ap.add_argument("--valid-limit", type=int, default=None,
                     help="score only the first N valid excerpts (smoke tests only)")
     args = ap.parse_args(argv)
