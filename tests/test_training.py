@@ -595,6 +595,25 @@ def test_card_is_what_metrics_and_ablations_produce(tmp_path):
         card.main(["--out", str(tmp_path)])
 
 
+def test_card_finds_other_seeds_of_the_shipped_recipe():
+    from stemboard.models.train.card import other_seeds
+
+    shipped = {"name": "offline", "seed": 0, "hidden": 192, "pitch_shifts": [-2, 2],
+               "precision": "bf16"}
+
+    def row(name, mode="mid_side", **cfg):
+        return {"name": name, "stereo_mode": mode, "config": dict(shipped, name=name, **cfg)}
+
+    rows = [row("a_seed2", seed=2), row("same_seed"),
+            row("other_pitch", seed=1, pitch_shifts=[-2, -1, 1, 2]),
+            row("left_right", mode="left_right", seed=1), row("b_seed1", seed=1),
+            # a field left out of an older row means its default (ema 0.0): still the recipe
+            row("explicit_default", seed=3, ema=0.0), row("ema", seed=4, ema=0.9)]
+    found = [r["name"] for r in other_seeds(shipped, rows, "mid_side")]
+    assert found == ["b_seed1", "a_seed2", "explicit_default"]
+    assert [r["name"] for r in other_seeds(shipped, rows, "left_right")] == ["left_right"]
+
+
 def test_remix_sampler_mid_side_draws():
     stems = _stems()
     spectra, lengths = stem_spectra([{"stems": stems}, {"stems": stems[:, ::-1]}], GRID, BINS)
