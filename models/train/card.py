@@ -81,6 +81,8 @@ def write_card(path, summary):
     sp = summary["speed"]
     tm = summary["timings"]
     off = tr["offline"]["config"]
+    ablations = Path(path).with_name("ablations.json")
+    ablation_rows = json.loads(ablations.read_text()) if ablations.is_file() else None
     lines = []
     add = lines.append
     add("# stemboard default separation models (`offline`, `live`)")
@@ -260,9 +262,7 @@ def write_card(path, summary):
         f"{o['vocals']:.2f}); live within 1.5 dB of offline "
         f"({'met' if o['avg'] - lv['avg'] <= 1.5 else 'MISSED'}: "
         f"{o['avg'] - lv['avg']:+.2f} dB difference).")
-    ablations = Path(path).with_name("ablations.json")
-    others = (other_seeds(off, json.loads(ablations.read_text()), summary.get("stereo_mode"))
-              if ablations.is_file() else [])
+    others = other_seeds(off, ablation_rows or [], summary.get("stereo_mode"))
     if others:
         # The targets are read on one seed; say what the recipe gave with the others.
         add("")
@@ -331,9 +331,8 @@ def write_card(path, summary):
             add(f"| {n} | {target} | {c['hidden']} | {mode} | " + " | ".join(
                 f"{r[s]:.2f}" for s in STEMS) + f" | {r['avg']:.2f} |")
         add("")
-    ablations = Path(path).with_name("ablations.json")
-    if ablations.is_file():
-        _ablations(add, json.loads(ablations.read_text()))
+    if ablation_rows is not None:
+        _ablations(add, ablation_rows)
     add("## Limitations")
     add("")
     add("- Trained on ~9 minutes of audio (80 × 7 s excerpts); it is a small model and "
