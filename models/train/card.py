@@ -151,11 +151,8 @@ def write_card(path, summary):
         "`(log1p(|X|) - mean_f) / std_f` with per-bin mean/std of the training mixtures.")
     # The network's shape; the context/lookahead split is not part of it.
     # Older configs lack fields added since; those mean the TrainConfig default.
-    from .train import TrainConfig
-
     shape = ("arch", "hidden", "members", "front", "dilations", "kernel", "input_layout")
-    defaults = dataclasses.asdict(TrainConfig())
-    defaults["dilations"] = list(defaults["dilations"])
+    defaults = config_defaults()
     same = all(off.get(k, defaults[k]) == live.get(k, defaults[k]) for k in shape)
     for name, cfg in (("offline", off),) if same else (("offline", off), ("live", live)):
         which = "" if same else f" of `{name}`"
@@ -377,14 +374,20 @@ def _network(cfg: dict) -> str:
             f"(+ BN + ReLU), then a 1×1 conv to 4×513 logits and a softmax across stems.")
 
 
+def config_defaults() -> dict:
+    """TrainConfig's defaults as a recorded (JSON) config holds them: tuples as lists.
+    A field missing from an older record means this default."""
+    from .train import TrainConfig
+
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(TrainConfig()).items()}
+
+
 def other_seeds(config: dict, rows: list, stereo_mode) -> list:
     """Ablation rows that trained ``config`` (a run-info config) with another seed:
     every TrainConfig field equal but ``name`` and ``seed`` (missing fields mean their
     default), run in ``stereo_mode``.  Sorted by seed."""
-    from .train import TrainConfig
-
-    defaults = {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(TrainConfig()).items()}
+    defaults = config_defaults()
 
     def norm(c):
         return {k: c.get(k, d) for k, d in defaults.items() if k not in ("name", "seed")}
@@ -444,14 +447,11 @@ def _ablations(add, rows):
     add("")
     add("| run | change | steps | run on | vocals | drums | bass | other | avg |")
     add("|---|---|---|---|---|---|---|---|---|")
-    from .train import TrainConfig
-
     keys = ("loss", "front", "pitch_shifts", "eq_db", "synth_share", "synth_silence",
             "dilations", "context", "lookahead", "hidden", "refine", "weight_decay",
             "input_layout", "front_planes", "p_remix", "feature_scale", "ema", "mid_side",
             "arch", "precision", "stem_weights", "dropout", "members", "seed")
-    defaults = {k: (list(v) if isinstance(v, tuple) else v)
-                for k, v in dataclasses.asdict(TrainConfig()).items() if k in keys}
+    defaults = {k: v for k, v in config_defaults().items() if k in keys}
     for r in rows:
         c = r["config"]
         change = ", ".join(f"{k}={c[k]}" for k in defaults
