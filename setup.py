@@ -18,6 +18,7 @@ setup(
         "stemboard.plugin",
         "stemboard.models",
         "stemboard.models.train",
+        "stemboard.models.convert",
         "stemboard.presets",
     ],
     package_dir={
@@ -26,10 +27,12 @@ setup(
         "stemboard.plugin": "plugin",
         "stemboard.models": "models",
         "stemboard.models.train": "models/train",
+        "stemboard.models.convert": "models/convert",
         "stemboard.presets": "presets",
     },
     package_data={
-        "stemboard.models": ["weights/*.onnx", "weights/*.json", "weights/*.md"],
+        "stemboard.models": ["weights/*.onnx", "weights/*.json", "weights/*.md",
+                             "weights/*.txt"],
         "stemboard.presets": ["*.json"],
     },
     install_requires=[

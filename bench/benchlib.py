@@ -79,7 +79,7 @@ def resolve_models(specs):
     for spec in specs:
         if spec == "fixture":
             out["fixture"] = fixture_model()
-        elif spec in ("offline", "live"):
+        elif spec in bundled or spec in ("hq", "hq-vocals", "offline", "live"):
             if spec in bundled:
                 out[spec] = spec
             else:
@@ -93,7 +93,14 @@ def resolve_models(specs):
 
 
 def manifest_info(model):
-    """Grid and latency facts from a loaded MaskModel."""
+    """Grid and latency facts from a loaded MaskModel (for a cascade: its parts')."""
+    if hasattr(model, "first"):
+        lat = model.latency_samples
+        return {"name": model.name, "cascade": [manifest_info(model.first),
+                                                manifest_info(model.second)],
+                "sample_rate": model.sample_rate, "latency_samples": lat,
+                "latency_ms": 1000.0 * lat / model.sample_rate, "path": str(model.path),
+                "sha256": _sha256(model.path)}
     m = model.manifest
     lat = m.latency_samples
     return {"name": m.name, "n_fft": m.n_fft, "hop": m.hop, "model_bins": m.model_bins,

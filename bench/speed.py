@@ -8,7 +8,7 @@ are reported, and ratios to stemboard's offline separation.
 Peers are their real architectures with *random* weights (no weights can be
 downloaded here); their speed does not depend on the weights.
 
-    python bench/speed.py                         # 60 s, bundled offline + live models
+    python bench/speed.py                         # 60 s, bundled hq, hq-vocals, offline, live
     python bench/speed.py --seconds 5 --model fixture --no-peers   # smoke run
     python bench/speed.py --json runs/bench/speed.json
 """
@@ -54,9 +54,13 @@ def verify_latency(sep, block=1):
     Returns the minimum delay (the algorithmic latency), the maximum (latency
     plus the hop granularity), and whether the impulse came out aligned.
     """
-    m = sep.model.manifest
-    p = 3 * m.n_fft + 17
-    n = p + 4 * m.n_fft
+    lat = sep.latency_samples
+    if lat > SR:
+        # Seconds of latency (the segmented hq models): 1-sample blocks would take
+        # hours, and every latency here is a multiple of 512.
+        block = 512
+    p = 3 * 4096 + 17
+    n = p + lat + 4 * 4096
     x = np.zeros((2, n), np.float32)
     x[:, p] = 1.0
     sep.reset()
@@ -168,7 +172,7 @@ def stft_baselines(n_fft, hop, threads):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="test signal length (default 60)")
-    ap.add_argument("--model", action="append", help="offline, live, fixture or an .onnx path "
+    ap.add_argument("--model", action="append", help="a bundled name, fixture, or an .onnx path "
                     "(repeatable; default: the bundled offline and live models)")
     ap.add_argument("--blocks", type=int, nargs="+", default=list(BLOCKS))
     ap.add_argument("--repeats", type=int, default=3)
@@ -185,7 +189,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    from stemboard.models import MaskModel
+    from stemboard.models import load_model
     from stemboard.plugin.separator import StemSeparator
 
     x = test_signal(args.seconds)
@@ -200,8 +204,9 @@ def main(argv=None):
     # Build everything first, warm it up (JIT, lazy init), then measure round-robin.
     tasks = []   # (kind, name, fn, repeats)
     seps = {}
-    for label, spec in resolve_models(args.model or ["offline", "live"]).items():
-        t_load, model = timed(lambda: MaskModel(spec, num_threads=args.threads))
+    for label, spec in resolve_models(args.model or ["hq", "hq-vocals", "offline",
+                                                      "live"]).items():
+        t_load, model = timed(lambda: load_model(spec, num_threads=args.threads))
         info = manifest_info(model)
         info["load_seconds"] = t_load
         res["models"][label] = info
@@ -209,7 +214,8 @@ def main(argv=None):
         seps[label] = sep
         sep.separate(warm, SR)
         tasks.append(("offline", label, lambda s=sep: s.separate(x, SR), args.repeats))
-        for b in args.blocks:
+        # Real-time block budgets only mean something for the low-latency models.
+        for b in (args.blocks if model.latency_samples < SR else ()):
             stream_block_times(sep, warm, b)
             tasks.append(("stream", f"{label}@{b}", lambda s=sep, b=b: stream_block_times(s, x, b),
                           args.stream_repeats))
@@ -226,7 +232,8 @@ def main(argv=None):
             res["peers"][name] = dict(meta, times=[])
             tasks.append(("peer", name, lambda r=run: r(x), peer_repeats))
     if not args.no_stft:
-        first = next(iter(res["models"].values()))
+        first = next((v for v in res["models"].values() if "n_fft" in v),
+                     {"n_fft": 2048, "hop": 512})
         for name, (fwd, inv) in stft_baselines(first["n_fft"], first["hop"], args.threads).items():
             X = fwd(warm)
             inv(X, warm.shape[1])

@@ -113,7 +113,7 @@ def log_features(spec, n_model_bins, log, scale, mean, std):
 
 
 @numba.njit(cache=True, nogil=True)
-def masked_overlap_add(spec, raw, gains, n_model_bins, binary, ola, n_fft, hop,
+def masked_overlap_add(spec, raw, gains, n_model_bins, high_stem, binary, ola, n_fft, hop,
                        synth_window):
     """Mask, inverse FFT and overlap-add every output, frame by frame.
 
@@ -131,8 +131,10 @@ def masked_overlap_add(spec, raw, gains, n_model_bins, binary, ola, n_fft, hop,
     gains : ndarray, shape (outputs, stems), float32
         Linear gain per output and stem.
     n_model_bins : int
-        Bins at or above it reuse the mask of the top model bin (the
-        documented ``hold_top_bin`` rule).
+    high_stem : int
+        What the bins at or above ``n_model_bins`` get: ``-1``, the mask of the
+        top model bin (the manifest's ``hold_top_bin`` rule); a stem index,
+        all of that stem (``to_stem``).
     binary : bool
         Give each bin wholly to its largest stem (the article's binary masks).
     ola : ndarray, shape (outputs, channels, n_fft), float32
@@ -204,7 +206,8 @@ def masked_overlap_add(spec, raw, gains, n_model_bins, binary, ola, n_fft, hop,
                         if total[f] <= 1e-12:
                             g[f] = even[o]
                         masked[o, j, f] = spec[c, t, f] * g[f]
-                    held = g[top]  # bins above the model: hold the top bin
+                    # Bins above the model: the top bin's mask, or one stem's whole.
+                    held = g[top] if high_stem < 0 else gains[o, high_stem]
                     for f in range(n_model_bins, n_bins):
                         masked[o, j, f] = spec[c, t, f] * held
             frames = np.fft.irfft(masked[:, :n_t], n_fft, axis=-1)

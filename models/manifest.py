@@ -6,13 +6,14 @@ from pathlib import Path
 import numpy as np
 
 MANIFEST_FORMAT = "stemboard-mask-model"
-MANIFEST_VERSION = 3          # 2 added "stateful", 3 "input_layout"; each manifest is written
-                              # with the lowest version that can read it
+MANIFEST_VERSION = 4          # 2 added "stateful", 3 "input_layout", 4 segments, the
+                              # "stereo_joint" layout and the "to_stem" rule; each manifest is
+                              # written with the lowest version that can read it
 NORMALIZATIONS = ("none", "log1p")
 MASK_TYPES = ("soft", "binary")
-HIGH_BAND_RULES = ("hold_top_bin",)
+HIGH_BAND_RULES = ("hold_top_bin", "to_stem")
 STEREO_MODES = ("left_right", "mid_side")
-INPUT_LAYOUTS = ("channel", "stereo_pair")
+INPUT_LAYOUTS = ("channel", "stereo_pair", "stereo_joint")
 
 
 class ModelError(ValueError):
@@ -46,7 +47,21 @@ class Manifest:
     ``"stereo_pair"`` its own features followed by the other signal's,
     ``(batch, 2 * model_bins, time)`` (see
     :func:`stemboard.models.runtime.pair_features`); the masks are always for
-    the signal itself.
+    the signal itself.  ``"stereo_joint"`` graphs read both channels of a stereo
+    stream together: the batch holds (left, right) pairs, and the masks are
+    each channel's own (a mono signal is fed as a pair of itself).
+
+    A *segmented* graph (``segment_frames`` > 0) is not a valid convolution:
+    it maps ``segment_frames`` frames to masks for the same frames.  The
+    engine runs it on overlapping segments that start every
+    ``segment_frames - segment_overlap`` frames and crossfades the overlaps
+    linearly, so a frame's mask depends on at most ``segment_frames - 1``
+    frames either side: ``context_frames`` and ``lookahead_frames`` must both
+    say so.
+
+    ``high_band_rule`` says what bins at or above ``model_bins`` get:
+    ``"hold_top_bin"`` the masks of the top model bin, ``"to_stem"`` all of it
+    to the stem named by ``high_band_stem`` (the others none).
     """
 
     sample_rate: int
@@ -67,6 +82,9 @@ class Manifest:
     stateful: bool = False
     stereo_mode: str = "left_right"
     input_layout: str = "channel"
+    segment_frames: int = 0
+    segment_overlap: int = 0
+    high_band_stem: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -79,6 +97,16 @@ class Manifest:
     def input_bins(self) -> int:
         """Feature rows the graph takes per frame: ``model_bins``, twice that when paired."""
         return self.model_bins * (2 if self.input_layout == "stereo_pair" else 1)
+
+    @property
+    def segmented(self) -> bool:
+        """Whether the graph runs on fixed segments (see the class notes)."""
+        return self.segment_frames > 0
+
+    @property
+    def high_stem_index(self) -> int:
+        """Stem index that takes the bins above the model's, or -1 (hold the top bin)."""
+        return self.stems.index(self.high_band_stem) if self.high_band_rule == "to_stem" else -1
 
     @property
     def receptive_field(self) -> int:
@@ -115,7 +143,9 @@ class Manifest:
             "format": MANIFEST_FORMAT,
             # Version 1 readers cannot run a stateful graph; they can read the rest.
             # Version 2 readers would feed a paired graph single channels.
-            "version": 3 if self.input_layout != "channel" else 2 if self.stateful else 1,
+            "version": (4 if self.segmented or self.input_layout == "stereo_joint"
+                        or self.high_band_rule != "hold_top_bin"
+                        else 3 if self.input_layout != "channel" else 2 if self.stateful else 1),
             "name": self.name,
             "description": self.description,
             "sample_rate": self.sample_rate,
@@ -139,6 +169,11 @@ class Manifest:
             d["stereo_mode"] = self.stereo_mode
         if self.input_layout != "channel":
             d["input_layout"] = self.input_layout
+        if self.segmented:
+            d["segment_frames"] = self.segment_frames
+            d["segment_overlap"] = self.segment_overlap
+        if self.high_band_rule == "to_stem":
+            d["high_band_stem"] = self.high_band_stem
         d.update(self.extra)
         return d
 
@@ -174,6 +209,9 @@ class Manifest:
                 fail(f"{key} must be >= {minimum}, got {v!r}")
         if ints["n_fft"] % ints["hop"]:
             fail(f"n_fft ({ints['n_fft']}) must be a multiple of hop ({ints['hop']})")
+        if ints["n_fft"] // ints["hop"] < 2:
+            # The engine's Hann overlap-add cannot reconstruct with less overlap.
+            fail(f"hop ({ints['hop']}) must be at most n_fft / 2 ({ints['n_fft'] // 2})")
         if ints["model_bins"] > ints["n_fft"] // 2 + 1:
             fail(f"model_bins ({ints['model_bins']}) exceeds the {ints['n_fft'] // 2 + 1} "
                  f"bins of n_fft {ints['n_fft']}")
@@ -203,9 +241,38 @@ class Manifest:
             fail(f"stereo_mode must be one of {STEREO_MODES}, got {d.get('stereo_mode')!r}")
         if d.get("input_layout", "channel") not in INPUT_LAYOUTS:
             fail(f"input_layout must be one of {INPUT_LAYOUTS}, got {d.get('input_layout')!r}")
+        seg = {}
+        for key in ("segment_frames", "segment_overlap"):
+            v = d.get(key, 0)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                fail(f"{key} must be a non-negative integer, got {v!r}")
+            seg[key] = v
+        if seg["segment_frames"]:
+            last = seg["segment_frames"] - 1
+            if 2 * seg["segment_overlap"] > seg["segment_frames"] - 1:
+                fail(f"segment_overlap ({seg['segment_overlap']}) must be less than half of "
+                     f"segment_frames ({seg['segment_frames']})")
+            if ints["context_frames"] != last or ints["lookahead_frames"] != last:
+                fail(f"a segmented graph's context_frames and lookahead_frames must both be "
+                     f"segment_frames - 1 = {last}, got {ints['context_frames']} and "
+                     f"{ints['lookahead_frames']}")
+            if d.get("stateful", False):
+                fail("a graph cannot be both segmented and stateful")
+            if d.get("input_layout", "channel") == "stereo_pair":
+                fail("a segmented graph cannot take the stereo_pair layout")
+        elif seg["segment_overlap"]:
+            fail("segment_overlap needs segment_frames")
+        high_stem = d.get("high_band_stem", "")
+        if d.get("high_band_rule", "hold_top_bin") == "to_stem":
+            if high_stem not in stems:
+                fail(f"high_band_rule 'to_stem' needs high_band_stem, one of {stems}, "
+                     f"got {high_stem!r}")
+        elif high_stem:
+            fail("high_band_stem is only read with high_band_rule 'to_stem'")
         known = {"format", "version", "name", "description", "input_normalization",
                  "mask_type", "high_band_rule", "input_name", "output_name", "demo_only",
-                 "stateful", "stereo_mode", "input_layout", *required}
+                 "stateful", "stereo_mode", "input_layout", "segment_frames",
+                 "segment_overlap", "high_band_stem", *required}
         return cls(
             stems=tuple(stems),
             input_normalization=norm,
@@ -219,6 +286,8 @@ class Manifest:
             stateful=d.get("stateful", False),
             stereo_mode=d.get("stereo_mode", "left_right"),
             input_layout=d.get("input_layout", "channel"),
+            high_band_stem=high_stem,
+            **seg,
             extra={k: v for k, v in d.items() if k not in known},
             **ints,
         )

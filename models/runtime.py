@@ -1,8 +1,11 @@
 """Load and run ONNX mask models with onnxruntime."""
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
 
+from .cascade import CascadeManifest, CascadeModel, is_cascade
 from .manifest import Manifest, ModelError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -10,14 +13,20 @@ DEFAULT_MODEL = "offline"
 
 
 def bundled_models() -> dict:
-    """Names of the models shipped with the package, mapped to their ONNX paths."""
-    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.onnx"))}
+    """Names of the models shipped with the package, mapped to their paths: the
+    ``.onnx`` of a mask model, the ``.json`` of a cascade
+    (:mod:`stemboard.models.cascade`)."""
+    found = {p.stem: p for p in WEIGHTS_DIR.glob("*.onnx")}
+    found.update({p.stem: p for p in WEIGHTS_DIR.glob("*.json")
+                  if p.stem not in found and is_cascade(p)})
+    return dict(sorted(found.items()))
 
 
 def resolve_model_path(name_or_path) -> Path:
-    """Resolve a bundled model name (``"offline"``, ``"live"``) or a file path.
+    """Resolve a bundled model name (``"hq"``, ``"offline"``, ...) or a file path.
 
-    A path may name the ``.onnx`` file or its ``.json`` manifest.
+    A path may name the ``.onnx`` file or its ``.json`` manifest, or a cascade
+    manifest.
     """
     if name_or_path is None:
         name_or_path = DEFAULT_MODEL
@@ -25,6 +34,8 @@ def resolve_model_path(name_or_path) -> Path:
     if isinstance(name_or_path, str) and name_or_path in bundled:
         return bundled[name_or_path]
     path = Path(name_or_path)
+    if is_cascade(path):
+        return path
     if path.suffix == ".json":
         path = path.with_suffix(".onnx")
     if not path.exists():
@@ -63,6 +74,47 @@ def pair_features(features, silent=None):
     else:
         other = (features.sum(axis=0, keepdims=True) - features) / np.float32(c - 1)
     return np.ascontiguousarray(np.concatenate([features, other], axis=1), np.float32)
+
+
+def load_model(name_or_path=None, *, providers=None, num_threads=None):
+    """A :class:`MaskModel`, or a :class:`~stemboard.models.cascade.CascadeModel`
+    when the name or path is a cascade; a loaded model is returned as it is."""
+    if isinstance(name_or_path, (MaskModel, CascadeModel)):
+        return name_or_path
+    path = resolve_model_path(name_or_path)
+    if is_cascade(path):
+        return CascadeModel(path, providers=providers, num_threads=num_threads,
+                            loader=load_model)
+    return MaskModel(path, providers=providers, num_threads=num_threads)
+
+
+def model_info(name_or_path=None) -> dict:
+    """What the manifests say of a model, without loading any graph.
+
+    Returns ``{"name", "stems", "sample_rate", "latency_samples", "stereo",
+    "description", "path"}``; for a cascade, its parts' latencies add up.
+    """
+    path = resolve_model_path(name_or_path)
+    if is_cascade(path):
+        c = CascadeManifest.load(path)
+
+        def part(ref):
+            local = path.parent / ref
+            return model_info(local if local.is_file() else ref)
+
+        first, second = part(c.first), part(c.second)
+        return {"name": c.name or path.stem, "stems": c.stems(first["stems"], str(path)),
+                "sample_rate": first["sample_rate"],
+                "latency_samples": first["latency_samples"] + second["latency_samples"],
+                "stereo": f"{first['stereo']}, then {second['stereo']}",
+                "description": c.description, "path": path}
+    m = Manifest.load(path.with_suffix(".json"))
+    stereo = {"mid_side": "mid/side", "left_right": "left/right"}[m.stereo_mode]
+    if m.input_layout == "stereo_joint":
+        stereo += " (joint)"
+    return {"name": m.name or path.stem, "stems": m.stems, "sample_rate": m.sample_rate,
+            "latency_samples": m.latency_samples, "stereo": stereo,
+            "description": m.description, "path": path}
 
 
 class MaskModel:
@@ -117,6 +169,19 @@ class MaskModel:
     def sample_rate(self) -> int:
         return self.manifest.sample_rate
 
+    @property
+    def latency_samples(self) -> int:
+        """Streaming latency at the model's rate (see :class:`Manifest`)."""
+        return self.manifest.latency_samples
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name or self.path.stem
+
+    @property
+    def description(self) -> str:
+        return self.manifest.description
+
     def __repr__(self):
         m = self.manifest
         return (f"MaskModel({str(self.path)!r}, stems={list(m.stems)}, sr={m.sample_rate}, "
@@ -153,18 +218,21 @@ class MaskModel:
         self._paired = m.input_layout == "stereo_pair"
         self._silent = (m.normalize(np.zeros((1, m.model_bins, 1), np.float32))[0, :, 0]
                         if self._paired and m.stereo_mode == "mid_side" else None)
-        # A probe run checks what static shapes cannot: the receptive field.
-        probe = np.zeros((1, m.model_bins, m.receptive_field + 2), np.float32)
+        # A probe run checks what static shapes cannot: the receptive field, or
+        # that a segmented graph keeps a segment's length.
+        frames = m.segment_frames if m.segmented else m.receptive_field + 2
+        probe = np.zeros((1, m.model_bins, frames), np.float32)
         try:
             out = self.run(probe)
         except Exception as e:
             raise ModelError(f"{where}: probe run failed ({str(e).splitlines()[0]})") from None
-        expected = (1, len(m.stems), m.model_bins, 3)
+        expected = (1, len(m.stems), m.model_bins, m.segment_frames if m.segmented else 3)
         if out.shape != expected:
+            what = (f"segment_frames={m.segment_frames}" if m.segmented else
+                    f"context={m.context_frames}, lookahead={m.lookahead_frames}")
             raise ModelError(
                 f"{where}: graph returns {out.shape} for {probe.shape[2]} input frames; the "
-                f"manifest (stems={len(m.stems)}, context={m.context_frames}, "
-                f"lookahead={m.lookahead_frames}) implies {expected}")
+                f"manifest (stems={len(m.stems)}, {what}) implies {expected}")
 
     def _check_states(self, inputs, outputs) -> list:
         """[(input name, output name, (channels, frames))] of a stateful graph."""
@@ -208,12 +276,17 @@ class MaskModel:
         """
         return self.run(self.manifest.normalize(np.ascontiguousarray(magnitude, np.float32)))
 
-    def run(self, features: np.ndarray) -> np.ndarray:
+    def run(self, features: np.ndarray, *, channels: int | None = None) -> np.ndarray:
         """Run the graph on already normalised features; shapes as :meth:`raw_masks`.
 
-        With a paired layout the batch must be the signals of one stream (their
-        channels, in order): each is paired with the others."""
+        With a paired or joint layout the batch holds the signals of streams,
+        ``channels`` at a time in channel order (default: the whole batch is one
+        stream): a paired graph pairs each with the others; a joint graph reads
+        a stereo stream's two channels together, and any other signal as a
+        pair of itself."""
         m = self.manifest
+        if m.input_layout == "stereo_joint":
+            return self._run_joint(features, channels or features.shape[0])
         if not self._states:
             return self.session.run([m.output_name], {m.input_name: self._input(features)})[0]
         # A stateful graph from zero states: its first receptive_field - 1 output
@@ -255,6 +328,14 @@ class MaskModel:
         feeds.update({name: s for (name, _, _), s in zip(self._states, state)})
         out = self.session.run([m.output_name, *(n for _, n, _ in self._states)], feeds)
         return out[0], out[1:]
+
+    def _run_joint(self, features, channels):
+        m = self.manifest
+        if channels == 2 and features.shape[0] % 2 == 0:
+            return self.session.run([m.output_name], {m.input_name: features})[0]
+        # Mono (or more than two channels): each signal is its own stereo pair.
+        pairs = np.ascontiguousarray(np.repeat(features, 2, axis=0))
+        return self.session.run([m.output_name], {m.input_name: pairs})[0][::2]
 
     def _input(self, features):
         return pair_features(features, self._silent) if self._paired else features

@@ -15,6 +15,8 @@ from ..dsp.midside import from_mid_side, to_mid_side
 from ..dsp.stft import StftGrid, num_frames
 from ..dsp.stream import StreamingAnalyzer
 from ..dsp.threads import per_channel
+from ..models.cascade import CascadeModel
+from ..models.runtime import normalize_masks
 
 
 class MaskStream:
@@ -25,9 +27,14 @@ class MaskStream:
     ``lookahead_frames`` silent frames after the last one.
     """
 
-    def __init__(self, model, num_channels, mask_mode="soft"):
+    def __init__(self, model, num_channels, mask_mode="soft", *, keep=None):
         m = model.manifest
         self.model = model
+        # keep: only these stems share each bin (a cascade's second model); the
+        # others' masks are zeroed before the kernel renormalises.
+        self._drop = (None if keep is None else
+                      [i for i in range(len(m.stems)) if i not in set(keep)])
+        self._keep = None if keep is None else list(keep)
         self.grid = StftGrid(m.n_fft, m.hop)
         self.num_channels = num_channels
         self.mask_mode = mask_mode
@@ -36,6 +43,11 @@ class MaskStream:
         # Stateful graphs see each frame once; stateless ones are re-run over the
         # whole receptive field (context + lookahead frames of features kept here).
         self.stateful = bool(getattr(model, "stateful", False))
+        self.segmented = m.segmented
+        if self.segmented:
+            self._weights = segment_weights(m.segment_frames, m.segment_overlap)
+            self._first_weights = segment_weights(m.segment_frames, m.segment_overlap,
+                                                  first=True)
         self._silent_state = None
         self.reset()
 
@@ -51,6 +63,16 @@ class MaskStream:
                 self._silent_state = self._after_silence()
             self._state = [s.copy() for s in self._silent_state]
             self._skip = m.lookahead_frames
+            return
+        if self.segmented:
+            # Segments start at frame 0 and every segment_frames - overlap frames
+            # after it; the first has no fade-in (nothing before it to fade from).
+            self._feats = np.zeros((self.num_channels, m.model_bins, 0), np.float32)
+            self._feats_start = 0              # frame index of self._feats[..., 0]
+            self._next_segment = 0             # first frame of the next segment to run
+            self._frames_in = 0
+            self._acc = np.zeros((self.num_channels, len(m.stems), m.model_bins, 0), np.float32)
+            self._acc_start = 0                # frame index of self._acc[..., 0]
             return
         # The frames before the signal are silence, in feature space.
         silence = np.zeros((self.num_channels, m.context_frames, self.grid.n_bins), np.complex64)
@@ -92,8 +114,21 @@ class MaskStream:
                            (self.model.manifest.model_bins, *self._feature_params))
 
     def _ready(self, spec_new):
+        spec, masks = self._ready_any(spec_new)
+        if self._drop:
+            masks[:, self._drop] = 0.0
+            # A bin no kept stem claims is split evenly among the kept ones.
+            dead = masks.sum(axis=1) <= 1e-12
+            if dead.any():
+                for k in self._keep:
+                    masks[:, k][dead] = 1.0
+        return spec, masks
+
+    def _ready_any(self, spec_new):
         if self.stateful:
             return self._ready_stateful(spec_new)
+        if self.segmented:
+            return self._ready_segmented(spec_new)
         m = self.model.manifest
         feats = np.concatenate([self._feats, self._features(spec_new)], axis=2)
         n_ready = max(feats.shape[2] - m.context_frames - m.lookahead_frames, 0)
@@ -114,6 +149,46 @@ class MaskStream:
         return (self._release(spec_new, masks.shape[3] - drop),
                 np.ascontiguousarray(masks[..., drop:]))
 
+    def _ready_segmented(self, spec_new):
+        """Run every segment the new frames complete, crossfade it into the mask
+        accumulator, and release the frames ``lookahead_frames`` behind the input
+        (by then every segment covering them has run)."""
+        m = self.model.manifest
+        length, c = m.segment_frames, self.num_channels
+        step = length - m.segment_overlap
+        if spec_new.shape[1]:
+            self._feats = np.concatenate([self._feats, self._features(spec_new)], axis=2)
+        self._frames_in += spec_new.shape[1]
+        starts = []
+        while self._next_segment + length <= self._frames_in:
+            starts.append(self._next_segment)
+            self._next_segment += step
+        if starts:
+            offsets = [s - self._feats_start for s in starts]
+            batch = np.stack([self._feats[:, :, o:o + length] for o in offsets])
+            raw = self.model.run(batch.reshape(-1, *batch.shape[2:]), channels=c)
+            masks = normalize_masks(raw).reshape(len(starts), c, *raw.shape[1:])
+            for i, s in enumerate(starts):
+                masks[i] *= self._weights if s else self._first_weights
+            end = starts[-1] + length
+            grow = end - (self._acc_start + self._acc.shape[3])
+            if grow > 0:
+                self._acc = np.concatenate(
+                    [self._acc, np.zeros(self._acc.shape[:3] + (grow,), np.float32)], axis=3)
+            for s, seg in zip(starts, masks):
+                # Frames are released only once every segment over them has run,
+                # so a new segment never reaches back past the accumulator's start.
+                lo = s - self._acc_start
+                self._acc[..., lo:lo + length] += seg
+            drop = self._next_segment - self._feats_start
+            self._feats = np.ascontiguousarray(self._feats[:, :, drop:])
+            self._feats_start = self._next_segment
+        n_ready = max(self._frames_in - m.lookahead_frames - self._acc_start, 0)
+        out = np.ascontiguousarray(self._acc[..., :n_ready])
+        self._acc = self._acc[..., n_ready:]
+        self._acc_start += n_ready
+        return self._release(spec_new, n_ready), out
+
     def _release(self, spec_new, n_ready):
         """The first ``n_ready`` frames of the pending ones followed by ``spec_new``,
         as one contiguous array (one copy); the rest stay pending."""
@@ -132,6 +207,22 @@ class MaskStream:
         return np.zeros((self.num_channels, len(m.stems), m.model_bins, 0), np.float32)
 
 
+def segment_weights(length: int, overlap: int, *, first: bool = False) -> np.ndarray:
+    """Crossfade weights of one segment, shape (length,), float32.
+
+    Linear ramps over the first and last ``overlap`` frames, flat in between:
+    segments ``length - overlap`` apart sum to exactly one on every frame.
+    The ``first`` segment (at frame 0) has no fade-in.
+    """
+    w = np.ones(length, np.float64)
+    if overlap:
+        ramp = (np.arange(overlap) + 0.5) / overlap
+        if not first:
+            w[:overlap] = ramp
+        w[length - overlap:] = ramp[::-1]
+    return w.astype(np.float32)
+
+
 class Renderer:
     """One or more gain-weighted stem mixes from a :class:`MaskStream`.
 
@@ -146,13 +237,14 @@ class Renderer:
     """
 
     def __init__(self, model, num_channels, n_outputs, mask_mode="soft", *,
-                 complement=False):
-        self.stream = MaskStream(model, num_channels, mask_mode)
+                 complement=False, keep=None):
+        self.stream = MaskStream(model, num_channels, mask_mode, keep=keep)
         self.grid = self.stream.grid
         self.num_channels = num_channels
         self.mid_side = num_channels == 2 and model.manifest.stereo_mode == "mid_side"
         self.n_outputs = n_outputs
         self._model_bins = model.manifest.model_bins
+        self._high_stem = model.manifest.high_stem_index
         # complement=True: when a stream's gains add up to one for every stem (all
         # stems requested, one-hot), the outputs add up to the input, so the last
         # one is the (aligned) input minus the others: one masked inverse STFT
@@ -163,6 +255,19 @@ class Renderer:
     @property
     def latency_samples(self):
         return self.stream.model.manifest.latency_samples
+
+    @property
+    def mask_mode(self):
+        return self.stream.mask_mode
+
+    @mask_mode.setter
+    def mask_mode(self, value):
+        self.stream.mask_mode = value
+
+    @property
+    def samples_in(self):
+        """Samples pushed since the last reset."""
+        return self.stream.samples_in
 
     def reset(self):
         self.stream.reset()
@@ -216,8 +321,9 @@ class Renderer:
         n_direct = gains.shape[0] - 1 if self._complement else gains.shape[0]
 
         def kernel(spec, masks, ola):
-            return masked_overlap_add(spec, masks, gains[:n_direct], self._model_bins, binary,
-                                      ola, g.n_fft, g.hop, g.synthesis_window)
+            return masked_overlap_add(spec, masks, gains[:n_direct], self._model_bins,
+                                      self._high_stem, binary, ola, g.n_fft, g.hop,
+                                      g.synthesis_window)
 
         # Channels in parallel threads for large calls (dsp/threads.py); the
         # overlap-add state is updated in place through the views.
@@ -251,15 +357,24 @@ class ResampledRenderer:
                  complement=False):
         from pedalboard.io import StreamResampler
 
-        self.inner = Renderer(model, num_channels, n_outputs, mask_mode, complement=complement)
+        self.inner = make_renderer(model, num_channels, n_outputs, mask_mode,
+                                   complement=complement)
         self.sample_rate = sample_rate
-        self.model_rate = model.manifest.sample_rate
+        self.model_rate = model.sample_rate
         self.num_channels = num_channels
         self.n_outputs = n_outputs
         self._down = StreamResampler(sample_rate, self.model_rate, num_channels)
         self._up = [StreamResampler(self.model_rate, sample_rate, num_channels)
                     for _ in range(n_outputs)]
         self.reset()
+
+    @property
+    def mask_mode(self):
+        return self.inner.mask_mode
+
+    @mask_mode.setter
+    def mask_mode(self, value):
+        self.inner.mask_mode = value
 
     @property
     def latency_samples(self):
@@ -303,3 +418,112 @@ class ResampledRenderer:
         out = np.stack(outs).astype(np.float32, copy=False)
         self.samples_out += out.shape[2]
         return out
+
+
+class CascadeRenderer:
+    """A :class:`~stemboard.models.CascadeModel` rendered by two :class:`Renderer` in series.
+
+    The first renders each of its stems alone; its split stem feeds the second,
+    which renders each kept stem alone.  Both use one-hot gains, so each saves
+    one masked inverse STFT (``complement``), and the outputs' gains are applied
+    to the stems' waveforms afterwards: the inverse STFT is linear, so that is
+    the same as gain-weighting the masks.  The first's stems wait in a queue
+    until the second has caught up, so every output stays aligned with the
+    input, and the latency is the sum of both.  Streaming equals offline
+    because each stage does.
+    """
+
+    def __init__(self, model, num_channels, n_outputs, mask_mode="soft"):
+        self.model = model
+        self.num_channels = num_channels
+        self.n_outputs = n_outputs
+        n1, n2 = len(model.first.stems), len(model.second.stems)
+        self.first = Renderer(model.first, num_channels, n1, mask_mode, complement=True)
+        self.second = Renderer(model.second, num_channels, len(model.keep_index), mask_mode,
+                               complement=True, keep=model.keep_index)
+        self._g1 = np.eye(n1, dtype=np.float32)
+        # Left-out stems have no mask, so their gains do not matter; spreading them
+        # over the outputs keeps every stem's gains summing to one (complement).
+        g2 = np.full((len(model.keep_index), n2), 1.0 / len(model.keep_index), np.float32)
+        for o, k in enumerate(model.keep_index):
+            g2[o] = 0.0
+            g2[o, k] = 1.0
+        for k in range(n2):
+            if k not in model.keep_index:
+                g2[:, k] = 1.0 / len(model.keep_index)
+        self._g2 = g2
+        stems = list(model.stems)
+        self._direct = [(i, stems.index(s)) for i, s in enumerate(model.first.stems)
+                        if i != model.split_index]
+        self._split = [stems.index(model.second.stems[k]) for k in model.keep_index]
+        self.reset()
+
+    @property
+    def latency_samples(self):
+        return self.first.latency_samples + self.second.latency_samples
+
+    @property
+    def mask_mode(self):
+        return self.first.mask_mode
+
+    @mask_mode.setter
+    def mask_mode(self, value):
+        self.first.mask_mode = value
+        self.second.mask_mode = value
+
+    @property
+    def samples_in(self):
+        return self.first.samples_in
+
+    def reset(self):
+        self.first.reset()
+        self.second.reset()
+        self._queue = np.zeros((len(self._direct), self.num_channels, 0), np.float32)
+
+    def _check_gains(self, gains):
+        shape = (self.n_outputs, len(self.model.stems))
+        if np.shape(gains) != shape:
+            raise ValueError(f"gains must have shape {shape}, got {np.shape(gains)}")
+        return np.asarray(gains, np.float32)
+
+    def _mix(self, y1, y2, gains):
+        """Queue the first's direct stems, take as many samples as the second gave,
+        and weight both stages' stems into the outputs."""
+        direct = [i for i, _ in self._direct]
+        self._queue = np.concatenate([self._queue, y1[direct]], axis=2)
+        n = y2.shape[2]
+        d, self._queue = self._queue[:, :, :n], self._queue[:, :, n:]
+        out = np.zeros((self.n_outputs, self.num_channels, n), np.float32)
+        for o in range(self.n_outputs):
+            for row, (_, c) in enumerate(self._direct):
+                if gains[o, c] != 0.0:
+                    out[o] += gains[o, c] * d[row]
+            for row, c in enumerate(self._split):
+                if gains[o, c] != 0.0:
+                    out[o] += gains[o, c] * y2[row]
+        return out
+
+    def push(self, block, gains):
+        """Feed (channels, n); ``gains`` is (n_outputs, stems). Returns (n_outputs, channels, m)."""
+        gains = self._check_gains(gains)
+        y1 = self.first.push(block, self._g1)
+        y2 = self.second.push(y1[self.model.split_index], self._g2)
+        return self._mix(y1, y2, gains)
+
+    def flush(self, gains):
+        """Return the buffered tail, (n_outputs, channels, m), and reset."""
+        gains = self._check_gains(gains)
+        y1 = self.first.flush(self._g1)
+        y2 = np.concatenate([self.second.push(y1[self.model.split_index], self._g2),
+                             self.second.flush(self._g2)], axis=2)
+        out = self._mix(y1, y2, gains)
+        self.reset()
+        return out
+
+
+def make_renderer(model, num_channels, n_outputs, mask_mode="soft", *, complement=False):
+    """The renderer for ``model`` at its own rate: a :class:`CascadeRenderer` for a
+    cascade, else a :class:`Renderer`."""
+    if isinstance(model, CascadeModel):
+        return CascadeRenderer(model, num_channels, n_outputs, mask_mode)
+    return Renderer(model, num_channels, n_outputs, mask_mode, complement=complement)

@@ -3,10 +3,10 @@ import math
 
 import numpy as np
 
-from ..models.runtime import MaskModel
+from ..models.runtime import load_model
 from .base import MIN_OFFLINE_BLOCK, ChannelLayout, Processor
 from .stem_controls import StemGainControls
-from .engine import Renderer, ResampledRenderer
+from .engine import ResampledRenderer, make_renderer
 
 
 
@@ -24,9 +24,10 @@ class StemSeparator(StemGainControls, Processor):
 
     Parameters
     ----------
-    model : str, Path or MaskModel, optional
-        A bundled model name (``"offline"``, the default, or ``"live"``), an
-        ``.onnx`` path with its ``.json`` manifest beside it, or a loaded model.
+    model : str, Path, MaskModel or CascadeModel, optional
+        A bundled model name (``"hq"``, ``"hq-vocals"``, ``"offline"``,
+        ``"live"``; see ``stemboard models``), an ``.onnx`` path with its
+        ``.json`` manifest beside it, a cascade manifest, or a loaded model.
     gains_db : dict, optional
         Gain per stem in dB; ``-inf`` mutes. Stems not named stay at 0 dB.
     mix : float
@@ -51,10 +52,7 @@ class StemSeparator(StemGainControls, Processor):
     def __init__(self, model=None, *, gains_db=None, mix=1.0, mask_mode="soft",
                  num_threads=None, providers=None):
         super().__init__()
-        if isinstance(model, MaskModel):
-            self.model = model
-        else:
-            self.model = MaskModel(model, num_threads=num_threads, providers=providers)
+        self.model = load_model(model, num_threads=num_threads, providers=providers)
         self._gains_db = {s: 0.0 for s in self.stems}
         self.mix = mix
         self.mask_mode = mask_mode
@@ -97,7 +95,7 @@ class StemSeparator(StemGainControls, Processor):
         self._mask_mode = value
         for r in (getattr(self, "_mix_renderer", None), getattr(self, "_stem_renderer", None)):
             if r is not None:
-                _mask_stream(r).mask_mode = value
+                r.mask_mode = value
 
     def gain_vector(self):
         """Linear gain per stem with dry/wet folded in, shape (stems,).
@@ -114,7 +112,7 @@ class StemSeparator(StemGainControls, Processor):
         r = self._mix_renderer or self._stem_renderer
         if r is not None:
             return r.latency_samples
-        return self.model.manifest.latency_samples
+        return self.model.latency_samples
 
     # -- processing ---------------------------------------------------------------
     def _renderer(self, current, x, sample_rate, n_outputs, reset, complement=False):
@@ -129,7 +127,8 @@ class StemSeparator(StemGainControls, Processor):
                 f"channel count changed from {current.num_channels} to {n_ch} in the middle "
                 "of a stream; call reset() or flush() first")
         if sample_rate == self.sample_rate:
-            return Renderer(self.model, n_ch, n_outputs, self._mask_mode, complement=complement)
+            return make_renderer(self.model, n_ch, n_outputs, self._mask_mode,
+                                 complement=complement)
         return ResampledRenderer(self.model, n_ch, n_outputs, sample_rate, self._mask_mode,
                                  complement=complement)
 
@@ -220,17 +219,9 @@ class StemSeparator(StemGainControls, Processor):
 
     def __repr__(self):
         gains = ", ".join(f"{s}={g:+.1f}dB" for s, g in self._gains_db.items())
-        return (f"StemSeparator(model={self.model.manifest.name or self.model.path.name!r}, "
+        return (f"StemSeparator(model={self.model.name!r}, "
                 f"{gains}, mix={self._mix}, mask_mode={self._mask_mode!r})")
 
 
-def _mask_stream(renderer):
-    inner = getattr(renderer, "inner", renderer)
-    return inner.stream
-
-
 def _samples_in(renderer):
-    if renderer is None:
-        return 0
-    inner = getattr(renderer, "inner", renderer)
-    return inner.stream.samples_in
+    return 0 if renderer is None else renderer.samples_in

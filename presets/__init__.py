@@ -143,8 +143,10 @@ class Preset:
         """``model`` if given, else the preset's, with paths relative to the preset file."""
         if model is not None:
             return model
+        from ..models.runtime import bundled_models
+
         m = self.model
-        if m in (None, "offline", "live") or self.path is None:
+        if m is None or m in bundled_models() or self.path is None:
             return m
         p = Path(m).expanduser()
         return str(p if p.is_absolute() else Path(self.path).parent / p)

@@ -3,14 +3,14 @@
 Quick start::
 
     from stemboard import StemSeparator
-    sep = StemSeparator()                      # bundled offline model
+    sep = StemSeparator()                      # bundled default model ("hq")
     stems = sep.separate(audio, 44100)         # dict of stem -> array
     sep.mute("vocals"); karaoke = sep(audio, 44100)
 """
 from functools import lru_cache
 
 from .dsp import StftGrid, istft, stft
-from .models import MaskModel, ModelError
+from .models import CascadeModel, MaskModel, ModelError, load_model
 from .plugin import ABSwitch, Chain, Processor, StemSeparator, StemSplit
 from .plugin.midi import LiveMidi, MidiController, MidiMap
 from .presets import Preset, apply_preset, list_presets, load_preset, save_preset
@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 @lru_cache(maxsize=4)
 def _loaded_model(model):
-    return MaskModel(model)
+    return load_model(model)
 
 
 def separate(audio, sample_rate, *, model=None, stems=None):
@@ -32,7 +32,7 @@ def separate(audio, sample_rate, *, model=None, stems=None):
     audio : ndarray, shape (samples,), (channels, samples) or (samples, channels)
     sample_rate : float
     model : str or Path, optional
-        Bundled model name or ONNX path; loaded once and cached.
+        Bundled model name, ONNX path or cascade manifest; loaded once and cached.
     stems : list of str, optional
 
     Returns
@@ -44,6 +44,7 @@ def separate(audio, sample_rate, *, model=None, stems=None):
 
 
 __all__ = ["StemSeparator", "Chain", "StemSplit", "ABSwitch", "Processor", "MaskModel",
+           "CascadeModel", "load_model",
            "ModelError", "StftGrid", "stft", "istft", "separate", "Preset", "load_preset",
            "list_presets", "save_preset", "apply_preset", "render", "render_stems",
            "render_folder", "MidiMap", "MidiController", "LiveMidi", "__version__"]

@@ -102,21 +102,21 @@ def cmd_remix(args):
 
 
 def cmd_models(args):
-    from .models import MaskModel, bundled_models
+    from .models import DEFAULT_MODEL, bundled_models, model_info
 
     for name, path in bundled_models().items():
-        m = MaskModel(path).manifest
-        latency = m.latency_samples / m.sample_rate * 1000
-        stereo = "mid/side" if m.stereo_mode == "mid_side" else "left/right"
-        print(f"{name:10s} stems={','.join(m.stems)}  latency={latency:.1f} ms  "
-              f"stereo={stereo}  {m.description}")
+        m = model_info(path)
+        latency = m["latency_samples"] / m["sample_rate"] * 1000
+        default = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name:10s} stems={','.join(m['stems'])}  latency={latency:.1f} ms  "
+              f"stereo={m['stereo']}  {m['description']}{default}")
     return 0
 
 
 def _common(p):
     p.add_argument("--model", default=None,
-                   help="bundled model name (offline, live) or path to an .onnx model "
-                        "(default: offline)")
+                   help="bundled model name (hq, hq-vocals, offline, live; see `stemboard "
+                        "models`) or path to an .onnx model or cascade .json (default: hq)")
     p.add_argument("--threads", type=int, default=None,
                    help="onnxruntime threads (default: all cores)")
     p.add_argument("--mask-mode", choices=("soft", "binary"), default="soft")

@@ -18,7 +18,8 @@ def _error(msg):
 
 def _options(p):
     p.add_argument("--model", default=None,
-                   help="model name (offline, live) or .onnx path; overrides the preset's")
+                   help="model name (hq, hq-vocals, offline, live) or .onnx path; overrides "
+                        "the preset's")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
     p.add_argument("--block-size", type=int, default=audio.DEFAULT_BLOCK,
                    help="samples per block read from disk (memory use, not results)")

@@ -119,3 +119,96 @@ def band_split_model(path, *, model_bins=513, context=3, lookahead=2, stems=STEM
     manifest.update(manifest_overrides or {})
     path.with_suffix(".json").write_text(json.dumps(manifest))
     return path
+
+
+def segment_model(path, *, segment=64, overlap=8, context=True, model_bins=257,
+                  n_fft=1024, hop=256, sample_rate=44100, high_band_rule="to_stem"):
+    """A ``"stereo_joint"``, segmented 2-stem fixture (vocals / accompaniment).
+
+    Per bin, the logits are ``w1 * log(1 + x) + w2 * log(1 + partner) + bias``,
+    where ``partner`` is the other channel of the item's stereo pair; with
+    ``context=True`` the segment's mean of ``log(1 + x)`` per bin is added (times
+    ``w3``), so the masks depend on where segments start.  With
+    ``context=False`` the graph is frame-wise, so segmented output must equal a
+    whole-file masking exactly (:func:`segment_reference_masks`).
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = _segment_weights(model_bins)
+    init = [helper.make_tensor(k, TensorProto.FLOAT, (1, 2, model_bins, 1), v.ravel())
+            for k, v in w.items()]
+    init += [helper.make_tensor("one", TensorProto.FLOAT, (), [1.0]),
+             helper.make_tensor("ax1", TensorProto.INT64, (1,), [1]),
+             helper.make_tensor("pairs", TensorProto.INT64, (4,), [-1, 2, model_bins, 0]),
+             helper.make_tensor("tile", TensorProto.INT64, (4,), [1, 2, 1, 1])]
+    nodes = [
+        helper.make_node("Add", ["magnitude", "one"], ["x1"]),
+        helper.make_node("Log", ["x1"], ["lx"]),
+        helper.make_node("Unsqueeze", ["lx", "ax1"], ["lx4"]),              # (B, 1, F, T)
+        helper.make_node("Reshape", ["lx4", "pairs"], ["lp"]),              # (B/2, 2, F, T)
+        helper.make_node("ReduceSum", ["lp", "ax1"], ["ls"], keepdims=1),   # (B/2, 1, F, T)
+        helper.make_node("Tile", ["ls", "tile"], ["lt"]),                   # (B/2, 2, F, T)
+        helper.make_node("Shape", ["lx4"], ["shape4"]),
+        helper.make_node("Reshape", ["lt", "shape4"], ["sum4"]),            # (B, 1, F, T)
+        helper.make_node("Sub", ["sum4", "lx4"], ["partner"]),
+        helper.make_node("Mul", ["lx4", "w1"], ["a"]),
+        helper.make_node("Mul", ["partner", "w2"], ["b"]),
+        helper.make_node("Add", ["a", "b"], ["ab"]),
+        helper.make_node("Add", ["ab", "bias"], ["logits0"]),
+    ]
+    if context:
+        nodes += [helper.make_node("ReduceMean", ["lx4"], ["mean"], axes=[3], keepdims=1),
+                  helper.make_node("Mul", ["mean", "w3"], ["c"]),
+                  helper.make_node("Add", ["logits0", "c"], ["logits"])]
+    else:
+        nodes += [helper.make_node("Identity", ["logits0"], ["logits"])]
+    nodes += [helper.make_node("Softmax", ["logits"], ["masks"], axis=1)]
+    graph = helper.make_graph(
+        nodes, "segment_fixture",
+        [helper.make_tensor_value_info("magnitude", TensorProto.FLOAT,
+                                       ["batch", model_bins, "time"])],
+        [helper.make_tensor_value_info("masks", TensorProto.FLOAT,
+                                       ["batch", 2, model_bins, "time"])],
+        initializer=init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    manifest = {
+        "format": "stemboard-mask-model", "version": 4, "name": "segment-fixture",
+        "description": "Test fixture: a segmented stereo-joint graph, not a separation model.",
+        "sample_rate": sample_rate, "n_fft": n_fft, "hop": hop, "model_bins": model_bins,
+        "stems": ["vocals", "accompaniment"],
+        "context_frames": segment - 1, "lookahead_frames": segment - 1,
+        "input_normalization": {"type": "none"}, "mask_type": "soft",
+        "high_band_rule": high_band_rule, "input_layout": "stereo_joint",
+        "segment_frames": segment, "segment_overlap": overlap, "demo_only": True,
+    }
+    if high_band_rule == "to_stem":
+        manifest["high_band_stem"] = "accompaniment"
+    path.with_suffix(".json").write_text(json.dumps(manifest))
+    return path
+
+
+def _segment_weights(model_bins):
+    rng = np.random.default_rng(1)
+    f = np.linspace(-1.0, 1.0, model_bins)
+    return {"w1": rng.uniform(-1.5, 1.5, (1, 2, model_bins, 1)).astype(np.float32),
+            "w2": rng.uniform(-1.0, 1.0, (1, 2, model_bins, 1)).astype(np.float32),
+            "w3": rng.uniform(-1.0, 1.0, (1, 2, model_bins, 1)).astype(np.float32),
+            "bias": np.stack([2 * f, -2 * f])[None, :, :, None].astype(np.float32)}
+
+
+def segment_reference_masks(mag, model_bins):
+    """The frame-wise (``context=False``) fixture's masks in numpy.
+
+    ``mag`` (channels, model_bins, frames) of one stream -> (channels, 2, bins, frames).
+    """
+    w = _segment_weights(model_bins)
+    lx = np.log1p(mag.astype(np.float64))
+    partner = lx[::-1] if lx.shape[0] == 2 else lx     # mono: a pair of itself
+    logits = (w["w1"][0][None] * lx[:, None] + w["w2"][0][None] * partner[:, None]
+              + w["bias"][0][None])
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)

@@ -100,7 +100,7 @@ def test_masked_overlap_add_matches_reference(binary):
     raw[1, 1, 7, 2] = np.nan    # a broken model value counts as zero
     gains = np.array([[1, 0, 0], [0.5, 2.0, 0.0]], np.float32)
     ola = np.zeros((2, 2, GRID.n_fft), np.float32)
-    out = kernels.masked_overlap_add(spec, raw, gains, mb, binary, ola, GRID.n_fft, GRID.hop,
+    out = kernels.masked_overlap_add(spec, raw, gains, mb, -1, binary, ola, GRID.n_fft, GRID.hop,
                                      GRID.synthesis_window)
     masks = normalize_masks(np.nan_to_num(raw), "binary" if binary else "soft")
     full = np.concatenate([masks, np.repeat(masks[:, :, -1:], GRID.n_bins - mb, axis=2)], axis=2)
@@ -132,7 +132,7 @@ def test_kernels_split_over_threads_give_identical_output(monkeypatch, channels)
     ola_many = np.zeros_like(ola_one)
 
     def kernel(spec, masks, ola):
-        return kernels.masked_overlap_add(spec, masks, gains, 513, False, ola, g.n_fft, g.hop,
+        return kernels.masked_overlap_add(spec, masks, gains, 513, -1, False, ola, g.n_fft, g.hop,
                                           g.synthesis_window)
 
     for part in (slice(0, 80), slice(80, n)):   # two calls: the state must carry over

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import SR, dbfs, music_like, stream
 from onnx_fixtures import band_split_model
+from stemboard.models.manifest import MANIFEST_VERSION
 from stemboard.models import Manifest, MaskModel, ModelError, pair_features
 from stemboard.plugin import StemSeparator
 
@@ -105,4 +106,4 @@ def test_manifest_version_says_paired():
     assert Manifest.from_dict(d).input_layout == "stereo_pair"
     assert "input_layout" not in Manifest(**{**m.__dict__, "input_layout": "channel"}).to_dict()
     with pytest.raises(ModelError, match="newer"):
-        Manifest.from_dict({**d, "version": 4})
+        Manifest.from_dict({**d, "version": MANIFEST_VERSION + 1})
