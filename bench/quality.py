@@ -196,8 +196,11 @@ def score(stems, est):
 # -- scoring ---------------------------------------------------------------------
 # The direct BSSEval v4 SDR (see its docstring) lives with the training package's
 # evaluation, which the pipeline scores with; it needs only numpy.
+from stemboard.dsp import StftGrid  # noqa: E402
 from stemboard.models.train.evaluate import (museval_sdr_windows, sdr_windows,  # noqa: E402
-                                             windows_differ)
+                                             vad_frames, windows_differ)
+
+VAD_GRID = StftGrid(2048, 512)   # the model card's vocal-activity frames
 
 
 def main(argv=None):
@@ -217,6 +220,8 @@ def main(argv=None):
                          "largest difference (default 1; 0 to skip)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--json", help="write results to this JSON file")
+    ap.add_argument("--record", action="store_true",
+                    help="write the bundled hq models' scores into their manifests")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -249,6 +254,7 @@ def main(argv=None):
     methods["mixture (floor)"] = mixture
 
     per_track = {m: [] for m in methods}
+    vad = {m: ([], []) for m in methods}
     check = []
     t0 = time.time()
     for ti, (name, stems) in enumerate(tracks):
@@ -256,6 +262,10 @@ def main(argv=None):
         for m, fn in methods.items():
             est = fn(mix, stems)
             windows = score(stems, est)
+            voc = est["vocals"] if isinstance(est, dict) else est[0]
+            truth, pred = vad_frames(stems[0], voc, mix, VAD_GRID)
+            vad[m][0].append(truth)
+            vad[m][1].append(pred)
             per_track[m].append([float(np.nanmedian(windows[c])) if c in windows else np.nan
                                  for c in COLUMNS])
             if ti < args.check_museval and all(s in windows for s in STEMS):
@@ -274,6 +284,8 @@ def main(argv=None):
         summary[m] = {c: float(v) for c, v in zip(COLUMNS, med)}
         four = med[:len(STEMS)]
         summary[m]["avg"] = float(np.mean(four)) if np.all(np.isfinite(four)) else float("nan")
+        truth, pred = np.concatenate(vad[m][0]), np.concatenate(vad[m][1])
+        summary[m]["vad_accuracy"] = float(np.mean(truth == pred))
     res = {"tracks": [n for n, _ in tracks], "stems": STEMS, "columns": COLUMNS,
            "models": info,
            "summary": summary, "per_track": per_track, "seconds": args.seconds,
@@ -283,15 +295,48 @@ def main(argv=None):
            "note": "classical 'other' is the residual mixture - (vocals + drums + bass)"}
     print(f"\n## MUSDB18-7 valid ({len(tracks)} excerpts): SDR (dB), museval v4, "
           "median over 1 s windows, then over tracks\n")
-    print(table(["method"] + STEMS + ["avg (4 stems)", ACC],
-                [[m] + [s[k] for k in STEMS] + [s["avg"], s[ACC]] for m, s in summary.items()],
-                floatfmt=".2f"))
+    print(table(["method"] + STEMS + ["avg (4 stems)", ACC, "vocal activity acc."],
+                [[m] + [s[k] for k in STEMS] + [s["avg"], s[ACC], s["vad_accuracy"]]
+                 for m, s in summary.items()], floatfmt=".3f"))
+    print("\nVocal activity: a 2048/512 frame is vocal when the vocals hold >= 10 % of the "
+          "mixture's energy there; accuracy of that call made on each method's vocals")
     if check:
         print(f"\nmuseval.evaluate cross-check on {res['museval_check']['tracks']} track(s), "
               f"every method: largest SDR difference {max(check):.2e} dB")
     print()
     save_json(args.json, res)
+    if args.record:
+        record(res, summary)
     return res
+
+
+def record(res, summary):
+    """Write each bundled hq model's scores into its manifest's ``metrics`` (the model
+    card reads them from there); the file is replaced atomically."""
+    import json
+
+    from stemboard.models import bundled_models
+
+    bundled = bundled_models()
+    for label in res["models"]:
+        if not label.startswith("hq") or label not in bundled:
+            continue
+        path = bundled[label]
+        path = path if path.suffix == ".json" else path.with_suffix(".json")
+        d = json.loads(path.read_text())
+        row = summary[f"stemboard {label}"]
+        d["metrics"] = {k: round(v, 3) for k, v in row.items() if v == v}
+        d["metrics"]["eval"] = ("museval BSSEval v4 SDR (dB), 1 s windows, median over "
+                                "windows then over the 14 MUSDB18-7 valid excerpts "
+                                "(bench/quality.py)")
+        ref = summary.get("Spleeter 2-stem reference (torch)")
+        if ref and label == "hq-vocals":
+            d["metrics"]["spleeter_reference"] = {k: round(ref[k], 3)
+                                                  for k in ("vocals", "accompaniment")}
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(d, indent=2) + "\n")
+        tmp.replace(path)
+        print(f"[bench] recorded {label}'s scores in {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Load and run ONNX mask models with onnxruntime."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,22 @@ def model_info(name_or_path=None) -> dict:
             "description": m.description, "path": path}
 
 
+def _check_hash(path, manifest):
+    """A manifest that records its graph's sha256 (converted third-party weights) must
+    match the file: a damaged download or an edited graph is refused by name."""
+    want = manifest.extra.get("source", {}).get("onnx_sha256") if isinstance(
+        manifest.extra.get("source"), dict) else None
+    if not want:
+        return
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != want:
+        raise ModelError(f"{path}: sha256 {h.hexdigest()} does not match the manifest's "
+                         f"{want} (corrupt or modified weights)")
+
+
 class MaskModel:
     """An ONNX mask model plus its manifest.
 
@@ -136,6 +153,7 @@ class MaskModel:
 
         self.path = resolve_model_path(path)
         self.manifest = Manifest.load(self.path.with_suffix(".json"))
+        _check_hash(self.path, self.manifest)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         # Idle ORT worker threads otherwise busy-wait after each run, taking the cores

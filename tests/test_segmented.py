@@ -188,3 +188,18 @@ def test_cascade_missing_key_is_refused(tmp_path):
     p.write_text(json.dumps(d))
     with pytest.raises(ModelError, match="missing key 'second'"):
         load_model(p)
+
+
+def test_corrupt_hq_weights_are_refused(tmp_path):
+    import shutil
+
+    from stemboard.models import resolve_model_path
+
+    src = resolve_model_path("hq-vocals")
+    dst = tmp_path / "hq-vocals.onnx"
+    data = bytearray(src.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    dst.write_bytes(bytes(data))
+    shutil.copy(src.with_suffix(".json"), dst.with_suffix(".json"))
+    with pytest.raises(ModelError, match="sha256 .* does not match"):
+        MaskModel(dst)

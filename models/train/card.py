@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from .data import STEMS
+from .card_hq import hq_section
 
 LABELS = {
     "offline": "**offline** (shipped default, 12 past + 12 future frames)",
@@ -330,6 +331,7 @@ def write_card(path, summary):
         add("")
     if ablation_rows is not None:
         _ablations(add, ablation_rows)
+    lines.extend(hq_section(Path(path).parent))
     add("## Limitations")
     add("")
     add("- Trained on ~9 minutes of audio (80 × 7 s excerpts); it is a small model and "
