@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from . import audio
+from .gains import check_gain_db
 
 EXIT_ERROR = 1
 
@@ -35,9 +36,7 @@ def _parse_gain(text):
         db = -math.inf if value in ("-inf", "mute", "off") else float(value)
     except ValueError:
         raise CliError(f"--gain {text!r}: {value!r} is not a number of dB") from None
-    if math.isnan(db) or db == math.inf:
-        raise CliError(f"--gain {text!r}: gain must be finite dB or -inf")
-    return stem.strip(), db
+    return stem.strip(), check_gain_db(db, what=f"--gain {text!r}: the gain", error=CliError)
 
 
 def _make_separator(args):
@@ -146,7 +145,7 @@ def build_parser():
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True, help="output file (.wav, .flac, ...)")
     p.add_argument("--gain", action="append", metavar="STEM=DB",
-                   help="stem gain in dB, -inf mutes; repeatable")
+                   help="stem gain in dB, -120 to +24, or -inf to mute; repeatable")
     p.add_argument("--mix", type=float, default=1.0, help="dry/wet, 0..1 (default 1)")
     p.add_argument("--bit-depth", type=int, default=None)
     _common(p)
