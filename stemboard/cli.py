@@ -1,7 +1,10 @@
 """The ``stemboard`` command line."""
 import argparse
 import math
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import audio
@@ -12,6 +15,50 @@ EXIT_ERROR = 1
 
 class CliError(Exception):
     """An error to report as one line, exiting non-zero."""
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) received while a command runs.
+
+    A ``KeyboardInterrupt``, so it unwinds exactly like Ctrl-C: every writer's
+    context removes its temporary files on the way out. Before, only SIGINT
+    did; SIGTERM (what ``kill`` and ``timeout`` send) left them behind.
+    """
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+@contextmanager
+def stop_signals_raise():
+    """While the body runs, turn the first stop signal into :class:`Stopped`.
+
+    Later signals are ignored so they cannot cut the cleanup of the first one
+    short. Signal handlers can only be set from the main thread; elsewhere the
+    body runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def handler(signum, frame):
+        if received:
+            return
+        received.append(signum)
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _parse_stems(text, available):
@@ -167,10 +214,13 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("stemboard: interrupted; no partial outputs were kept", file=sys.stderr)
-        return 130
+        with stop_signals_raise():
+            return args.func(args)
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"stemboard: stopped by {signal.Signals(signum).name}; no partial outputs were "
+              "kept", file=sys.stderr)
+        return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     except (CliError, ValueError, TypeError, OSError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"stemboard: error: {msg}", file=sys.stderr)

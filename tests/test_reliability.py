@@ -6,18 +6,26 @@ concurrency. See docs/reliability.md.
 """
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import mido
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from pedalboard import Gain
+from pedalboard.io import AudioFile
 from hypothesis import strategies as st
 
 from conftest import SR, dbfs, music_like, noise
+from stemboard import audio
 from stemboard.cli import main
 from stemboard.gains import MAX_GAIN_DB, MIN_GAIN_DB
-from stemboard.plugin import StemSeparator
+from stemboard.plugin import Chain, StemSeparator
 from stemboard.plugin.ab import ABSwitch
 from stemboard.plugin.midi import MidiMap, MidiMapError
 from stemboard.plugin.stemsplit import StemSplit
@@ -85,8 +93,6 @@ def midi_cc_file(path, value, seconds=0.1):
 
 
 def test_cli_refuses_huge_gains(tmp_path, model_path, capsys):
-    from stemboard import audio
-
     song = tmp_path / "song.wav"
     with audio.AtomicWriter(song, SR, 2, bit_depth=16) as w:
         w.write(music_like(seconds=0.3))
@@ -416,3 +422,274 @@ def test_mute_toggles_mid_stream_stay_finite_and_bounded(shared_sep, sizes, togg
     stems = sep.separate(x, SR)
     bound = sum(np.abs(s) for s in stems.values()).max()
     assert np.abs(y).max() <= 1.01 * bound
+
+
+# -- the bad-input matrix ------------------------------------------------------------------
+def bad_inputs():
+    """(label, array, error type, message pattern): every one must be refused."""
+    x = music_like(seconds=0.05)
+    cases = []
+    for dt in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+               np.uint64):
+        cases.append((np.dtype(dt).name, (x * 100).astype(dt), TypeError, "float32 or float64"))
+    cases += [
+        ("bool", x > 0, TypeError, "float32 or float64"),
+        ("complex64", x.astype(np.complex64), TypeError, "audio is real"),
+        ("complex128", x.astype(np.complex128), TypeError, "audio is real"),
+        ("object", np.array([["a", "b"]] * 2, object), TypeError, "float32 or float64"),
+        ("scalar", np.float32(0.1), ValueError, "1-D .* or 2-D"),
+        ("3-D", np.zeros((2, 2, 100), np.float32), ValueError, "1-D .* or 2-D"),
+        ("square", np.zeros((3, 3), np.float32), ValueError, "square"),
+    ]
+    for label, value in (("nan", np.nan), ("inf", np.inf), ("-inf", -np.inf)):
+        bad = x.copy()
+        bad[1, 123] = value
+        cases.append((label, bad, ValueError, "channel 1, sample 123"))
+    overflow = x.astype(np.float64)
+    overflow[0, 7] = 1e39  # finite in float64, inf in float32
+    cases.append(("float64 overflow", overflow, ValueError, "channel 0, sample 7"))
+    return cases
+
+
+BAD = bad_inputs()
+
+
+def processors(model_path):
+    """Every kind of processor, fresh: each must survive the matrix."""
+    return {
+        "separator": StemSeparator(model_path),
+        "stemsplit": StemSplit({"drums": [Gain(-3.0)]}, model=model_path),
+        "chain": Chain([Gain(-1.0), StemSeparator(model_path)]),
+        "ab": ABSwitch(StemSeparator(model_path), [Gain(-6.0)]),
+    }
+
+
+@pytest.mark.parametrize("kind", ["separator", "stemsplit", "chain", "ab"])
+def test_bad_inputs_refused_and_stream_goes_on(model_path, kind):
+    x = music_like(seconds=0.3, seed=7)
+    ref, proc = processors(model_path)[kind], processors(model_path)[kind]
+    expected = np.concatenate([ref(x[:, :5000], SR, reset=False),
+                               ref(x[:, 5000:], SR, reset=False), ref.flush()], axis=1)
+    offline = ref(x, SR)
+    head = proc(x[:, :5000], SR, reset=False)
+    for label, bad, error, pattern in BAD:
+        with pytest.raises(error, match=pattern):
+            proc(bad, SR, reset=False)
+        if kind == "separator":
+            with pytest.raises(error, match=pattern):
+                proc.separate(bad, SR, reset=False)
+    tail = np.concatenate([proc(x[:, 5000:], SR, reset=False), proc.flush()], axis=1)
+    assert np.array_equal(np.concatenate([head, tail], axis=1), expected)
+    for label, bad, error, pattern in BAD:
+        with pytest.raises(error, match=pattern):
+            proc(bad, SR)
+    assert np.array_equal(proc(x, SR), offline)
+
+
+def odd_but_valid():
+    """(label, input, reference float32 (channels, samples) or layout note)."""
+    x = music_like(seconds=0.2, seed=8)
+    six = music_like(channels=6, seconds=0.2, seed=9)
+    readonly = x.copy()
+    readonly.setflags(write=False)
+    return [
+        ("float16", x.astype(np.float16), x.astype(np.float16).astype(np.float32)),
+        ("longdouble", x.astype(np.longdouble), x),
+        ("strided", music_like(seconds=0.4, seed=8)[:, ::2],
+         np.ascontiguousarray(music_like(seconds=0.4, seed=8)[:, ::2])),
+        ("read-only", readonly, x),
+        ("channels-last view", x.T, x),
+        ("six channels", six, six),
+        ("mono 1-D", x[0], x[:1]),
+        ("one sample", x[0, :1], x[:1, :1]),
+        ("empty", np.zeros((2, 0), np.float32), np.zeros((2, 0), np.float32)),
+        ("empty 1-D", np.zeros(0, np.float32), np.zeros((1, 0), np.float32)),
+    ]
+
+
+@pytest.mark.parametrize("label, arr, ref", odd_but_valid(),
+                         ids=[case[0] for case in odd_but_valid()])
+def test_odd_but_valid_inputs_null(sep, label, arr, ref):
+    y = sep(arr, SR)
+    assert y.shape == np.shape(arr) and y.dtype == np.float32
+    internal = y.T if label == "channels-last view" else y.reshape(ref.shape)
+    assert dbfs(internal - ref) <= -80
+    stems = sep.separate(arr, SR)
+    assert all(s.shape == np.shape(arr) for s in stems.values())
+    if np.size(arr):
+        assert dbfs(sum(stems.values()) - np.asarray(arr, np.float32)) <= -80
+
+
+# -- the CLI under faults, in subprocesses ------------------------------------------------
+def stemboard_cmd(*args):
+    return [sys.executable, "-m", "stemboard", *map(str, args)]
+
+
+def write_wav(path, x, sr, bit_depth=16):
+    with AudioFile(str(path), "w", sr, x.shape[0], bit_depth=bit_depth) as f:
+        f.write(x)
+    return path
+
+
+@pytest.fixture(scope="module")
+def long_song(tmp_path_factory):
+    """20 s at 96 kHz: about 7 s to separate here (resampling both ways), so a
+    signal sent once output is being written lands midway."""
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    return write_wav(path, music_like(seconds=20.0, sr=96000, seed=11), 96000)
+
+
+@pytest.fixture(scope="module")
+def short_song(tmp_path_factory):
+    path = tmp_path_factory.mktemp("short") / "short.wav"
+    return write_wav(path, music_like(seconds=0.5, seed=12), SR)
+
+
+def wait_until(condition, proc, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"stemboard exited ({proc.returncode}) before the signal: "
+                        f"{proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("stemboard wrote no audio in time")
+        time.sleep(0.02)
+
+
+def partials(folder):
+    return sorted(p for p in folder.iterdir() if ".partial-" in p.name) if folder.exists() else []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                         ids=lambda s: s.name)
+def test_cli_stopped_midway_keeps_nothing(long_song, short_song, model_path, tmp_path, sig):
+    out = tmp_path / "stems"
+    proc = subprocess.Popen(stemboard_cmd("separate", long_song, "-o", out, "--model",
+                                          model_path, "--threads", 1, "-q"),
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    # Midway: every stem's temporary file holds some audio already.
+    wait_until(lambda: len(partials(out)) == 4
+               and all(p.stat().st_size > 100_000 for p in partials(out)), proc)
+    proc.send_signal(sig)
+    rc = proc.wait(60)
+    err = proc.stderr.read()
+    names = sorted(p.name for p in out.iterdir())
+    assert not [n for n in names if not n.startswith(".")]  # nothing under a final name
+    if sig != signal.SIGKILL:
+        assert rc == 128 + sig and f"stopped by {sig.name}" in err
+        assert names == []
+        return
+    # SIGKILL: nobody could clean up, so the temporaries stay, named after the dead
+    # process; the next run in that folder removes them.
+    assert rc == -signal.SIGKILL and len(names) == 4
+    assert all(f".partial-{proc.pid}-" in n for n in names)
+    r = subprocess.run(stemboard_cmd("separate", short_song, "-o", out, "--model", model_path,
+                                     "-q"), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["bass.wav", "drums.wav", "other.wav",
+                                                     "vocals.wav"]
+
+
+def test_cli_name_collision_writes_nothing(short_song, model_path, tmp_path):
+    out = tmp_path / "stems"
+    (out / "other.wav").mkdir(parents=True)
+    r = subprocess.run(stemboard_cmd("separate", short_song, "-o", out, "--model", model_path,
+                                     "-q"), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "other.wav: a folder has this output's name; nothing was written" in r.stderr
+    assert [p.name for p in out.iterdir()] == ["other.wav"]  # no stems, no temporaries
+
+
+def truncate(path, keep):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["wav", "aiff"])
+def test_cli_refuses_truncated_files(model_path, tmp_path, fmt):
+    song = truncate(write_wav(tmp_path / f"cut.{fmt}", music_like(seconds=2.0), SR), 0.25)
+    out = tmp_path / "stems"
+    r = subprocess.run(stemboard_cmd("separate", song, "-o", out, "--model", model_path, "-q"),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert f"cut.{fmt}: truncated: the header promises 88200 frames but the file holds" \
+        in r.stderr
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_cli_unwritable_targets(short_song, model_path, tmp_path):
+    # /proc refuses new files even to root, for whom permission bits do not.
+    runs = [(["remix", short_song, "-o", f"/proc/stemboard-{os.getpid()}.wav"],
+             "cannot write"),
+            (["separate", short_song, "-o", f"/proc/stemboard-{os.getpid()}"],
+             "cannot create the output folder")]
+    for args, message in runs:
+        r = subprocess.run(stemboard_cmd(*args, "--model", model_path, "-q"),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and message in r.stderr, r.stderr
+
+
+# -- publishing: all outputs or none, and the sweep -----------------------------------------
+def test_failed_publish_rolls_back(tmp_path, monkeypatch):
+    """The third rename fails: the first two are undone (a new file removed, a
+    replaced one restored) and no temporary is left."""
+    (tmp_path / "b.wav").write_bytes(b"old b")
+    writers = [audio.AtomicWriter(tmp_path / f"{n}.wav", SR, 1) for n in "abcd"]
+    real = os.replace
+    calls = []
+
+    def flaky(src, dst):
+        if ".partial-" in str(src):
+            calls.append(dst)
+            if len(calls) == 3:
+                raise OSError(28, "No space left on device", str(src))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky)
+    with pytest.raises(audio.AudioError, match=r"c.wav: cannot write .*no output was kept"):
+        with audio.WriterGroup(writers):
+            for w in writers:
+                w.write(np.zeros((1, 100), np.float32))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.wav"]
+    assert (tmp_path / "b.wav").read_bytes() == b"old b"
+
+
+def test_sweep_removes_only_dead_processes_temporaries(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    host = audio._HOST_ID
+    stale = tmp_path / f".vocals.partial-{dead}-{host}-0123abcd.wav"
+    mine = tmp_path / f".drums.partial-{os.getpid()}-{host}-0123abcd.wav"
+    other_host = tmp_path / f".bass.partial-{dead}-ffffffff-0123abcd.wav"
+    user_file = tmp_path / ".notes.partial.txt"
+    for p in (stale, mine, other_host, user_file):
+        p.write_bytes(b"x")
+    assert audio.remove_stale_temporaries(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (mine, other_host, user_file))
+
+
+def test_complete_pcm_files_are_not_called_truncated(tmp_path):
+    x = music_like(seconds=0.3)
+    for fmt, depth in (("wav", 16), ("wav", 24), ("wav", 32), ("aiff", 16), ("aiff", 24)):
+        path = write_wav(tmp_path / f"ok{depth}.{fmt}", x, SR, bit_depth=depth)
+        assert audio.pcm_frames_present(path) == x.shape[1]
+        assert audio.read_info(path)[2] == x.shape[1]
+    # A chunk after the data (e.g. LIST metadata) is not audio, and not a truncation.
+    path = tmp_path / "ok16.wav"
+    path.write_bytes(path.read_bytes() + b"LIST\x04\x00\x00\x00INFO")
+    assert audio.read_info(path)[2] == x.shape[1]
+
+
+def test_ab_failing_on_b_keeps_no_lone_a(short_song, model_path, tmp_path, capsys):
+    good, broken = tmp_path / "good.json", tmp_path / "broken.json"
+    good.write_text(json.dumps({"version": 1, "model": model_path}))
+    broken.write_text(json.dumps({"version": 1, "model": str(tmp_path / "missing.onnx")}))
+    out = tmp_path / "ab"
+    # A renders; B's model is missing, so B fails after A was written.
+    assert main(["ab", str(short_song), "--a", str(good), "--b", str(broken), "-o", str(out),
+                 "-q"]) == 1
+    assert "missing.onnx" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
