@@ -14,7 +14,7 @@ steps through every multiple of ``1 / denominator`` of that ratio. So
 :func:`round_trip_alignment` picks the smallest pad that makes the total delay
 a whole number of samples to within :data:`ALIGN_TOLERANCE`, and the caller
 trims that number. For every standard rate (8 to 384 kHz against 44.1 kHz) the
-pad is at most 3.3 ms; see docs/reliability.md for the nulls measured.
+pad is at most 3.2 ms; see docs/reliability.md for the nulls measured.
 """
 import math
 

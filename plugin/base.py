@@ -20,10 +20,10 @@ import numpy as np
 
 DEFAULT_BUFFER_SIZE = 8192
 
-# The sample rates every processor accepts, in Hz. Below 8 kHz nothing musical
-# survives, and a rate of 1 Hz made the resampler build filters for an
-# absurd ratio (a minute and 1.8 GB for one call); 384 kHz is the highest rate
-# audio interfaces and formats commonly use.
+# The sample rates every processor accepts, in Hz: from telephone audio to the
+# highest rate interfaces and formats commonly use. Unbounded, a rate of 1 Hz
+# was resampled with filters for an absurd ratio (issue 24: a minute and 1.8 GB
+# for one call).
 MIN_SAMPLE_RATE = 8000.0
 MAX_SAMPLE_RATE = 384000.0
 
