@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..gains import check_gain_db, db_to_gain
 from .base import StreamedProcessor
 from .stemsplit import LaneAligner, ScheduledValue, as_branch
 
@@ -71,7 +72,8 @@ class ABSwitch(StreamedProcessor):
         Length of the equal-power crossfade.
     selected : {"a", "b"}
     gains_db : tuple of float
-        Level trim per side, e.g. from :meth:`match_loudness`.
+        Level trim per side in dB, e.g. from :meth:`match_loudness`: -120 to
+        +24 dB or ``-inf`` (``stemboard.gains``).
 
     Notes
     -----
@@ -132,11 +134,12 @@ class ABSwitch(StreamedProcessor):
 
     @gains_db.setter
     def gains_db(self, value):
-        ga, gb = (float(v) for v in value)
-        for t, db in zip(self._trims, (ga, gb)):
-            if math.isnan(db) or db == math.inf:
-                raise ValueError(f"gains_db must be finite dB or -inf, got {value!r}")
-            self._schedule(t, 0.0 if db == -math.inf else 10 ** (db / 20))
+        if len(value) != 2:
+            raise ValueError(f"gains_db must be two dB values (a, b), got {value!r}")
+        dbs = [check_gain_db(v, what=f"gains_db[{side!r}]") for side, v in zip(SIDES, value)]
+        # Both are checked before either changes, so a bad pair leaves both trims as they were.
+        for t, db in zip(self._trims, dbs):
+            self._schedule(t, db_to_gain(db))
 
     def match_loudness(self, x, sample_rate, *, buffer_size=8192):
         """Measure both sides on ``x`` and set trims so they are equally loud.

@@ -6,12 +6,26 @@ buffer_size=8192, reset=True)``, ``__call__``, ``reset()``, ``is_effect``,
 ``is_instrument`` and a reported latency. Layout handling follows pedalboard:
 1-D is mono, for 2-D the smaller dimension is channels, and the detected layout
 is cached so later square or tiny blocks are read the same way.
+
+Every check runs before any state changes, so a rejected call leaves the
+processor exactly as it was. One processor holds one stream's state, so it
+refuses to be entered from a second thread while it is busy (see
+:meth:`Processor.process`).
 """
 import math
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 
 DEFAULT_BUFFER_SIZE = 8192
+
+# The sample rates every processor accepts, in Hz: from telephone audio to the
+# highest rate interfaces and formats commonly use. Unbounded, a rate of 1 Hz
+# was resampled with filters for an absurd ratio (issue 24: a minute and 1.8 GB
+# for one call).
+MIN_SAMPLE_RATE = 8000.0
+MAX_SAMPLE_RATE = 384000.0
 
 # Offline work is done in blocks at least this long: models re-read their
 # context at every block edge, so tiny blocks would only cost time. The result
@@ -31,12 +45,27 @@ class ChannelLayout:
         self.num_channels = None
 
     def to_internal(self, x):
-        """Validate ``x`` and return ``(channels, samples)`` float32 plus its layout tag."""
+        """Validate ``x`` and return ``(channels, samples)`` float32 plus its layout tag.
+
+        Nothing is remembered here: the caller calls :meth:`remember` once the
+        block has been accepted, so a rejected block cannot change how later
+        blocks are read.
+
+        Raises
+        ------
+        TypeError
+            For anything but a real floating-point array.
+        ValueError
+            For arrays that are not 1-D or 2-D, and square arrays whose layout
+            is not known yet.
+        """
         x = np.asarray(x)
         if not np.issubdtype(x.dtype, np.floating):
             hint = ""
             if np.issubdtype(x.dtype, np.integer):
                 hint = " (convert integer PCM first, e.g. x.astype(np.float32) / 32768)"
+            elif np.issubdtype(x.dtype, np.complexfloating):
+                hint = " (audio is real: pass x.real, or undo the transform first)"
             raise TypeError(
                 f"stemboard only processes float32 or float64 audio, got {x.dtype}{hint}")
         if x.ndim == 1:
@@ -46,10 +75,15 @@ class ChannelLayout:
                 f"audio must be 1-D (mono) or 2-D (channels x samples), got shape {x.shape}")
         rows, cols = x.shape
         channels_first = self._detect(rows, cols, x.shape)
-        self.channels_first = channels_first
-        self.num_channels = rows if channels_first else cols
         cf = x if channels_first else x.T
         return np.ascontiguousarray(cf, dtype=np.float32), ("first" if channels_first else "last")
+
+    def remember(self, tag, num_channels):
+        """Keep the layout of an accepted block (``tag`` from :meth:`to_internal`)."""
+        if tag == "mono":
+            return
+        self.channels_first = tag == "first"
+        self.num_channels = int(num_channels)
 
     def _detect(self, rows, cols, shape):
         if self.num_channels is not None:
@@ -89,12 +123,20 @@ def check_finite(x):
 
 
 def check_sample_rate(sample_rate):
+    """Return ``sample_rate`` as a float, or raise ``ValueError`` naming it.
+
+    Rates from :data:`MIN_SAMPLE_RATE` to :data:`MAX_SAMPLE_RATE` (8 to
+    384 kHz) are accepted.
+    """
     try:
         sr = float(sample_rate)
     except (TypeError, ValueError):
         raise ValueError(f"sample_rate must be a number, got {sample_rate!r}") from None
     if not math.isfinite(sr) or sr <= 0:
         raise ValueError(f"sample_rate must be a positive number, got {sample_rate!r}")
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise ValueError(f"sample_rate {sample_rate!r} Hz is outside the supported range "
+                         f"{MIN_SAMPLE_RATE:.0f} to {MAX_SAMPLE_RATE:.0f} Hz")
     return sr
 
 
@@ -119,6 +161,28 @@ class Processor:
         self._layout = ChannelLayout()
         self._last_tag = None
         self._stream_rate = None
+        # Held while a call uses the streaming state (see _exclusive).
+        self._busy = threading.Lock()
+
+    @contextmanager
+    def _exclusive(self, method):
+        """Run the body as the only user of this processor's state.
+
+        Two threads sharing one processor would interleave their blocks in one
+        stream and silently return wrong audio (or trip an internal check), so
+        a second caller gets a ``RuntimeError`` instead of waiting: waiting
+        would still mix two streams into one state.
+        """
+        if not self._busy.acquire(blocking=False):
+            name = type(self).__name__
+            raise RuntimeError(
+                f"{name}.{method}() was called while this {name} is busy in another "
+                f"thread; a processor holds one stream's state, so give each thread "
+                f"its own {name}")
+        try:
+            yield
+        finally:
+            self._busy.release()
 
     # -- public contract ----------------------------------------------------
     def process(self, input_array, sample_rate, buffer_size=DEFAULT_BUFFER_SIZE, reset=True):
@@ -141,26 +205,43 @@ class Processor:
         Returns
         -------
         ndarray, float32, in the input's layout.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For bad audio, rates or block sizes, before any state changes:
+            the processor stays usable and the stream can continue.
+        RuntimeError
+            When another thread is using this processor at the same time.
         """
-        x, tag, sr, bs = self._validate(input_array, sample_rate, buffer_size)
-        if not reset and self._stream_rate not in (None, sr):
-            raise ValueError(
-                f"sample rate changed from {self._stream_rate} to {sr} in the middle of a "
-                "stream; call reset() or flush() first")
-        y = self._process(x, sr, bs, bool(reset))
-        self._last_tag = tag
-        self._stream_rate = None if reset else sr
-        return ChannelLayout.restore(y, tag)
+        with self._exclusive("process"):
+            x, tag, sr, bs = self._validate(input_array, sample_rate, buffer_size)
+            if not reset and self._stream_rate not in (None, sr):
+                raise ValueError(
+                    f"sample rate changed from {self._stream_rate} to {sr} in the middle of "
+                    "a stream; call reset() or flush() first")
+            y = self._process(x, sr, bs, bool(reset))
+            self._accept(x, tag)
+            self._stream_rate = None if reset else sr
+            return ChannelLayout.restore(y, tag)
 
     __call__ = process
 
     def _validate(self, input_array, sample_rate, buffer_size):
-        """Checked arguments: ``(x (channels, samples) float32, layout tag, rate, block)``."""
+        """Checked arguments: ``(x (channels, samples) float32, layout tag, rate, block)``.
+
+        Changes nothing: call :meth:`_accept` once the block went through.
+        """
         sr = check_sample_rate(sample_rate)
         bs = check_buffer_size(buffer_size)
         x, tag = self._layout.to_internal(input_array)
         check_finite(x)
         return x, tag, sr, bs
+
+    def _accept(self, x, tag):
+        """Remember the layout of a block that was processed."""
+        self._layout.remember(tag, x.shape[0])
+        self._last_tag = tag
 
     def flush(self):
         """End a ``reset=False`` stream: return the buffered tail and reset.
@@ -168,15 +249,17 @@ class Processor:
         After :meth:`flush` the total output of the stream has exactly the
         total input's length, aligned with it.
         """
-        y = self._flush()
-        tag = self._last_tag or "first"
-        self._stream_rate = None
-        return ChannelLayout.restore(y, tag)
+        with self._exclusive("flush"):
+            y = self._flush()
+            tag = self._last_tag or "first"
+            self._stream_rate = None
+            return ChannelLayout.restore(y, tag)
 
     def reset(self):
         """Clear all streaming state (buffered audio is discarded)."""
-        self._reset()
-        self._stream_rate = None
+        with self._exclusive("reset"):
+            self._reset()
+            self._stream_rate = None
 
     def expect_layout(self, num_channels, *, channels_first=True):
         """Announce how the next blocks are laid out.
@@ -194,16 +277,18 @@ class Processor:
         Containers validate once at their own entrance and pass canonical
         blocks inward with this, skipping layout detection.
         """
-        self.expect_layout(x.shape[0])
-        y = self._process(x, sample_rate, buffer_size, reset)
-        self._stream_rate = None if reset else sample_rate
-        return y
+        with self._exclusive("process_channels_first"):
+            self.expect_layout(x.shape[0])
+            y = self._process(x, sample_rate, buffer_size, reset)
+            self._stream_rate = None if reset else sample_rate
+            return y
 
     def flush_channels_first(self):
         """:meth:`flush` returning (channels, samples)."""
-        y = self._flush()
-        self._stream_rate = None
-        return y
+        with self._exclusive("flush_channels_first"):
+            y = self._flush()
+            self._stream_rate = None
+            return y
 
     @property
     def reported_latency_samples(self):

@@ -350,12 +350,22 @@ class ResampledRenderer:
     """A :class:`Renderer` at the model's rate behind pedalboard stream resamplers.
 
     Every stage trims its own latency, so the output stays aligned with the
-    input; :meth:`flush` pads or cuts the (rounded) total to the input length.
+    input. pedalboard's resamplers can only trim whole samples, which left the
+    round trip up to 1.7 samples off; a few model-rate samples of silence in
+    front of the upsamplers make its delay a whole number of samples, which is
+    trimmed here too (see :mod:`stemboard.dsp.resample`). :meth:`flush` pushes
+    silence through so the tail comes out whole, and cuts it to the input's
+    length.
     """
+
+    # Input-rate samples of silence pushed past the end on flush, beyond the
+    # trim: each resampler's rounding leaves its own flush a sample or two
+    # short, and those samples came out as exact zeros at 192 kHz.
+    TAIL_MARGIN = 32
 
     def __init__(self, model, num_channels, n_outputs, sample_rate, mask_mode="soft", *,
                  complement=False):
-        from pedalboard.io import StreamResampler
+        from ..dsp.resample import ChannelsFirstResampler, round_trip_alignment
 
         self.inner = make_renderer(model, num_channels, n_outputs, mask_mode,
                                    complement=complement)
@@ -363,9 +373,11 @@ class ResampledRenderer:
         self.model_rate = model.sample_rate
         self.num_channels = num_channels
         self.n_outputs = n_outputs
-        self._down = StreamResampler(sample_rate, self.model_rate, num_channels)
-        self._up = [StreamResampler(self.model_rate, sample_rate, num_channels)
+        self._down = ChannelsFirstResampler(sample_rate, self.model_rate, num_channels)
+        self._up = [ChannelsFirstResampler(self.model_rate, sample_rate, num_channels)
                     for _ in range(n_outputs)]
+        self._pad, self._trim = round_trip_alignment(
+            sample_rate, self.model_rate, self._down.input_latency, self._up[0].input_latency)
         self.reset()
 
     @property
@@ -379,8 +391,8 @@ class ResampledRenderer:
     @property
     def latency_samples(self):
         ratio = self.sample_rate / self.model_rate
-        return int(round(self._down.input_latency
-                         + (self.inner.latency_samples + self._up[0].input_latency) * ratio))
+        model_side = self.inner.latency_samples + self._pad + self._up[0].input_latency
+        return int(round(self._down.input_latency + model_side * ratio))
 
     def reset(self):
         self.inner.reset()
@@ -389,6 +401,8 @@ class ResampledRenderer:
             r.reset()
         self.samples_in = 0
         self.samples_out = 0
+        self._to_pad = self._pad
+        self._to_trim = self._trim
 
     def push(self, block, gains):
         self.samples_in += block.shape[1]
@@ -397,7 +411,9 @@ class ResampledRenderer:
 
     def flush(self, gains):
         expected = self.samples_in - self.samples_out
-        y = self.inner.push(self._down.process(), gains)
+        silence = np.zeros((self.num_channels, self._trim + self.TAIL_MARGIN), np.float32)
+        y = self.inner.push(np.concatenate([self._down.process(silence), self._down.process()],
+                                           axis=1), gains)
         tail = self.inner.flush(gains)
         y = np.concatenate([y, tail], axis=2)
         out = self._up_all(y, flush=True)
@@ -409,6 +425,10 @@ class ResampledRenderer:
         return out
 
     def _up_all(self, y, flush):
+        if self._to_pad:
+            # (n_outputs, channels, pad + m): the aligning silence goes first, once.
+            y = np.concatenate([np.zeros(y.shape[:2] + (self._to_pad,), np.float32), y], axis=2)
+            self._to_pad = 0
         outs = []
         for r, yo in zip(self._up, y):
             o = r.process(np.ascontiguousarray(yo))
@@ -416,6 +436,9 @@ class ResampledRenderer:
                 o = np.concatenate([o, r.process()], axis=1)
             outs.append(o)
         out = np.stack(outs).astype(np.float32, copy=False)
+        trim = min(self._to_trim, out.shape[2])
+        self._to_trim -= trim
+        out = out[:, :, trim:]
         self.samples_out += out.shape[2]
         return out
 

@@ -14,7 +14,8 @@ A MIDI map (JSON)::
      ]}
 
 * ``cc`` maps value 0..127 linearly onto ``min``..``max``. For
-  ``gain:STEM`` (dB), value 0 mutes unless ``"zero_mutes": false``. For
+  ``gain:STEM`` (dB, both bounds from -120 to +24), value 0 mutes unless
+  ``"zero_mutes": false``. For
   ``ab``, values >= 64 select B and lower values A.
 * ``note`` (note_on with velocity > 0) drives the A/B switch:
   ``"action"`` is ``"toggle"`` (default), ``"a"`` or ``"b"``.
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import mido
 
+from ..gains import check_gain_db
 from ..versioning import check_version
 
 MAP_VERSION = 1
@@ -117,6 +119,8 @@ class MidiMap:
                 v = m[k]
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise MidiMapError(f"{where}: {k!r} must be a finite number of dB, got {v!r}")
+                # Every CC value maps between min and max, so checking both bounds the gains.
+                check_gain_db(v, what=f"{where}: {k!r}", error=MidiMapError)
         else:
             raise MidiMapError(f"{where}: unknown param {param!r}; use \"gain:STEM\", "
                                "\"mix\" or \"ab\"")
@@ -146,6 +150,9 @@ class MidiMap:
             data = json.loads(path.read_text(encoding="utf-8"))
         except OSError as e:
             raise MidiMapError(f"{path}: cannot read MIDI map ({e.strerror or e})") from None
+        except UnicodeDecodeError as e:
+            raise MidiMapError(f"{path}: not a UTF-8 text file (byte {e.object[e.start]:#04x} "
+                               f"at offset {e.start}); a MIDI map is a JSON file") from None
         except json.JSONDecodeError as e:
             raise MidiMapError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
         return cls.from_dict(data, source=str(path))

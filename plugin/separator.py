@@ -1,18 +1,12 @@
 """``StemSeparator``: neural stem separation as a pedalboard-style effect."""
-import math
 
 import numpy as np
 
+from ..gains import db_to_gain
 from ..models.runtime import load_model
 from .base import MIN_OFFLINE_BLOCK, ChannelLayout, Processor
 from .stem_controls import StemGainControls
 from .engine import ResampledRenderer, make_renderer
-
-
-
-def db_to_gain(db):
-    """dB to linear gain; ``-inf`` dB is silence."""
-    return 0.0 if db == -math.inf else 10.0 ** (db / 20.0)
 
 
 class StemSeparator(StemGainControls, Processor):
@@ -29,7 +23,8 @@ class StemSeparator(StemGainControls, Processor):
         ``"live"``; see ``stemboard models``), an ``.onnx`` path with its
         ``.json`` manifest beside it, a cascade manifest, or a loaded model.
     gains_db : dict, optional
-        Gain per stem in dB; ``-inf`` mutes. Stems not named stay at 0 dB.
+        Gain per stem in dB, from -120 to +24 dB, or ``-inf`` to mute (see
+        ``stemboard.gains``). Stems not named stay at 0 dB.
     mix : float
         Dry/wet balance, 0 (input only) to 1 (remix only).
     mask_mode : {"soft", "binary"}
@@ -119,13 +114,13 @@ class StemSeparator(StemGainControls, Processor):
         n_ch = x.shape[0]
         fits = (current is not None and current.num_channels == n_ch
                 and current.n_outputs == n_outputs
-                and getattr(current, "sample_rate", self.sample_rate) == sample_rate)
+                and _rate_of(current, self.sample_rate) == sample_rate)
         if fits:
             return current
         if current is not None and not reset and _samples_in(current):
-            raise ValueError(
-                f"channel count changed from {current.num_channels} to {n_ch} in the middle "
-                "of a stream; call reset() or flush() first")
+            change = _stream_change(current, n_ch, n_outputs, sample_rate, self.sample_rate)
+            raise ValueError(f"{change} in the middle of a stream; call reset() or flush() "
+                             "first")
         if sample_rate == self.sample_rate:
             return make_renderer(self.model, n_ch, n_outputs, self._mask_mode,
                                  complement=complement)
@@ -150,8 +145,12 @@ class StemSeparator(StemGainControls, Processor):
             out[:, :, pos:pos + y.shape[2]] = y
             pos += y.shape[2]
         y = renderer.flush(gains)
+        if pos + y.shape[2] != x.shape[1]:
+            # Not an assert: under python -O it would vanish and wrong audio would
+            # be returned silently.
+            raise RuntimeError(f"internal error: rendered {pos + y.shape[2]} samples for an "
+                               f"input of {x.shape[1]}")
         out[:, :, pos:pos + y.shape[2]] = y
-        assert pos + y.shape[2] == x.shape[1]
         return out
 
     def _process(self, x, sample_rate, buffer_size, reset):
@@ -194,25 +193,28 @@ class StemSeparator(StemGainControls, Processor):
             self._check_stem(s)
         if not names:
             raise ValueError("stems must name at least one stem")
-        x, tag, sr, bs = self._validate(input_array, sample_rate, buffer_size)
-        if not reset and self._stem_names not in (None, names) and _samples_in(self._stem_renderer):
-            raise ValueError("the stems requested changed in the middle of a stream")
-        self._stem_names = names
-        # The stems asked for are fixed for a stream, so their one-hot gains are too:
-        # with every stem requested the last is the input minus the others.
-        self._stem_renderer = self._renderer(self._stem_renderer, x, sr, len(names), reset,
-                                             complement=True)
-        out = self._run(self._stem_renderer, x, self._one_hot(names), bs, reset)
-        self._last_tag = tag
-        return {s: ChannelLayout.restore(y, tag) for s, y in zip(names, out)}
+        with self._exclusive("separate"):
+            x, tag, sr, bs = self._validate(input_array, sample_rate, buffer_size)
+            if (not reset and self._stem_names not in (None, names)
+                    and _samples_in(self._stem_renderer)):
+                raise ValueError("the stems requested changed in the middle of a stream")
+            # The stems asked for are fixed for a stream, so their one-hot gains are
+            # too: with every stem requested the last is the input minus the others.
+            renderer = self._renderer(self._stem_renderer, x, sr, len(names), reset,
+                                      complement=True)
+            self._stem_names, self._stem_renderer = names, renderer
+            out = self._run(renderer, x, self._one_hot(names), bs, reset)
+            self._accept(x, tag)
+            return {s: ChannelLayout.restore(y, tag) for s, y in zip(names, out)}
 
     def flush_stems(self):
         """End a ``separate(..., reset=False)`` stream; returns the tail per stem."""
-        if self._stem_renderer is None:
-            return {}
-        out = self._stem_renderer.flush(self._one_hot(self._stem_names))
-        tag = self._last_tag or "first"
-        return {s: ChannelLayout.restore(y, tag) for s, y in zip(self._stem_names, out)}
+        with self._exclusive("flush_stems"):
+            if self._stem_renderer is None:
+                return {}
+            out = self._stem_renderer.flush(self._one_hot(self._stem_names))
+            tag = self._last_tag or "first"
+            return {s: ChannelLayout.restore(y, tag) for s, y in zip(self._stem_names, out)}
 
     def _one_hot(self, names):
         return np.stack([(np.array(self.stems) == s).astype(np.float32) for s in names])
@@ -221,6 +223,21 @@ class StemSeparator(StemGainControls, Processor):
         gains = ", ".join(f"{s}={g:+.1f}dB" for s, g in self._gains_db.items())
         return (f"StemSeparator(model={self.model.name!r}, "
                 f"{gains}, mix={self._mix}, mask_mode={self._mask_mode!r})")
+
+
+def _rate_of(renderer, model_rate):
+    """The sample rate a renderer was built for (plain renderers run at the model's)."""
+    return getattr(renderer, "sample_rate", model_rate)
+
+
+def _stream_change(current, n_ch, n_outputs, sample_rate, model_rate):
+    """Say what a block changed about a running stream: its rate or its channel count."""
+    old_rate = _rate_of(current, model_rate)
+    if old_rate != sample_rate:
+        return f"sample rate changed from {old_rate:g} Hz to {sample_rate:g} Hz"
+    if current.num_channels != n_ch:
+        return f"channel count changed from {current.num_channels} to {n_ch}"
+    return f"output count changed from {current.n_outputs} to {n_outputs}"
 
 
 def _samples_in(renderer):

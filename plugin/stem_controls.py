@@ -1,6 +1,8 @@
 """Per-stem gain controls shared by every processor that remixes stems."""
 import math
 
+from ..gains import check_gain_db
+
 
 class StemGainControls:
     """``set_gain`` / ``mute`` / ``solo`` / ``unmute_all`` over ``self._gains_db``.
@@ -20,11 +22,22 @@ class StemGainControls:
             raise ValueError(f"unknown stem {stem!r}; this model has {list(self.stems)}")
 
     def set_gain(self, stem, db):
-        """Set one stem's gain in dB (``-inf`` mutes)."""
+        """Set one stem's gain in dB.
+
+        Parameters
+        ----------
+        stem : str
+        db : float
+            ``-inf`` mutes; otherwise from -120 to +24 dB
+            (``stemboard.gains``).
+
+        Raises
+        ------
+        ValueError
+            For unknown stems and gains outside that range, naming them.
+        """
         self._check_stem(stem)
-        db = float(db)
-        if math.isnan(db) or db == math.inf:
-            raise ValueError(f"gain for {stem!r} must be a finite dB value or -inf, got {db}")
+        db = check_gain_db(db, what=f"gain for {stem!r}")
         self._gains_db[stem] = db  # kept in dB so presets round-trip exactly
         self._gain_changed(stem, db)
 

@@ -5,8 +5,8 @@ A preset file looks like::
     {"version": 1, "name": "karaoke", "description": "...", "model": "offline",
      "gains_db": {"vocals": "-inf"}, "solo": [], "mix": 1.0, "mask_mode": "soft"}
 
-``gains_db`` maps stem names to dB (a number, or ``"-inf"`` to mute; JSON has
-no infinity). ``solo`` keeps only the listed stems (at 0 dB, then
+``gains_db`` maps stem names to dB (a number from -120 to +24, or ``"-inf"`` to
+mute; JSON has no infinity). ``solo`` keeps only the listed stems (at 0 dB, then
 ``gains_db`` applies on top). Every key except ``version`` is optional.
 
 Built-in presets live beside this module; user presets live in
@@ -27,6 +27,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..gains import check_gain_db
 from ..versioning import check_version
 
 BUILTIN_DIR = Path(__file__).resolve().parent
@@ -197,7 +198,7 @@ def _parse_db(value, where):
         return -math.inf
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise PresetError(f"{where} must be a finite number of dB or \"-inf\", got {value!r}")
-    return float(value)
+    return check_gain_db(value, what=where, error=PresetError)
 
 
 def _upgrade(data, source):
@@ -224,6 +225,10 @@ def _read(path):
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise PresetError(f"{path}: cannot read preset ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        # A binary or wrongly encoded file: say which file, not just the byte.
+        raise PresetError(f"{path}: not a UTF-8 text file (byte {e.object[e.start]:#04x} "
+                          f"at offset {e.start}); a preset is a JSON file") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

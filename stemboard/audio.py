@@ -2,10 +2,16 @@
 
 Everything here streams: a file is read and written one block at a time, so
 memory does not grow with its length. Outputs are written to a temporary file
-in the destination folder and renamed into place only when complete, so a
-failure never leaves a half-written file behind.
+in the destination folder, flushed to disk and renamed into place only when
+complete, so no file under a final name is ever incomplete, even after
+SIGKILL. Temporary names carry the writing process's id, so the next writer in
+a folder removes those left by processes that no longer exist.
 """
+import hashlib
 import os
+import re
+import socket
+import struct
 import sys
 import uuid
 from contextlib import ExitStack
@@ -29,7 +35,15 @@ def _read_error(path, e):
 
 
 def open_audio(path):
-    """Open ``path`` for reading with ``pedalboard.io.AudioFile``; clear errors if not."""
+    """Open ``path`` for reading with ``pedalboard.io.AudioFile``; clear errors if not.
+
+    Raises
+    ------
+    AudioError
+        For missing, unreadable and empty files, and for WAV/AIFF files whose
+        header promises more frames than the file holds (pedalboard would pad
+        them with silence).
+    """
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -42,7 +56,82 @@ def open_audio(path):
     if f.frames <= 0 or f.num_channels <= 0:
         f.close()
         raise AudioError(f"{path}: holds no audio")
+    present = pcm_frames_present(path)
+    if present is not None and present < f.frames:
+        promised = f.frames
+        f.close()
+        raise AudioError(f"{path}: truncated: the header promises {promised} frames but the "
+                         f"file holds {present}; refusing to pad it with silence")
     return f
+
+
+# -- truncated PCM files -----------------------------------------------------------------
+# pedalboard reads a WAV or AIFF whose data ends early as if the missing frames
+# were silence (a 10 s download cut at 2 s read as 2 s of audio and 8 s of
+# zeros). Their headers say where the samples start and how big a frame is, so
+# the frames really present follow from the file's size. Compressed formats
+# (FLAC, MP3, Ogg) cannot be checked this way; see docs/reliability.md.
+_AIFC_PCM = {b"NONE", b"sowt", b"twos", b"raw ", b"fl32", b"FL32", b"fl64", b"FL64",
+             b"in24", b"in32", b"42ni", b"23ni"}
+
+
+def pcm_frames_present(path):
+    """Frames a WAV or AIFF file's bytes hold, or ``None`` when that cannot be told.
+
+    ``None`` for other formats, compressed AIFF-C, RF64, and headers that
+    leave the length open (a data size of 0 or 0xFFFFFFFF, written by
+    recorders that never finished the header).
+    """
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(12)
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            return _wav_frames(fh, size)
+        if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+            return _aiff_frames(fh, size)
+    return None
+
+
+def _chunks(fh, size, endian):
+    """Yield ``(chunk id, data offset, declared size)`` of an IFF-style file from offset 12."""
+    pos = 12
+    while pos + 8 <= size:
+        fh.seek(pos)
+        cid, length = struct.unpack(endian + "4sI", fh.read(8))
+        yield cid, pos + 8, length
+        pos += 8 + length + (length & 1)  # chunks are padded to even sizes
+
+
+def _wav_frames(fh, size):
+    block_align = None
+    for cid, start, length in _chunks(fh, size, "<"):
+        if cid == b"fmt " and length >= 14:
+            fh.seek(start + 12)
+            block_align, = struct.unpack("<H", fh.read(2))
+        elif cid == b"data":
+            if not block_align or length in (0, 0xFFFFFFFF):
+                return None
+            return min(length, size - start) // block_align
+    return None
+
+
+def _aiff_frames(fh, size):
+    frame_bytes = None
+    for cid, start, length in _chunks(fh, size, ">"):
+        if cid == b"COMM" and length >= 18:
+            fh.seek(start)
+            comm = fh.read(min(length, 22))
+            channels, _, bits = struct.unpack(">hIh", comm[:8])
+            if len(comm) >= 22 and comm[18:22] not in _AIFC_PCM:
+                return None  # compressed AIFF-C: bytes do not map to frames
+            frame_bytes = channels * ((bits + 7) // 8)
+        elif cid == b"SSND":
+            if not frame_bytes:
+                return None
+            fh.seek(start)
+            offset, = struct.unpack(">I", fh.read(4))
+            return max(size - (start + 8 + offset), 0) // frame_bytes
+    return None
 
 
 def read_info(path):
@@ -82,12 +171,101 @@ def output_format(path, fmt=None):
     return fmt
 
 
+# -- temporary files ---------------------------------------------------------------------
+# Hidden, in the destination folder (so the rename is atomic), and named after
+# the writing process: ".vocals.partial-<pid>-<host>-<random>.wav". A process
+# killed with SIGKILL cannot remove its temporaries, so the next writer in the
+# folder removes the ones whose process is gone. The host id keeps a writer
+# from judging the processes of another machine sharing the folder.
+_HOST_ID = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+_TEMP_RE = re.compile(r"^\..+\.(?:partial|backup)-(?P<pid>\d+)-(?P<host>[0-9a-f]{8})"
+                      r"-[0-9a-f]{8}(?:\.\w+)?$")
+
+
+def temporary_path(path, kind, suffix):
+    """A hidden sibling of ``path`` for this process: ``kind`` is ``partial`` or ``backup``."""
+    return path.with_name(f".{path.stem}.{kind}-{os.getpid()}-{_HOST_ID}-"
+                          f"{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Remove the temporary files that dead stemboard processes left in ``folder``.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP_RE.match(entry.name)
+        if m is None or m["host"] != _HOST_ID or _process_alive(int(m["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            continue  # gone already, or not ours to remove
+        removed.append(Path(entry.path))
+    return removed
+
+
+def check_target(path):
+    """Raise ``AudioError`` unless a finished file can be renamed onto ``path``.
+
+    Checked before anything is written, so a run that cannot publish an
+    output writes none: a folder (or a device) under an output's name made
+    ``os.replace`` fail only after the audio was rendered.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise AudioError(f"{path.parent}: output folder does not exist")
+    if path.is_dir():
+        raise AudioError(f"{path}: a folder has this output's name; nothing was written")
+    if path.exists() and not path.is_file():
+        raise AudioError(f"{path}: exists and is not a regular file; nothing was written")
+    if not os.access(path.parent, os.W_OK):
+        raise AudioError(f"{path.parent}: output folder is not writable")
+
+
+def _fsync(path):
+    # On disk before the rename: after a crash the final name holds the whole
+    # file or the old one, never a torn new one.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class AtomicWriter:
     """Write an audio file block by block; it appears under its name only when complete.
 
-    Use as a context manager. On an exception inside the block, or if
-    :meth:`discard` is called, the temporary file is deleted and the
-    destination is left as it was.
+    Use as a context manager. On an exception inside the block (``KeyboardInterrupt``
+    and the CLI's SIGTERM included), or if :meth:`discard` is called, the temporary
+    file is deleted and the destination is left as it was.
 
     Parameters
     ----------
@@ -108,21 +286,21 @@ class AtomicWriter:
         self.bit_depth = bit_depth
         self.sample_rate = sample_rate
         self.num_channels = num_channels
-        # Same folder (so the rename is atomic), same extension (pedalboard picks
-        # the codec from it), hidden name so a folder listing ignores it.
-        self.tmp_path = self.path.with_name(
-            f".{self.path.stem}.partial-{uuid.uuid4().hex[:8]}.{self.format}")
+        # Same extension as the target: pedalboard picks the codec from it.
+        self.tmp_path = temporary_path(self.path, "partial", f".{self.format}")
         self._file = None
 
     def open(self):
-        if not self.path.parent.is_dir():
-            raise AudioError(f"{self.path.parent}: output folder does not exist")
+        check_target(self.path)
+        remove_stale_temporaries(self.path.parent)
         kwargs = {} if self.bit_depth is None else {"bit_depth": self.bit_depth}
         try:
             self._file = AudioFile(str(self.tmp_path), "w", self.sample_rate,
                                    self.num_channels, **kwargs)
-        except Exception as e:
+        except BaseException as e:
             self._cleanup()
+            if not isinstance(e, Exception):
+                raise
             raise AudioError(f"{self.path}: cannot write ({e})") from None
         return self
 
@@ -131,11 +309,29 @@ class AtomicWriter:
         if block.shape[1]:
             self._file.write(np.ascontiguousarray(block, np.float32))
 
-    def commit(self):
-        """Close the temporary file and rename it onto the destination."""
+    def finish(self):
+        """Close the temporary file and flush it to disk (the step before the rename)."""
         self._file.close()
         self._file = None
-        os.replace(self.tmp_path, self.path)
+        _fsync(self.tmp_path)
+
+    def commit(self):
+        """Close the temporary file and rename it onto the destination.
+
+        Raises
+        ------
+        AudioError
+            When the rename fails; the temporary file is removed.
+        """
+        try:
+            self.finish()
+            os.replace(self.tmp_path, self.path)
+        except BaseException as e:
+            self.discard()
+            if isinstance(e, OSError):
+                raise AudioError(f"{self.path}: cannot write ({e.strerror or e}); nothing "
+                                 "was written") from None
+            raise
 
     def discard(self):
         if self._file is not None:
@@ -147,10 +343,7 @@ class AtomicWriter:
         self._cleanup()
 
     def _cleanup(self):
-        try:
-            self.tmp_path.unlink()
-        except FileNotFoundError:
-            pass
+        _unlink(self.tmp_path)
 
     def __enter__(self):
         return self.open()
@@ -164,12 +357,27 @@ class AtomicWriter:
 
 
 class WriterGroup:
-    """Several :class:`AtomicWriter` that commit together or not at all."""
+    """Several :class:`AtomicWriter` that publish together or not at all.
+
+    Every target is checked before any is opened. Publishing renames the
+    finished files into place one by one; if a rename fails (or the process is
+    interrupted), the ones already published are rolled back: files this run
+    created are removed and files it replaced are restored from a hard link
+    taken just before.
+    """
 
     def __init__(self, writers):
         self.writers = list(writers)
+        seen = {}
+        for w in self.writers:
+            key = os.path.abspath(w.path)
+            if key in seen:
+                raise AudioError(f"{w.path}: two outputs would be written to this one file")
+            seen[key] = w
 
     def __enter__(self):
+        for w in self.writers:
+            check_target(w.path)
         with ExitStack() as stack:
             for w in self.writers:
                 w.open()
@@ -178,16 +386,70 @@ class WriterGroup:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            for w in self.writers:
-                w._file.close()
-                w._file = None
-            for w in self.writers:
-                os.replace(w.tmp_path, w.path)
-        else:
+        if exc_type is not None:
             for w in self.writers:
                 w.discard()
+            return False
+        try:
+            for w in self.writers:
+                w.finish()
+        except BaseException:
+            for w in self.writers:
+                w.discard()
+            raise
+        self._publish()
         return False
+
+    def _publish(self):
+        published = []  # (path, backup or None): what to undo
+        current = None
+        try:
+            for current in self.writers:
+                backup = _keep_old(current.path)
+                try:
+                    os.replace(current.tmp_path, current.path)
+                except BaseException:
+                    if backup is not None:
+                        _roll_back([(current.path, backup)])
+                    raise
+                published.append((current.path, backup))
+        except BaseException as e:
+            _roll_back(published)
+            for w in self.writers:
+                w.discard()
+            if isinstance(e, OSError):
+                raise AudioError(f"{current.path}: cannot write ({e.strerror or e}); no "
+                                 "output was kept") from None
+            raise
+        for _, backup in published:
+            if backup is not None:
+                _unlink(backup)
+
+
+def _keep_old(path):
+    """Hard-link an existing ``path`` to a hidden backup name; return it (or None)."""
+    if not path.is_file():
+        return None
+    backup = temporary_path(path, "backup", path.suffix)
+    try:
+        os.link(path, backup)
+    except OSError:
+        # No hard links here (some network and FAT file systems): the old file
+        # is moved aside instead, so its name is briefly empty.
+        os.replace(path, backup)
+    return backup
+
+
+def _roll_back(published):
+    """Undo renames: restore replaced files from their backups, remove created ones."""
+    for path, backup in reversed(published):
+        try:
+            if backup is None:
+                _unlink(path)
+            else:
+                os.replace(backup, path)
+        except OSError:
+            pass  # best effort: the next run's sweep removes a stray backup
 
 
 def progress_bar(total, desc, enabled=None):

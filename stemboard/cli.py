@@ -1,16 +1,64 @@
 """The ``stemboard`` command line."""
 import argparse
 import math
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import audio
+from .gains import check_gain_db
 
 EXIT_ERROR = 1
 
 
 class CliError(Exception):
     """An error to report as one line, exiting non-zero."""
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) received while a command runs.
+
+    A ``KeyboardInterrupt``, so it unwinds exactly like Ctrl-C: every writer's
+    context removes its temporary files on the way out. Before, only SIGINT
+    did; SIGTERM (what ``kill`` and ``timeout`` send) left them behind.
+    """
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+@contextmanager
+def stop_signals_raise():
+    """While the body runs, turn the first stop signal into :class:`Stopped`.
+
+    Later signals are ignored so they cannot cut the cleanup of the first one
+    short. Signal handlers can only be set from the main thread; elsewhere the
+    body runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def handler(signum, frame):
+        if received:
+            return
+        received.append(signum)
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _parse_stems(text, available):
@@ -35,9 +83,7 @@ def _parse_gain(text):
         db = -math.inf if value in ("-inf", "mute", "off") else float(value)
     except ValueError:
         raise CliError(f"--gain {text!r}: {value!r} is not a number of dB") from None
-    if math.isnan(db) or db == math.inf:
-        raise CliError(f"--gain {text!r}: gain must be finite dB or -inf")
-    return stem.strip(), db
+    return stem.strip(), check_gain_db(db, what=f"--gain {text!r}: the gain", error=CliError)
 
 
 def _make_separator(args):
@@ -146,7 +192,7 @@ def build_parser():
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True, help="output file (.wav, .flac, ...)")
     p.add_argument("--gain", action="append", metavar="STEM=DB",
-                   help="stem gain in dB, -inf mutes; repeatable")
+                   help="stem gain in dB, -120 to +24, or -inf to mute; repeatable")
     p.add_argument("--mix", type=float, default=1.0, help="dry/wet, 0..1 (default 1)")
     p.add_argument("--bit-depth", type=int, default=None)
     _common(p)
@@ -168,10 +214,13 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("stemboard: interrupted; no partial outputs were kept", file=sys.stderr)
-        return 130
+        with stop_signals_raise():
+            return args.func(args)
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"stemboard: stopped by {signal.Signals(signum).name}; no partial outputs were "
+              "kept", file=sys.stderr)
+        return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     except (CliError, ValueError, TypeError, OSError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"stemboard: error: {msg}", file=sys.stderr)

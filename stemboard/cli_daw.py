@@ -124,19 +124,35 @@ def file_lufs(path):
 
 
 def cmd_ab(args):
-    from pedalboard import Gain
-
-    from .plugin.ab import matching_gains
     from .presets import load_preset
-    from .render import render
 
     presets = [load_preset(args.a), load_preset(args.b)]
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(args.input).stem
-    paths = []
-    for side, preset in zip("AB", presets):
-        path = out_dir / f"{stem}.{side}-{preset.name}.{args.format}"
+    paths = [out_dir / f"{stem}.{side}-{preset.name}.{args.format}"
+             for side, preset in zip("AB", presets)]
+    for path in paths:
+        audio.check_target(path)  # both, before either is rendered
+    new = [path for path in paths if not path.exists()]
+    try:
+        _render_sides(args, presets, paths)
+    except BaseException:
+        # All or nothing: a failed B must not leave a lone A from this run.
+        for path in new:
+            path.unlink(missing_ok=True)
+        raise
+    return 0
+
+
+def _render_sides(args, presets, paths):
+    """Render both sides, measure them, and (unless --no-match) level-match them."""
+    from pedalboard import Gain
+
+    from .plugin.ab import matching_gains
+    from .render import render
+
+    for side, preset, path in zip("AB", presets, paths):
         bar, cb = _bar(args, args.input, f"{side}: {preset.name}")
         try:
             render(args.input, path, _separator_for(preset, args),
@@ -144,7 +160,6 @@ def cmd_ab(args):
         finally:
             if bar is not None:
                 bar.close()
-        paths.append(path)
     lufs = [file_lufs(p) for p in paths]
     gains = (0.0, 0.0) if args.no_match else matching_gains(*lufs)
     for side, preset, path, level, gain in zip("AB", presets, paths, lufs, gains):
@@ -154,4 +169,3 @@ def cmd_ab(args):
                    bit_depth=args.bit_depth)
         shown = "-inf" if level == -math.inf else f"{level:.1f}"
         print(f"{side} {preset.name}: {shown} LUFS, gain {gain:+.1f} dB -> {path}")
-    return 0

@@ -93,7 +93,10 @@ def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=Non
     Path
         The file written.
     """
+    from .plugin.base import check_sample_rate
+
     sr, n_ch, frames, dtype = audio.read_info(in_path)
+    check_sample_rate(sr)  # before a model is loaded or anything is written
     out_path = _output_path(out_path, format)
     if bit_depth is None:
         bit_depth = audio.default_bit_depth(dtype, audio.output_format(out_path))
@@ -128,7 +131,12 @@ def _plain(processor, blocks, sr):
 
 def render_stems(in_path, out_dir, separator=None, *, stems=None, block_size=DEFAULT_BLOCK,
                  format="wav", bit_depth=None, progress=None, model=None, name_template=None):
-    """Write one file per stem, all committed together (or none on failure).
+    """Write one file per stem, all published together (or none on failure).
+
+    Every target is checked before anything is written (a folder under a
+    stem's name is refused up front), and if publishing fails part-way the
+    files already published are removed or restored (see
+    :class:`stemboard.audio.WriterGroup`).
 
     Parameters
     ----------
@@ -149,9 +157,11 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, block_size=DEF
     -------
     dict of str to Path
     """
+    from .plugin.base import check_sample_rate
     from .plugin.separator import StemSeparator
 
     sr, n_ch, frames, dtype = audio.read_info(in_path)
+    check_sample_rate(sr)
     if isinstance(separator, (str, Path)) or hasattr(separator, "make_separator"):
         from .presets import load_preset
 
@@ -164,7 +174,11 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, block_size=DEF
     if bit_depth is None:
         bit_depth = audio.default_bit_depth(dtype, fmt)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise audio.AudioError(f"{out_dir}: cannot create the output folder "
+                               f"({e.strerror or e})") from None
     template = name_template or "{stem}"
     paths = {s: out_dir / f"{template.format(stem=s, input=Path(in_path).stem)}.{fmt}"
              for s in names}
