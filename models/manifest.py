@@ -221,7 +221,12 @@ class Manifest:
             fail(f"stems must be a non-empty list of names, got {stems!r}")
         if len(set(stems)) != len(stems):
             fail(f"stem names must be unique, got {stems!r}")
-        norm = d.get("input_normalization", {"type": "none"})
+        # Required: a graph fed raw magnitudes instead of its normalised features
+        # still runs, but separates badly without a word (issue 24, defect 7).
+        if "input_normalization" not in d:
+            fail("missing key 'input_normalization' (use {\"type\": \"none\"} for raw "
+                 "magnitudes)")
+        norm = d["input_normalization"]
         if not isinstance(norm, dict) or norm.get("type") not in NORMALIZATIONS:
             fail(f"input_normalization.type must be one of {NORMALIZATIONS}, got {norm!r}")
         for key in ("mean", "std"):
