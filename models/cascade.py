@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .manifest import ModelError
+from .manifest import ModelError, Named
 
 CASCADE_FORMAT = "stemboard-cascade"
 CASCADE_VERSION = 1
@@ -95,7 +95,7 @@ def is_cascade(path) -> bool:
         return False
 
 
-class CascadeModel:
+class CascadeModel(Named):
     """Two loaded :class:`~stemboard.models.MaskModel` in series.
 
     Parameters
@@ -154,14 +154,6 @@ class CascadeModel:
     def latency_samples(self) -> int:
         """Both models' streaming latencies added, at the model rate."""
         return self.first.manifest.latency_samples + self.second.manifest.latency_samples
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name or self.path.stem
-
-    @property
-    def description(self) -> str:
-        return self.manifest.description
 
     def __repr__(self):
         return (f"CascadeModel({str(self.path)!r}, stems={list(self.stems)}, "

@@ -20,6 +20,18 @@ class ModelError(ValueError):
     """A model file or manifest is missing, corrupt or inconsistent."""
 
 
+class Named:
+    """``name`` and ``description`` of a loaded model, from its ``manifest`` and ``path``."""
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name or self.path.stem
+
+    @property
+    def description(self) -> str:
+        return self.manifest.description
+
+
 @dataclass(frozen=True)
 class Manifest:
     """What the runtime needs to know about a mask model.

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .cascade import CascadeManifest, CascadeModel, is_cascade
-from .manifest import Manifest, ModelError
+from .manifest import Manifest, ModelError, Named
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "offline"
@@ -134,7 +134,7 @@ def _check_hash(path, manifest):
                          f"{want} (corrupt or modified weights)")
 
 
-class MaskModel:
+class MaskModel(Named):
     """An ONNX mask model plus its manifest.
 
     Parameters
@@ -191,14 +191,6 @@ class MaskModel:
     def latency_samples(self) -> int:
         """Streaming latency at the model's rate (see :class:`Manifest`)."""
         return self.manifest.latency_samples
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name or self.path.stem
-
-    @property
-    def description(self) -> str:
-        return self.manifest.description
 
     def __repr__(self):
         m = self.manifest
