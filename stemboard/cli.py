@@ -237,14 +237,12 @@ def _progress_for(args, n):
     return BatchProgress(n, enabled=False if args.quiet else None)
 
 
-def _run_fields(args, sep):
+def _run_fields(args, sep, providers):
+    """The run-wide part of the ``--json`` summary."""
     from . import __version__
 
     return {"stemboard": __version__, "command": args.command, "model": sep.model.name,
-            "stems": list(sep.stems),
-            "providers": list(sep.model.session.get_providers())
-            if hasattr(getattr(sep.model, "session", None), "get_providers")
-            else execution_providers(args.device, args.providers) or ["CPUExecutionProvider"]}
+            "stems": list(sep.stems), "providers": providers or DEVICES["cpu"]}
 
 
 def cmd_separate(args):
@@ -281,9 +279,7 @@ def cmd_separate(args):
             name_template=template, progress=progress.start(path, sr, frames, "separating"))
 
     outcomes = run_batch(inputs, job, progress=_progress_for(args, len(inputs)))
-    fields = _run_fields(args, sep)
-    fields["providers"] = providers or fields["providers"]
-    return report(outcomes, as_json=args.json, **fields)
+    return report(outcomes, as_json=args.json, **_run_fields(args, sep, providers))
 
 
 def _remix_target(args, inputs):
@@ -344,9 +340,7 @@ def cmd_remix(args):
             raise
 
     outcomes = run_batch(inputs, job, progress=_progress_for(args, len(inputs)))
-    fields = _run_fields(args, sep)
-    fields["providers"] = providers or fields["providers"]
-    return report(outcomes, as_json=args.json, **fields)
+    return report(outcomes, as_json=args.json, **_run_fields(args, sep, providers))
 
 
 def _made_root(out):
