@@ -10,6 +10,29 @@ setup(
     description="Neural stem separation as pedalboard-style effects: stream, chain, render.",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    author="The stemboard maintainers",
+    # The code's license; the converted Spleeter weights keep theirs (MIT, Deezer),
+    # shipped beside them in models/weights/LICENSE-spleeter.txt.
+    license="MIT",
+    license_files=["LICENSE"],
+    keywords=["source separation", "stems", "audio", "pedalboard", "onnx", "music"],
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Environment :: Console",
+        "Intended Audience :: Developers",
+        "Intended Audience :: End Users/Desktop",
+        "Intended Audience :: Science/Research",
+        "Operating System :: POSIX :: Linux",
+        "Operating System :: MacOS",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Multimedia :: Sound/Audio :: Analysis",
+        "Topic :: Multimedia :: Sound/Audio :: Conversion",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     python_requires=">=3.10",
     # The design card's top-level folders are the subpackages of `stemboard`.
     packages=[
@@ -43,9 +66,15 @@ setup(
         "onnxruntime>=1.17",
         "mido>=1.3",
         "tqdm>=4.60",
+        # `stemboard ab` and ABSwitch measure loudness with it (ITU-R BS.1770).
+        "pyloudnorm>=0.1",
     ],
     extras_require={
-        "test": ["pytest>=7", "onnx>=1.15", "pyloudnorm>=0.1"],
+        # Everything the tests import. Only the training and converter tests need
+        # more (the [train] extra: torch), and a few need system packages or data
+        # (ffmpeg, a soundfont, MUSDB18); each of those says why it skips.
+        "test": ["pytest>=7", "onnx>=1.15", "hypothesis>=6", "museval>=0.4", "musdb>=0.4",
+                 "librosa>=0.10", "matplotlib>=3.7", "norbert>=0.2", "scipy>=1.10"],
         "train": [
             "torch==2.13.0",
             "onnx>=1.15",

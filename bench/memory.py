@@ -94,7 +94,7 @@ def main(argv=None):
             rss, wall, rc, err = run_peak_rss(cmd)
             if rc != 0:
                 raise SystemExit(f"separate failed ({rc}): {err}")
-            outs = sorted(out.glob("*.wav"))
+            outs = sorted(out.rglob("*.wav"))  # OUT/{track}/{stem}.wav
             from pedalboard.io import AudioFile
             lengths_ok = all(AudioFile(str(p)).frames == frames for p in outs)
             res["runs"].append({

@@ -4,6 +4,25 @@ import math
 from ..gains import check_gain_db
 
 
+class GainsView(dict):
+    """A snapshot of per-stem gains that refuses changes, naming the method that works.
+
+    A ``dict`` (so it compares, copies and serialises like one), because
+    ``sep.gains_db["drums"] = -12`` on a plain copy was silently ignored.
+    """
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("gains_db is read-only; use set_gain(stem, db), mute(stem) or "
+                        "solo(stem)")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    update = pop = popitem = clear = setdefault = _refuse
+
+    def __reduce__(self):
+        # copy, deepcopy and pickle give a plain (editable) dict.
+        return (dict, (dict(self),))
+
+
 class StemGainControls:
     """``set_gain`` / ``mute`` / ``solo`` / ``unmute_all`` over ``self._gains_db``.
 
@@ -14,8 +33,8 @@ class StemGainControls:
 
     @property
     def gains_db(self):
-        """A copy of the per-stem gains in dB."""
-        return dict(self._gains_db)
+        """The per-stem gains in dB, read-only: change them with :meth:`set_gain`."""
+        return GainsView(self._gains_db)
 
     def _check_stem(self, stem):
         if stem not in self._gains_db:

@@ -8,6 +8,7 @@ SIGKILL. Temporary names carry the writing process's id, so the next writer in
 a folder removes those left by processes that no longer exist.
 """
 import hashlib
+import io
 import os
 import re
 import socket
@@ -20,9 +21,13 @@ from pathlib import Path
 import numpy as np
 from pedalboard.io import AudioFile
 
+from . import decode
+
 DEFAULT_BLOCK = 1 << 16
 WRITE_FORMATS = ("wav", "flac", "aiff", "ogg", "mp3")
-_BIT_DEPTHS = {"wav": (8, 16, 24, 32), "aiff": (8, 16, 24, 32), "flac": (16, 24)}
+LOSSY_FORMATS = ("mp3", "ogg")
+# What pedalboard.io writes (32-bit WAV is float); AIFF stops at 24 bits there.
+_BIT_DEPTHS = {"wav": (8, 16, 24, 32), "aiff": (8, 16, 24), "flac": (16, 24)}
 
 
 class AudioError(OSError):
@@ -49,20 +54,42 @@ def open_audio(path):
         raise AudioError(f"{path}: no such file")
     if path.is_dir():
         raise AudioError(f"{path}: is a folder, not an audio file")
+    source = path
+    if needs_ffmpeg(path):
+        try:
+            source = decode.ffmpeg_decoded(path)
+        except decode.MissingDecoderError as e:
+            raise AudioError(str(e)) from None
+        except OSError as e:
+            raise AudioError(str(e) if str(path) in str(e) else _read_error(path, e)) from None
     try:
-        f = AudioFile(str(path))
+        f = AudioFile(str(source))
     except Exception as e:  # pedalboard raises ValueError/RuntimeError by codec
         raise _read_error(path, e) from None
+    if source.suffix.lower() == ".mp3":
+        f = decode.trim_mp3(f, source)  # aligned with what gapless decoders return
     if f.frames <= 0 or f.num_channels <= 0:
         f.close()
         raise AudioError(f"{path}: holds no audio")
-    present = pcm_frames_present(path)
+    present = pcm_frames_present(source)
     if present is not None and present < f.frames:
         promised = f.frames
         f.close()
         raise AudioError(f"{path}: truncated: the header promises {promised} frames but the "
                          f"file holds {present}; refusing to pad it with silence")
     return f
+
+
+def needs_ffmpeg(path):
+    """Whether ``path`` has a suffix pedalboard.io cannot read here (then ffmpeg decodes it)."""
+    suffix = Path(path).suffix.lower()
+    return bool(suffix) and suffix not in _native_read_suffixes()
+
+
+def _native_read_suffixes():
+    from pedalboard.io import get_supported_read_formats
+
+    return {s.lower() for s in get_supported_read_formats()}
 
 
 # -- truncated PCM files -----------------------------------------------------------------
@@ -171,6 +198,59 @@ def output_format(path, fmt=None):
     return fmt
 
 
+def check_write_options(fmt, *, bit_depth=None, bitrate=None):
+    """Refuse a bit depth or bitrate ``fmt`` cannot be written with, before any audio is.
+
+    Parameters
+    ----------
+    fmt : str
+        One of :data:`WRITE_FORMATS`.
+    bit_depth : int, optional
+        For PCM formats (wav 8/16/24/32-float, aiff 8/16/24, flac 16/24).
+    bitrate : int, optional
+        kbit/s, for the lossy formats (mp3, ogg).
+
+    Raises
+    ------
+    AudioError
+        Naming the format and the value it cannot take.
+    """
+    if fmt in LOSSY_FORMATS and bit_depth is not None:
+        raise AudioError(f"{fmt} is lossy and has no bit depth (got {bit_depth}); set a "
+                         "bitrate instead")
+    if fmt not in LOSSY_FORMATS and bitrate is not None:
+        raise AudioError(f"{fmt} is lossless and has no bitrate (got {bitrate}); bitrates "
+                         f"apply to {' and '.join(LOSSY_FORMATS)}")
+    allowed = _BIT_DEPTHS.get(fmt)
+    if bit_depth is not None and allowed is not None and bit_depth not in allowed:
+        raise AudioError(f"{fmt} supports bit depths {allowed}, not {bit_depth}")
+    if bitrate is not None:
+        # Ask the encoder itself: it knows which rates it takes.
+        try:
+            with AudioFile(io.BytesIO(), "w", 44100, 2, format=fmt,
+                           quality=bitrate_quality(bitrate)):
+                pass
+        except ValueError:
+            raise AudioError(f"{fmt} cannot be written at {bitrate} kbit/s; the encoder takes "
+                             f"{_rates(fmt)}") from None
+
+
+def bitrate_quality(bitrate):
+    """pedalboard.io's ``quality`` argument for a bitrate in kbit/s (None passes through)."""
+    return None if bitrate is None else f"{int(bitrate)} kbps"
+
+
+def _rates(fmt):
+    rates = []
+    for kbps in range(8, 513, 8):
+        try:
+            with AudioFile(io.BytesIO(), "w", 44100, 2, format=fmt, quality=f"{kbps} kbps"):
+                rates.append(kbps)
+        except ValueError:
+            pass
+    return ", ".join(map(str, rates)) + " kbit/s" if rates else "no fixed bitrate"
+
+
 # -- temporary files ---------------------------------------------------------------------
 # Hidden, in the destination folder (so the rename is atomic), and named after
 # the writing process: ".vocals.partial-<pid>-<host>-<random>.wav". A process
@@ -276,14 +356,15 @@ class AtomicWriter:
         Sample size for PCM formats (wav/aiff: 8/16/24/32, flac: 16/24).
     """
 
-    def __init__(self, path, sample_rate, num_channels, *, bit_depth=None):
+    def __init__(self, path, sample_rate, num_channels, *, bit_depth=None, bitrate=None):
         self.path = Path(path)
         self.format = output_format(self.path)
-        allowed = _BIT_DEPTHS.get(self.format)
-        if bit_depth is not None and allowed is not None and bit_depth not in allowed:
-            raise AudioError(f"{self.path}: {self.format} supports bit depths {allowed}, "
-                             f"not {bit_depth}")
+        try:
+            check_write_options(self.format, bit_depth=bit_depth, bitrate=bitrate)
+        except AudioError as e:
+            raise AudioError(f"{self.path}: {e}") from None
         self.bit_depth = bit_depth
+        self.bitrate = bitrate
         self.sample_rate = sample_rate
         self.num_channels = num_channels
         # Same extension as the target: pedalboard picks the codec from it.
@@ -294,6 +375,8 @@ class AtomicWriter:
         check_target(self.path)
         remove_stale_temporaries(self.path.parent)
         kwargs = {} if self.bit_depth is None else {"bit_depth": self.bit_depth}
+        if self.bitrate is not None:
+            kwargs["quality"] = bitrate_quality(self.bitrate)
         try:
             self._file = AudioFile(str(self.tmp_path), "w", self.sample_rate,
                                    self.num_channels, **kwargs)

@@ -11,6 +11,9 @@ from . import audio
 from .gains import check_gain_db
 
 EXIT_ERROR = 1
+# Output names as Demucs lays them out (OUT/{track}/{stem}.{ext}), one folder per song.
+SEPARATE_FILENAME = "{track}/{stem}.{ext}"
+REMIX_FILENAME = "{track}.{ext}"
 
 
 class CliError(Exception):
@@ -86,48 +89,227 @@ def _parse_gain(text):
     return stem.strip(), check_gain_db(db, what=f"--gain {text!r}: the gain", error=CliError)
 
 
-def _make_separator(args):
+BIT_DEPTHS = {"8": 8, "16": 16, "24": 24, "32": 32, "32f": 32}
+
+
+def bit_depth_arg(text):
+    """``--bit-depth``: 8, 16, 24 or 32f (32-bit float; ``32`` means the same)."""
+    try:
+        return BIT_DEPTHS[text.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of 16, 24, 32f (or 8)") from None
+
+
+def _check_format(args, fmt):
+    try:
+        audio.check_write_options(fmt, bit_depth=args.bit_depth,
+                                  bitrate=getattr(args, "bitrate", None))
+    except audio.AudioError as e:
+        raise CliError(f"--format {fmt}: {e}") from None
+
+
+# -- execution providers -----------------------------------------------------------------
+DEVICES = {"cpu": ["CPUExecutionProvider"],
+           # CPU after CUDA: onnxruntime runs any op CUDA lacks there.
+           "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+def execution_providers(device=None, providers=None):
+    """onnxruntime execution providers for ``--device`` or ``--providers``.
+
+    Parameters
+    ----------
+    device : {"cpu", "cuda"}, optional
+    providers : str, optional
+        Comma-separated provider names, full (``CUDAExecutionProvider``) or
+        short (``cuda``, ``tensorrt``), in order of preference.
+
+    Returns
+    -------
+    list of str or None
+        None when neither is given (the model's default, CPU).
+
+    Raises
+    ------
+    CliError
+        Naming a provider that onnxruntime does not know or has not installed.
+    """
+    if device is None and providers is None:
+        return None
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device is not None:
+        option, wanted = f"--device {device}", DEVICES[device]
+    else:
+        option = f"--providers {providers}"
+        wanted = [_provider_name(p, ort.get_all_providers(), option)
+                  for p in providers.split(",") if p.strip()]
+        if not wanted:
+            raise CliError(f"{option}: name at least one provider")
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        hint = " (install onnxruntime-gpu for CUDA)" if "CUDAExecutionProvider" in missing else ""
+        raise CliError(f"{option}: {', '.join(missing)} is not available in this onnxruntime "
+                       f"(available: {', '.join(available)}){hint}")
+    return list(dict.fromkeys(wanted))
+
+
+def _provider_name(text, known, option):
+    text = text.strip()
+    by_short = {k.lower().removesuffix("executionprovider"): k for k in known}
+    name = text if text in known else by_short.get(text.lower())
+    if name is None:
+        raise CliError(f"{option}: unknown execution provider {text!r}; onnxruntime knows "
+                       f"{', '.join(known)}")
+    return name
+
+
+def _make_separator(args, model=None):
     from .plugin import StemSeparator
 
-    return StemSeparator(args.model, mask_mode=args.mask_mode, num_threads=args.threads)
+    return StemSeparator(args.model if model is None else model, mask_mode=args.mask_mode,
+                         num_threads=args.threads,
+                         providers=execution_providers(args.device, args.providers))
 
 
-def _progress(args, total_frames, sample_rate, desc):
-    bar = audio.progress_bar(total_frames / sample_rate, desc,
-                             enabled=None if not args.quiet else False)
-    return bar
+def two_stem_model(stem, model=None):
+    """The model ``--two-stems STEM`` separates with.
+
+    The model asked for, if any; otherwise a bundled 2-stem model that has
+    ``stem`` (its other stem is then the complement, e.g. ``hq-vocals`` for
+    vocals and accompaniment); otherwise None, the default model, whose other
+    stems are summed.
+    """
+    if model is not None:
+        return model
+    from .models import bundled_models, model_info
+
+    for name, path in bundled_models().items():
+        stems = model_info(path)["stems"]
+        if len(stems) == 2 and stem in stems:
+            return name
+    return None
 
 
-def _bar_callback(bar, sample_rate):
-    if bar is None:
-        return None
-    return lambda done, total: bar.update(done / sample_rate - bar.n)
+def _inputs(args):
+    from .batch import InputError, expand_inputs
+
+    try:
+        inputs = expand_inputs(args.inputs, recursive=args.recursive)
+    except InputError as e:
+        raise CliError(str(e)) from None
+    if not inputs:
+        raise CliError("no input files")
+    return inputs
+
+
+def _template(text, *, available, required):
+    from .naming import NameTemplate, TemplateError
+
+    try:
+        return NameTemplate(text, available=available, required=required)
+    except TemplateError as e:
+        raise CliError(str(e)) from None
+
+
+def _planned(paths):
+    """Refuse a batch whose outputs collide, before anything is written."""
+    seen = {}
+    for src, path in paths:
+        key = str(Path(path).resolve())
+        if key in seen and seen[key] != src:
+            raise CliError(f"{seen[key]} and {src} would both write {path}; put {{track}} in "
+                           "--filename")
+        seen[key] = src
+
+
+def _first_input_checked(inputs):
+    # With one input, a bad file fails before a model is loaded (seconds saved);
+    # in a batch it fails on its own and the others run.
+    if len(inputs) == 1:
+        audio.read_info(inputs[0])
+
+
+def _progress_for(args, n):
+    from .batch import BatchProgress
+
+    return BatchProgress(n, enabled=False if args.quiet else None)
+
+
+def _run_fields(args, sep, providers):
+    """The run-wide part of the ``--json`` summary."""
+    from . import __version__
+
+    return {"stemboard": __version__, "command": args.command, "model": sep.model.name,
+            "stems": list(sep.stems), "providers": providers or DEVICES["cpu"]}
 
 
 def cmd_separate(args):
-    from .render import render_stems
+    from .batch import read_duration, report, run_batch
+    from .naming import track_name
+    from .render import render_stems, stem_groups
 
-    sr, _, frames, _ = audio.read_info(args.input)  # fail on bad input before loading a model
-    sep = _make_separator(args)
-    stems = list(sep.stems) if args.stems is None else _parse_stems(args.stems, sep.stems)
-    bar = _progress(args, frames, sr, f"separating {Path(args.input).name}")
-    try:
-        paths = render_stems(args.input, args.output, sep, stems=stems,
-                             block_size=args.block_size, format=args.format,
-                             bit_depth=args.bit_depth, progress=_bar_callback(bar, sr))
-    finally:
-        if bar is not None:
-            bar.close()
-    for path in paths.values():
-        print(path)
-    return 0
+    if args.two_stems is not None and args.stems is not None:
+        raise CliError("--two-stems and --stems do not go together; choose one")
+    template = _template(args.filename or SEPARATE_FILENAME,
+                         available=("track", "stem", "ext", "model"),
+                         required=("stem",))
+    _check_format(args, args.format)
+    providers = execution_providers(args.device, args.providers)  # before any file is read
+    inputs = _inputs(args)
+    _first_input_checked(inputs)
+    model = two_stem_model(args.two_stems, args.model) if args.two_stems else args.model
+    sep = _make_separator(args, model)
+    if args.two_stems is not None and args.two_stems not in sep.stems:
+        raise CliError(f"--two-stems {args.two_stems}: unknown stem; the model "
+                       f"{sep.model.name!r} has {', '.join(sep.stems)}")
+    stems = None if args.stems is None else _parse_stems(args.stems, sep.stems)
+    names = list(stem_groups(sep.stems, stems=stems, two_stems=args.two_stems))
+    out = Path(args.output)
+    _planned((src, template.path(out, track=track_name(src), stem=name, ext=args.format,
+                                 model=sep.model.name))
+             for src in inputs for name in names)
+
+    def job(path, outcome, progress):
+        sr, frames = read_duration(path, outcome)
+        outcome.outputs = render_stems(
+            path, out, sep, stems=stems, two_stems=args.two_stems, block_size=args.block_size,
+            format=args.format, bit_depth=args.bit_depth, bitrate=args.bitrate,
+            name_template=template, progress=progress.start(path, sr, frames, "separating"))
+
+    outcomes = run_batch(inputs, job, progress=_progress_for(args, len(inputs)))
+    return report(outcomes, as_json=args.json, **_run_fields(args, sep, providers))
+
+
+def _remix_target(args, inputs):
+    """``(file, None)`` when ``-o`` names one output file, else ``(None, template)``."""
+    out = Path(args.output)
+    is_file = bool(out.suffix) and not out.is_dir() and not args.output.endswith(("/", "\\"))
+    if is_file:
+        if args.filename is not None:
+            raise CliError(f"--filename needs -o to be a folder, not the file {out}")
+        if len(inputs) > 1:
+            raise CliError(f"-o {out} names one file but there are {len(inputs)} inputs; give "
+                           "a folder")
+        audio.output_format(out, args.format)
+        return out, None
+    template = _template(args.filename or REMIX_FILENAME, available=("track", "ext", "model"),
+                         required=("track",) if len(inputs) > 1 else ())
+    return None, template
 
 
 def cmd_remix(args):
-    from .render import render
+    from .batch import read_duration, report, run_batch
+    from .naming import track_name
+    from .render import _make_parents, _remove_empty, render
 
-    sr, _, frames, _ = audio.read_info(args.input)
-    audio.output_format(args.output)
+    inputs = _inputs(args)
+    target, template = _remix_target(args, inputs)
+    fmt = audio.output_format(target or "x.wav", args.format)
+    _check_format(args, fmt)
+    providers = execution_providers(args.device, args.providers)
+    _first_input_checked(inputs)
     sep = _make_separator(args)
     for text in args.gain or []:
         stem, db = _parse_gain(text)
@@ -136,15 +318,39 @@ def cmd_remix(args):
                            f"{', '.join(sep.stems)}")
         sep.set_gain(stem, db)
     sep.mix = args.mix
-    bar = _progress(args, frames, sr, f"remixing {Path(args.input).name}")
+    out = Path(args.output)
+
+    def path_for(src):
+        if target is not None:
+            return target.with_suffix(f".{fmt}")
+        return template.path(out, track=track_name(src), ext=fmt, model=sep.model.name)
+
+    _planned((src, path_for(src)) for src in inputs)
+
+    def job(path, outcome, progress):
+        sr, frames = read_duration(path, outcome)
+        dest = path_for(path)
+        made = [] if target is not None else _make_parents([dest], _made_root(out))
+        try:
+            outcome.outputs = [render(path, dest, sep, block_size=args.block_size, format=fmt,
+                                      bit_depth=args.bit_depth, bitrate=args.bitrate,
+                                      progress=progress.start(path, sr, frames, "remixing"))]
+        except BaseException:
+            _remove_empty(made)
+            raise
+
+    outcomes = run_batch(inputs, job, progress=_progress_for(args, len(inputs)))
+    return report(outcomes, as_json=args.json, **_run_fields(args, sep, providers))
+
+
+def _made_root(out):
+    """The output folder, created (it stays, like ``separate``'s), for template subfolders."""
     try:
-        render(args.input, args.output, sep, block_size=args.block_size,
-               bit_depth=args.bit_depth, progress=_bar_callback(bar, sr))
-    finally:
-        if bar is not None:
-            bar.close()
-    print(args.output)
-    return 0
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise audio.AudioError(f"{out}: cannot create the output folder "
+                               f"({e.strerror or e})") from None
+    return out
 
 
 def cmd_models(args):
@@ -159,43 +365,78 @@ def cmd_models(args):
     return 0
 
 
-def _common(p):
+def _common(p, *, filename, when=None):
     p.add_argument("--model", default=None,
                    help="bundled model name (hq, hq-vocals, offline, live; see `stemboard "
-                        "models`) or path to an .onnx model or cascade .json (default: hq)")
+                        "models`) or path to an .onnx model or cascade .json")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="folders: also take the audio files of their subfolders")
+    p.add_argument("--filename", default=None, metavar="TEMPLATE",
+                   help="output path under -o, from {track}, {ext}, {model} (and {stem} for "
+                        f"separate); may hold subfolders (default {filename}"
+                        + (f", when {when})" if when else ")"))
+    p.add_argument("--bit-depth", type=bit_depth_arg, default=None, metavar="16|24|32f",
+                   help="PCM bit depth: 16, 24 or 32f float (default: keeps the input's "
+                        "precision; flac 16/24, aiff up to 24)")
+    p.add_argument("--bitrate", type=int, default=None, metavar="KBPS",
+                   help="mp3/ogg bitrate in kbit/s (e.g. 320)")
     p.add_argument("--threads", type=int, default=None,
                    help="onnxruntime threads (default: all cores)")
+    device = p.add_mutually_exclusive_group()
+    device.add_argument("--device", choices=sorted(DEVICES), default=None,
+                        help="where the model runs: cpu (default) or cuda (onnxruntime-gpu)")
+    device.add_argument("--providers", default=None, metavar="NAME[,NAME]",
+                        help="onnxruntime execution providers in order of preference, e.g. "
+                             "TensorrtExecutionProvider,CUDAExecutionProvider or cuda,cpu")
     p.add_argument("--mask-mode", choices=("soft", "binary"), default="soft")
     p.add_argument("--block-size", type=int, default=audio.DEFAULT_BLOCK,
                    help="samples read per block (memory use, not results)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON summary (inputs, outputs, model, durations, seconds, "
+                        "real-time factor) instead of the output paths")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line and exit status 1, like every other error."""
+
+    def error(self, message):
+        self.exit(EXIT_ERROR, f"stemboard: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    from . import __version__
+
+    parser = _Parser(
         prog="stemboard",
         description="Neural stem separation as an audio effect: separate, remix, render.")
+    parser.add_argument("--version", action="version", version=f"stemboard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("separate", help="write one file per stem")
-    p.add_argument("input", help="audio file (anything pedalboard.io reads)")
+    p = sub.add_parser("separate", help="write one file per stem, for one or many inputs")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio files, folders or globs (wav, flac, mp3, ogg, aiff; m4a, opus "
+                        "and stem.mp4 through ffmpeg)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--stems", default=None, help="comma-separated stems (default: all)")
-    p.add_argument("--format", choices=("wav", "flac"), default="wav")
-    p.add_argument("--bit-depth", type=int, default=None,
-                   help="output bit depth (default: keeps the input's precision)")
-    _common(p)
+    p.add_argument("--two-stems", default=None, metavar="STEM",
+                   help="write STEM and no_STEM (every other stem summed), e.g. vocals; a "
+                        "bundled 2-stem model with STEM is used when --model is not given")
+    p.add_argument("--format", choices=audio.WRITE_FORMATS, default="wav")
+    _common(p, filename=SEPARATE_FILENAME)
     p.set_defaults(func=cmd_separate)
 
-    p = sub.add_parser("remix", help="change stem levels and write one mix")
-    p.add_argument("input")
-    p.add_argument("-o", "--output", required=True, help="output file (.wav, .flac, ...)")
+    p = sub.add_parser("remix", help="change stem levels and write one mix per input")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders or globs")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (one input) or folder (default name {track}.{ext})")
     p.add_argument("--gain", action="append", metavar="STEM=DB",
                    help="stem gain in dB, -120 to +24, or -inf to mute; repeatable")
     p.add_argument("--mix", type=float, default=1.0, help="dry/wet, 0..1 (default 1)")
-    p.add_argument("--bit-depth", type=int, default=None)
-    _common(p)
+    p.add_argument("--format", choices=audio.WRITE_FORMATS, default=None,
+                   help="output format (default: -o's extension, or wav into a folder)")
+    _common(p, filename=REMIX_FILENAME, when="-o is a folder")
     p.set_defaults(func=cmd_remix)
 
     p = sub.add_parser("models", help="list the bundled models")
@@ -212,7 +453,10 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad option (printed already)
+        return e.code
     try:
         with stop_signals_raise():
             return args.func(args)

@@ -11,8 +11,12 @@ import numpy as np
 
 from . import audio
 from .audio import DEFAULT_BLOCK
+from .naming import NameTemplate, track_name
 
-READ_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif", ".m4a")
+# pedalboard.io reads the first six everywhere; the rest go through ffmpeg when
+# pedalboard cannot read them (see stemboard.decode).
+READ_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif", ".m4a", ".aac", ".opus",
+                 ".mp4", ".webm", ".wma")
 
 
 def as_processor(obj, *, model=None, automated=False):
@@ -62,7 +66,8 @@ def _prime(processor, n_ch):
 
 
 def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=None,
-           bit_depth=None, progress=None, automation=None, midi_map=None, model=None):
+           bit_depth=None, bitrate=None, progress=None, automation=None, midi_map=None,
+           model=None):
     """Render one file through a processor (or chain, or preset) to another file.
 
     Parameters
@@ -76,8 +81,10 @@ def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=Non
         ``"wav"``, ``"flac"``, ``"aiff"``, ``"ogg"`` or ``"mp3"``; replaces
         ``out_path``'s extension. By default the extension decides.
     bit_depth : int, optional
-        PCM bit depth (wav/aiff 8/16/24/32, flac 16/24); by default one that
-        keeps the input's precision.
+        PCM bit depth (wav 8/16/24/32-float, aiff 8/16/24, flac 16/24); by
+        default one that keeps the input's precision.
+    bitrate : int, optional
+        kbit/s for mp3 and ogg (the encoder's default otherwise).
     progress : callable, optional
         ``progress(done_frames, total_frames)`` after each block.
     automation : str, Path or mido.MidiFile, optional
@@ -98,6 +105,8 @@ def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=Non
     sr, n_ch, frames, dtype = audio.read_info(in_path)
     check_sample_rate(sr)  # before a model is loaded or anything is written
     out_path = _output_path(out_path, format)
+    audio.check_write_options(audio.output_format(out_path), bit_depth=bit_depth,
+                              bitrate=bitrate)
     if bit_depth is None:
         bit_depth = audio.default_bit_depth(dtype, audio.output_format(out_path))
     processor = as_processor(processor, model=model, automated=automation is not None)
@@ -114,7 +123,7 @@ def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=Non
     else:
         pieces = _plain(processor, blocks, sr)
     done = 0
-    with audio.AtomicWriter(out_path, sr, n_ch, bit_depth=bit_depth) as w:
+    with audio.AtomicWriter(out_path, sr, n_ch, bit_depth=bit_depth, bitrate=bitrate) as w:
         for y, consumed in pieces:
             w.write(np.asarray(y, np.float32).reshape(n_ch, -1))
             done += consumed
@@ -129,14 +138,16 @@ def _plain(processor, blocks, sr):
     yield processor.flush(), 0
 
 
-def render_stems(in_path, out_dir, separator=None, *, stems=None, block_size=DEFAULT_BLOCK,
-                 format="wav", bit_depth=None, progress=None, model=None, name_template=None):
+def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None,
+                 block_size=DEFAULT_BLOCK, format="wav", bit_depth=None, bitrate=None,
+                 progress=None, model=None, name_template=None):
     """Write one file per stem, all published together (or none on failure).
 
     Every target is checked before anything is written (a folder under a
     stem's name is refused up front), and if publishing fails part-way the
     files already published are removed or restored (see
-    :class:`stemboard.audio.WriterGroup`).
+    :class:`stemboard.audio.WriterGroup`). Subfolders the template made are
+    removed again when nothing was published in them.
 
     Parameters
     ----------
@@ -147,11 +158,16 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, block_size=DEF
         A new one from ``model`` by default.
     stems : list of str, optional
         Which stems (all by default).
-    format, bit_depth, block_size, progress
+    two_stems : str, optional
+        Write this stem and ``no_<stem>``, the sum of all the others, instead
+        (Demucs's ``--two-stems``): the two add up to the input.
+    format, bit_depth, bitrate, block_size, progress
         As in :func:`render`.
-    name_template : str, optional
-        Output file name, e.g. ``"{input}-{stem}"`` (default ``"{stem}"``);
-        the extension is added.
+    name_template : str or NameTemplate, optional
+        Output path under ``out_dir``, with the fields ``{stem}`` (required),
+        ``{track}`` (the input's name, also ``{input}``), ``{model}`` and
+        ``{ext}``; default ``"{stem}"``. Without ``{ext}`` the extension is
+        added. May name subfolders (``"{track}/{stem}.{ext}"``).
 
     Returns
     -------
@@ -160,6 +176,9 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, block_size=DEF
     from .plugin.base import check_sample_rate
     from .plugin.separator import StemSeparator
 
+    template = stems_template(name_template)  # a bad template fails before any reading
+    fmt = audio.output_format(f"x.{format}")
+    audio.check_write_options(fmt, bit_depth=bit_depth, bitrate=bitrate)
     sr, n_ch, frames, dtype = audio.read_info(in_path)
     check_sample_rate(sr)
     if isinstance(separator, (str, Path)) or hasattr(separator, "make_separator"):
@@ -169,8 +188,7 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, block_size=DEF
     sep = separator if separator is not None else StemSeparator(model)
     if not isinstance(sep, StemSeparator):
         raise TypeError(f"render_stems needs a StemSeparator, got {type(sep).__name__}")
-    names = list(sep.stems if stems is None else stems)
-    fmt = audio.output_format(f"x.{format}")
+    groups = stem_groups(sep.stems, stems=stems, two_stems=two_stems)
     if bit_depth is None:
         bit_depth = audio.default_bit_depth(dtype, fmt)
     out_dir = Path(out_dir)
@@ -179,25 +197,121 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, block_size=DEF
     except OSError as e:
         raise audio.AudioError(f"{out_dir}: cannot create the output folder "
                                f"({e.strerror or e})") from None
-    template = name_template or "{stem}"
-    paths = {s: out_dir / f"{template.format(stem=s, input=Path(in_path).stem)}.{fmt}"
-             for s in names}
-    writers = [audio.AtomicWriter(paths[s], sr, n_ch, bit_depth=bit_depth) for s in names]
+    track = track_name(in_path)
+    paths = {name: _with_ext(template.path(out_dir, stem=name, track=track, input=track,
+                                           model=sep.model.name, ext=fmt), template, fmt)
+             for name in groups}
+    made = _make_parents(paths.values(), out_dir)
+    try:
+        _write_groups(in_path, sep, groups, paths, sr=sr, n_ch=n_ch, frames=frames,
+                      bit_depth=bit_depth, bitrate=bitrate, block_size=block_size,
+                      progress=progress)
+    except BaseException:
+        _remove_empty(made)
+        raise
+    return paths
+
+
+def stems_template(name_template):
+    """A :class:`~stemboard.naming.NameTemplate` for per-stem outputs (default ``{stem}``)."""
+    if isinstance(name_template, NameTemplate):
+        return name_template
+    return NameTemplate(name_template or "{stem}", available=STEM_FIELDS, required=("stem",),
+                        option="name_template")
+
+
+# {input} is the name render_stems' template used before {track}; it still works.
+STEM_FIELDS = ("track", "stem", "ext", "model", "input")
+
+
+def stem_groups(model_stems, *, stems=None, two_stems=None):
+    """Which model stems each output sums: ``{output name: [model stems]}``.
+
+    Parameters
+    ----------
+    model_stems : sequence of str
+    stems : list of str, optional
+        One output per stem named (all by default).
+    two_stems : str, optional
+        ``{two_stems: [two_stems], "no_" + two_stems: [every other stem]}``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown stem, or both options at once.
+    """
+    model_stems = list(model_stems)
+    if two_stems is not None:
+        if stems is not None:
+            raise ValueError("choose stems or two_stems, not both")
+        if two_stems not in model_stems:
+            raise ValueError(f"two_stems {two_stems!r}: unknown stem; the model has "
+                             f"{', '.join(model_stems)}")
+        return {two_stems: [two_stems],
+                f"no_{two_stems}": [s for s in model_stems if s != two_stems]}
+    names = model_stems if stems is None else list(stems)
+    unknown = [s for s in names if s not in model_stems]
+    if unknown:
+        raise ValueError(f"unknown stem(s) {', '.join(unknown)}; the model has "
+                         f"{', '.join(model_stems)}")
+    return {s: [s] for s in names}
+
+
+def _with_ext(path, template, fmt):
+    return path if "ext" in template.fields else path.with_name(f"{path.name}.{fmt}")
+
+
+def _make_parents(paths, root):
+    """Create the missing folders between ``root`` and each path; return them, outermost first."""
+    made = []
+    for path in paths:
+        missing = [p for p in reversed(path.parents) if p != root and root in p.parents
+                   and not p.exists()]
+        for folder in missing:
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as e:
+                _remove_empty(made)
+                raise audio.AudioError(f"{folder}: cannot create the output folder "
+                                       f"({e.strerror or e})") from None
+            made.append(folder)
+    return made
+
+
+def _remove_empty(folders):
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # holds something now (not ours to remove)
+
+
+def _write_groups(in_path, sep, groups, paths, *, sr, n_ch, frames, bit_depth, bitrate,
+                  block_size, progress):
+    """Stream ``in_path`` through ``sep`` and write each output group, all or none."""
+    needed = list(dict.fromkeys(s for members in groups.values() for s in members))
+    writers = {name: audio.AtomicWriter(paths[name], sr, n_ch, bit_depth=bit_depth,
+                                        bitrate=bitrate) for name in groups}
+
+    def write(out):
+        for name, members in groups.items():
+            y = out[members[0]]
+            for s in members[1:]:
+                y = y + out[s]
+            writers[name].write(y)
+
     sep.reset()
     _prime(sep, n_ch)
     done = 0
-    with audio.WriterGroup(writers):
+    with audio.WriterGroup(writers.values()):
         for block in audio.iter_blocks(in_path, block_size):
-            out = sep.separate(block, sr, stems=names, reset=False)
-            for w, s in zip(writers, names):
-                w.write(out[s])
+            write(sep.separate(block, sr, stems=needed, reset=False))
             done += block.shape[1]
             if progress is not None:
                 progress(done, frames)
-        tail = sep.flush_stems()
-        for w, s in zip(writers, names):
-            w.write(tail[s])
-    return paths
+        write(sep.flush_stems())
 
 
 def audio_files(folder, suffixes=READ_SUFFIXES):

@@ -120,3 +120,29 @@ def test_rejects_bad_members(model_path):
         Chain([g, g])
     with pytest.raises(TypeError, match="float32 or float64"):
         Chain([g])(np.zeros((2, 100), np.int32), SR)
+
+
+def test_chain_wraps_a_pedalboard(model_path):
+    """pedalboard.Pedalboard rejects Python plugins; Chain takes the board and adds them."""
+    board = pb.Pedalboard([pb.Gain(-6), pb.LowpassFilter(4000)])
+    with pytest.raises(TypeError, match="incompatible constructor arguments"):
+        pb.Pedalboard([pb.Gain(-6), StemSeparator(model_path)])
+    x = music_like(seconds=0.5)
+    assert np.allclose(Chain(board)(x, SR), board(x, SR), atol=1e-6)
+    chain = Chain([*board, StemSeparator(model_path, gains_db={"vocals": -6})])
+    assert len(chain) == 3 and chain(x, SR).shape == x.shape
+
+
+def test_gains_db_is_read_only(model_path):
+    import copy
+
+    sep = StemSeparator(model_path)
+    with pytest.raises(TypeError, match=r"read-only; use set_gain\(stem, db\)"):
+        sep.gains_db["drums"] = -12
+    with pytest.raises(TypeError, match="read-only"):
+        sep.gains_db.update(drums=-12)
+    sep.set_gain("drums", -12)
+    assert sep.gains_db == {"vocals": 0.0, "drums": -12.0, "bass": 0.0, "other": 0.0}
+    editable = copy.deepcopy(sep.gains_db)
+    editable["bass"] = -3  # copies are plain dicts
+    assert type(editable) is dict and sep.gains_db["bass"] == 0.0

@@ -31,10 +31,11 @@ def test_separate_writes_every_stem(song, tmp_path, model_path, capsys):
     out = tmp_path / "stems"
     assert main(["separate", str(song), "-o", str(out), "--model", model_path, "-q",
                  "--block-size", "10000"]) == 0
-    names = sorted(p.name for p in out.iterdir())
+    assert [p.name for p in out.iterdir()] == ["song"]  # OUT/{track}/{stem}.{ext}
+    names = sorted(p.name for p in (out / "song").iterdir())
     assert names == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
     x, _, _ = read(song)
-    stems = [read(out / n)[0] for n in names]
+    stems = [read(out / "song" / n)[0] for n in names]
     assert all(s.shape == x.shape for s in stems)
     assert np.max(np.abs(sum(stems) - x)) < 1e-4  # 32-bit float files: lossless sum
 
@@ -45,8 +46,8 @@ def test_separate_keeps_rate_and_channels(tmp_path, model_path):
     out = tmp_path / "o"
     assert main(["separate", str(src), "-o", str(out), "--model", model_path,
                  "--stems", "vocals,bass", "--format", "flac", "-q"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["bass.flac", "vocals.flac"]
-    y, sr, ch = read(out / "vocals.flac")
+    assert sorted(p.name for p in (out / "mono48k").iterdir()) == ["bass.flac", "vocals.flac"]
+    y, sr, ch = read(out / "mono48k" / "vocals.flac")
     assert sr == 48000 and ch == 1 and y.shape == (1, 48000)
 
 
@@ -59,7 +60,7 @@ def test_remix_mutes_a_stem(song, tmp_path, model_path):
                  "--gain", "vocals=-inf", "--gain", "drums=+0dB", "--bit-depth", "32"]) == 0
     x, _, _ = read(song)
     y, _, _ = read(karaoke)
-    v, _, _ = read(out_dir / "vocals.wav")
+    v, _, _ = read(out_dir / "song" / "vocals.wav")
     assert np.max(np.abs(y - (x - v))) < 1e-4
 
 
@@ -69,7 +70,9 @@ def test_remix_mutes_a_stem(song, tmp_path, model_path):
     (["separate", "{song}", "-o", "{out}", "--stems", "voice"], "unknown stem(s) voice"),
     (["separate", "{song}", "-o", "{out}", "--model", "{corrupt}"], "model manifest not found"),
     (["separate", "{song}", "-o", "{out}", "--format", "flac", "--bit-depth", "12"],
-     "bit depths"),
+     "'12' is not one of 16, 24, 32f"),
+    (["separate", "{song}", "-o", "{out}", "--format", "flac", "--bit-depth", "32f"],
+     "flac supports bit depths (16, 24), not 32"),
     (["remix", "{song}", "-o", "{out}/x.wav", "--gain", "vocals"], "STEM=DB"),
     (["remix", "{song}", "-o", "{out}/x.wav", "--gain", "vocals=loud"], "not a number"),
     (["remix", "{song}", "-o", "{out}/x.xyz"], "cannot write format"),
@@ -122,7 +125,7 @@ def test_console_script_runs(song, tmp_path, model_path):
                         str(tmp_path / "s"), "--model", model_path, "--stems", "drums"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "s" / "drums.wav").exists()
+    assert (tmp_path / "s" / "song" / "drums.wav").exists()
     r = subprocess.run([sys.executable, "-m", "stemboard", "separate", "nope.wav", "-o",
                         str(tmp_path / "t")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "nope.wav: no such file" in r.stderr

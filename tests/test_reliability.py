@@ -565,40 +565,43 @@ def partials(folder):
                          ids=lambda s: s.name)
 def test_cli_stopped_midway_keeps_nothing(long_song, short_song, model_path, tmp_path, sig):
     out = tmp_path / "stems"
+    song_dir = out / "long"  # the default layout: OUT/{track}/{stem}.{ext}
     proc = subprocess.Popen(stemboard_cmd("separate", long_song, "-o", out, "--model",
                                           model_path, "--threads", 1, "-q"),
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     # Midway: every stem's temporary file holds some audio already.
-    wait_until(lambda: len(partials(out)) == 4
-               and all(p.stat().st_size > 100_000 for p in partials(out)), proc)
+    wait_until(lambda: len(partials(song_dir)) == 4
+               and all(p.stat().st_size > 100_000 for p in partials(song_dir)), proc)
     proc.send_signal(sig)
     rc = proc.wait(60)
     err = proc.stderr.read()
-    names = sorted(p.name for p in out.iterdir())
-    assert not [n for n in names if not n.startswith(".")]  # nothing under a final name
     if sig != signal.SIGKILL:
         assert rc == 128 + sig and f"stopped by {sig.name}" in err
-        assert names == []
+        assert list(out.rglob("*")) == []  # the track's folder made by this run went too
         return
+    names = sorted(p.name for p in song_dir.iterdir())
+    assert not [n for n in names if not n.startswith(".")]  # nothing under a final name
     # SIGKILL: nobody could clean up, so the temporaries stay, named after the dead
     # process; the next run in that folder removes them.
     assert rc == -signal.SIGKILL and len(names) == 4
     assert all(f".partial-{proc.pid}-" in n for n in names)
     r = subprocess.run(stemboard_cmd("separate", short_song, "-o", out, "--model", model_path,
-                                     "-q"), capture_output=True, text=True, timeout=120)
+                                     "--filename", "long/{stem}.{ext}", "-q"),
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["bass.wav", "drums.wav", "other.wav",
-                                                     "vocals.wav"]
+    assert sorted(p.name for p in song_dir.iterdir()) == ["bass.wav", "drums.wav",
+                                                          "other.wav", "vocals.wav"]
 
 
 def test_cli_name_collision_writes_nothing(short_song, model_path, tmp_path):
     out = tmp_path / "stems"
-    (out / "other.wav").mkdir(parents=True)
+    (out / "short" / "other.wav").mkdir(parents=True)
     r = subprocess.run(stemboard_cmd("separate", short_song, "-o", out, "--model", model_path,
                                      "-q"), capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert "other.wav: a folder has this output's name; nothing was written" in r.stderr
-    assert [p.name for p in out.iterdir()] == ["other.wav"]  # no stems, no temporaries
+    # no stems, no temporaries
+    assert [p.name for p in (out / "short").iterdir()] == ["other.wav"]
 
 
 def truncate(path, keep):

@@ -90,7 +90,8 @@ needs_render = pytest.mark.skipif(SOUNDFONT is None or not HAVE_MIDI,
 
 
 def _render(cache, **kw):
-    pytest.importorskip("tinysoundfont")
+    pytest.importorskip("tinysoundfont", reason="pip install --no-deps tinysoundfont (its "
+                        "pyaudio dependency does not build everywhere)")
     args = {"count": 3, "seconds": SECONDS, "soundfont": SOUNDFONT, "seed": 0,
             "log": lambda *a: None}
     return synth.render_synthetic(DATA, cache, **{**args, **kw})

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="training needs the [train] extra (torch)")
 pytest.importorskip("onnx")
 
 from stemboard.dsp import StftGrid, stft  # noqa: E402

@@ -1,0 +1,33 @@
+"""Package metadata (issue 25): what a fresh `pip install` gets."""
+import subprocess
+import sys
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def metadata(tmp_path_factory):
+    base = tmp_path_factory.mktemp("egg")
+    r = subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(base)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return Parser().parsestr((base / "stemboard.egg-info" / "PKG-INFO").read_text())
+
+
+def test_metadata_fields(metadata):
+    assert metadata["License"] == "MIT" and (ROOT / "LICENSE").is_file()
+    assert metadata["Author"] and metadata["Requires-Python"] == ">=3.10"
+    classifiers = metadata.get_all("Classifier")
+    assert "Programming Language :: Python :: 3 :: Only" in classifiers
+
+
+def test_runtime_and_test_dependencies(metadata):
+    requires = metadata.get_all("Requires-Dist")
+    runtime = {r.split(">")[0].split("=")[0] for r in requires if "extra ==" not in r}
+    test = {r.split(">")[0].split("=")[0] for r in requires if 'extra == "test"' in r}
+    assert "pyloudnorm" in runtime  # `stemboard ab` needs it on a plain install
+    assert {"pytest", "onnx", "hypothesis", "museval"} <= test
