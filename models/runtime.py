@@ -10,7 +10,7 @@ from .cascade import CascadeManifest, CascadeModel, is_cascade
 from .manifest import Manifest, ModelError, Named
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODEL = "offline"
+DEFAULT_MODEL = "hq"   # best valid quality at >= 20x real time (docs/benchmarks.md)
 
 
 def bundled_models() -> dict:
@@ -93,7 +93,8 @@ def model_info(name_or_path=None) -> dict:
     """What the manifests say of a model, without loading any graph.
 
     Returns ``{"name", "stems", "sample_rate", "latency_samples", "stereo",
-    "description", "path"}``; for a cascade, its parts' latencies add up.
+    "description", "path"}``; for a cascade, its parts' latencies add up, and
+    ``"parts"`` holds the paths of its two models.
     """
     path = resolve_model_path(name_or_path)
     if is_cascade(path):
@@ -108,7 +109,8 @@ def model_info(name_or_path=None) -> dict:
                 "sample_rate": first["sample_rate"],
                 "latency_samples": first["latency_samples"] + second["latency_samples"],
                 "stereo": f"{first['stereo']}, then {second['stereo']}",
-                "description": c.description, "path": path}
+                "description": c.description, "path": path,
+                "parts": (first["path"], second["path"])}
     m = Manifest.load(path.with_suffix(".json"))
     stereo = {"mid_side": "mid/side", "left_right": "left/right"}[m.stereo_mode]
     if m.input_layout == "stereo_joint":

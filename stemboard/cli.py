@@ -176,18 +176,25 @@ def _make_separator(args, model=None):
 def two_stem_model(stem, model=None):
     """The model ``--two-stems STEM`` separates with.
 
-    The model asked for, if any; otherwise a bundled 2-stem model that has
-    ``stem`` (its other stem is then the complement, e.g. ``hq-vocals`` for
-    vocals and accompaniment); otherwise None, the default model, whose other
-    stems are summed.
+    The model asked for, if any; otherwise the default model's first stage when
+    the default is a cascade that starts with a 2-stem model having ``stem``
+    (``hq-vocals-ft`` for vocals), else any bundled 2-stem model that has it
+    (its other stem is then the complement); otherwise None, the default model,
+    whose other stems are summed.
     """
     if model is not None:
         return model
     from .models import bundled_models, model_info
 
-    for name, path in bundled_models().items():
+    def two_stem(path):
         stems = model_info(path)["stems"]
-        if len(stems) == 2 and stem in stems:
+        return len(stems) == 2 and stem in stems
+
+    first = model_info(None).get("parts", (None,))[0]
+    if first is not None and two_stem(first):
+        return str(first)
+    for name, path in bundled_models().items():
+        if two_stem(path):
             return name
     return None
 

@@ -89,8 +89,12 @@ def test_two_stem_model_choice_follows_the_bundled_models():
                 if len(model_info(path)["stems"]) == 2}
     for stems in two_stem.values():
         for stem in stems:
-            chosen = two_stem_model(stem)
-            assert chosen in two_stem and stem in two_stem[chosen]
+            chosen = model_info(two_stem_model(stem))["stems"]
+            assert len(chosen) == 2 and stem in chosen
+    # The default cascade's own first stage wins over other 2-stem models.
+    parts = model_info(None).get("parts")
+    if parts and "vocals" in model_info(parts[0])["stems"]:
+        assert two_stem_model("vocals") == str(parts[0])
     assert two_stem_model("a-stem-no-model-has") is None  # the default model
     assert two_stem_model("vocals", "my.onnx") == "my.onnx"
 
@@ -101,7 +105,8 @@ def test_two_stem_model_choice_reads_stems_not_names(monkeypatch, tmp_path):
     fake = {"a": tmp_path / "a.onnx", "b": tmp_path / "b.onnx"}
     stems = {"a": ("x", "y", "z"), "b": ("piano", "rest")}
     monkeypatch.setattr(models, "bundled_models", lambda: fake)
-    monkeypatch.setattr(models, "model_info", lambda p: {"stems": stems[p.stem]})
+    monkeypatch.setattr(models, "model_info",
+                        lambda p: {"stems": stems["a" if p is None else p.stem]})
     assert two_stem_model("piano") == "b" and two_stem_model("rest") == "b"
     assert two_stem_model("x") is None
 

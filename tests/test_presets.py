@@ -28,7 +28,7 @@ def test_builtins_listed_with_descriptions_and_live_forms():
         assert listed[name] and listed[f"{name}-live"]
         # The vocal presets use the best vocal model; the rest the 4-stem default.
         vocal = name in ("vocals-only", "karaoke", "vocals-up-3db")
-        assert load_preset(name).model == ("hq-vocals" if vocal else "offline")
+        assert load_preset(name).model == ("hq-vocals-ft" if vocal else "offline")
         assert load_preset(f"{name}-live").model == "live"
     assert load_preset("acapella").name == "vocals-only"
 

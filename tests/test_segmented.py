@@ -150,7 +150,7 @@ def test_hq_cascade_stems_sum_stream_and_latency():
     for s in sep.stems:
         np.testing.assert_allclose(streamed[s], offline[s], atol=1e-5)
     # The vocals are the first model's; the rest split its accompaniment.
-    vocals = StemSeparator("hq-vocals").separate(x, SR)
+    vocals = StemSeparator(model.first).separate(x, SR)
     np.testing.assert_allclose(offline["vocals"], vocals["vocals"], atol=1e-6)
     np.testing.assert_allclose(offline["drums"] + offline["bass"] + offline["other"],
                                vocals["accompaniment"], atol=1e-5)

@@ -25,7 +25,7 @@ def test_offline_and_live_are_bundled_and_offline_is_default():
     for name in SHIPPED:
         assert name in models
         assert models[name].stat().st_size <= 10 * 1024 * 1024
-    assert resolve_model_path(None) == models["offline"]
+    assert resolve_model_path(None) == models["hq"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -581,8 +581,8 @@ def test_card_is_what_metrics_and_ablations_produce(tmp_path):
     from stemboard.models.train import card
 
     weights = Path(__file__).resolve().parents[1] / "models" / "weights"
-    for name in ("metrics.json", "ablations.json", "hq-vocals.json", "hq.json",
-                 "hq_candidates.json"):
+    for name in ("metrics.json", "ablations.json", "hq-vocals.json", "hq-vocals-ft.json",
+                 "hq.json", "hq_candidates.json"):
         if (weights / name).is_file():   # the hq files feed the card's hq section
             (tmp_path / name).write_bytes((weights / name).read_bytes())
     card.main(["--out", str(tmp_path)])

@@ -18,7 +18,7 @@ from .data import STEMS
 from .card_hq import hq_section
 
 LABELS = {
-    "offline": "**offline** (shipped default, 12 past + 12 future frames)",
+    "offline": "**offline** (shipped, 12 past + 12 future frames)",
     "live": "**live** (shipped, 22 past + 2 lookahead frames)",
     "offline_left_right": "offline run on left/right instead of mid/side (not shipped)",
     "live_left_right": "live run on left/right instead of mid/side (not shipped)",
@@ -86,12 +86,14 @@ def write_card(path, summary):
     ablation_rows = json.loads(ablations.read_text()) if ablations.is_file() else None
     lines = []
     add = lines.append
-    add("# stemboard default separation models (`offline`, `live`)")
+    add("# stemboard separation models (`offline`, `live`, `hq-vocals`, `hq-vocals-ft`, `hq`)")
     add("")
     add("Two 4-stem (vocals, drums, bass, other) spectrogram-mask CNNs exported to ONNX, "
-        "run by `stemboard.models.MaskModel`. `offline` is the package default; `live` is "
-        "the low-latency variant for streaming. This card is written by the training "
-        "pipeline; every number below was measured by it.")
+        "run by `stemboard.models.MaskModel`. `offline` is the fast 4-stem model and the "
+        "second stage of the package default, `hq` (see the section on `hq-vocals` and "
+        "`hq` below); `live` is the low-latency variant for streaming. This card is "
+        "written by the training pipeline; every number below was measured by it or by "
+        "the scripts it names.")
     add("")
     add("## License caveat — read first")
     add("")
