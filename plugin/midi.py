@@ -196,9 +196,10 @@ def _is_stem_target(obj):
     if has_stem_gains(obj):
         return True
     try:
-        return all(obj.stem_controls(side) is not None for side in ("a", "b"))
+        obj.stem_controls("a"), obj.stem_controls("b")
     except (AttributeError, ValueError):
         return False
+    return True
 
 
 def _find_part(target, wanted, what, where):
@@ -213,7 +214,7 @@ def _find_part(target, wanted, what, where):
         raise MidiMapError(f"{where} needs {what}, but the target ({name}) has none")
     names = ", ".join(type(p).__name__ for p in found)
     raise MidiMapError(f"{where} needs {what}, and the target ({name}) has {len(found)} "
-                       f"({names}); a MIDI map drives one: give it a chain with one")
+                       f"({names}); a map drives one, so give each its own MidiController")
 
 
 def _stem_sets(part, where):

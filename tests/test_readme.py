@@ -25,12 +25,12 @@ What is skipped, and why:
   device, so the block runs with the port replaced by a queue of messages
   (``LiveMidi`` accepts one), and every message must be consumed.
 
-Speed: the ``hq`` models run 11.9 s segments, so even a 2 s file costs about 7 s
-a call and the README makes some twenty. By default the bundled ``hq*`` names
+Speed: the ``hq`` models run 11.9 s segments, so even a 2 s file costs 3-7 s a
+call and the README makes about twenty. By default the bundled ``hq*`` names
 therefore load the ``offline`` model (same stems, same API; their quality and
-speed are tested elsewhere) and the test takes about 40 s. Set
-``STEMBOARD_README_MODELS=real`` to run the README with the real models
-(several minutes).
+speed are tested elsewhere): about 25 s on 2 cores. Set
+``STEMBOARD_README_MODELS=real`` to run the README with the real models (about
+70 s; it passed so when this test was written).
 """
 import json
 import os
