@@ -18,6 +18,7 @@ import numpy as np
 
 from ..gains import check_gain_db, db_to_gain
 from .base import StreamedProcessor
+from .chain import flat_parts
 from .stemsplit import LaneAligner, ScheduledValue, as_branch
 
 SIDES = ("a", "b")
@@ -31,6 +32,11 @@ def _side(obj, name, model):
         return preset.name, preset.make_separator(model)
     label = getattr(obj, "name", None) or type(obj).__name__
     return label, as_branch(name, obj)
+
+
+def has_stem_gains(obj):
+    """Whether ``obj`` has per-stem gains and a mix (``StemSeparator``, ``StemSplit``)."""
+    return all(hasattr(obj, a) for a in ("stems", "set_gain", "mix"))
 
 
 def integrated_lufs(x, sample_rate):
@@ -125,6 +131,41 @@ class ABSwitch(StreamedProcessor):
 
     def toggle(self):
         self.select("a" if self.selected == "b" else "b")
+
+    # -- the stem controls of a side -------------------------------------------------
+    def stem_controls(self, side=None):
+        """The processor holding a side's stem gains and mix.
+
+        Parameters
+        ----------
+        side : {"a", "b"}, optional
+            Default: the selected side, so edits go to the version being heard
+            (like the A/B slots of a plugin).
+
+        Returns
+        -------
+        StemSeparator or StemSplit
+            The side itself, or the one part of its chain with ``stems``,
+            ``set_gain`` and ``mix``.
+
+        Raises
+        ------
+        ValueError
+            When the side has no such part, or more than one (so which to edit
+            is ambiguous), naming the side.
+        """
+        side = self.selected if side is None else str(side).lower()
+        if side not in SIDES:
+            raise ValueError(f"side must be 'a' or 'b', got {side!r}")
+        chain = self.side_a if side == "a" else self.side_b
+        label = self.label_a if side == "a" else self.label_b
+        found = [] if chain is None else [p for p in flat_parts(chain) if has_stem_gains(p)]
+        if len(found) != 1:
+            what = "no part" if not found else f"{len(found)} parts"
+            raise ValueError(f"A/B side {side!r} ({label}) has {what} with stem gains; "
+                             "stem controls need exactly one StemSeparator or StemSplit "
+                             "per side")
+        return found[0]
 
     @property
     def gains_db(self):

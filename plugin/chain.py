@@ -96,6 +96,18 @@ class _ProcessorSegment:
         return self.processor.latency_samples
 
 
+def flat_parts(plugin):
+    """The plugins ``plugin`` runs, in order: a ``Chain``'s parts with nested
+    chains expanded, or ``[plugin]`` for anything else.
+
+    Used to address one part of a chain (a MIDI controller finding its A/B
+    switch or its stem gains) without the caller knowing how it is nested.
+    """
+    if isinstance(plugin, Chain):
+        return [q for p in plugin for q in flat_parts(p)]
+    return [plugin]
+
+
 class Chain(Processor):
     """Run plugins in series: native pedalboard plugins, stemboard processors,
     and nested chains, in any order.

@@ -23,6 +23,13 @@ A MIDI map (JSON)::
   model cannot change in the middle of a stream).
 * ``channel`` (0-15), at the top or per mapping, restricts to one channel.
 
+One map can drive an A/B switch and stem gains together: on an ``ABSwitch``
+whose sides each hold one ``StemSeparator`` or ``StemSplit`` (presets do),
+``ab`` switches and gains, mix and program changes edit the side selected at
+that moment, like the A/B slots of a plugin. A ``Chain`` target routes each
+mapping to its one part that can take it. :class:`MidiController` checks all
+of this, and every stem and preset named, before the first message.
+
 Effects get no MIDI from pedalboard, so our code applies these actions
 between blocks. Offline, :func:`automate` splits blocks at each event's sample
 so a change lands on its exact sample; on a ``StemSplit`` or ``ABSwitch`` the
@@ -39,6 +46,8 @@ import mido
 
 from ..gains import check_gain_db
 from ..versioning import check_version
+from .ab import has_stem_gains
+from .chain import flat_parts
 
 MAP_VERSION = 1
 _MAPPING_KEYS = {"cc", "note", "program", "param", "preset", "min", "max", "action",
@@ -178,53 +187,106 @@ class MidiMap:
         return out
 
 
+def _is_switch(obj):
+    return hasattr(obj, "toggle") and hasattr(obj, "select")
+
+
+def _is_stem_target(obj):
+    # An A/B switch counts when both its sides have stem controls to hand over.
+    if has_stem_gains(obj):
+        return True
+    try:
+        obj.stem_controls("a"), obj.stem_controls("b")
+    except (AttributeError, ValueError):
+        return False
+    return True
+
+
+def _find_part(target, wanted, what, where):
+    """The one part of ``target`` (itself, or a part of a Chain) that ``wanted`` accepts."""
+    if wanted(target):
+        return target
+    found = [p for p in flat_parts(target) if wanted(p)]
+    if len(found) == 1:
+        return found[0]
+    name = type(target).__name__
+    if not found:
+        raise MidiMapError(f"{where} needs {what}, but the target ({name}) has none")
+    names = ", ".join(type(p).__name__ for p in found)
+    raise MidiMapError(f"{where} needs {what}, and the target ({name}) has {len(found)} "
+                       f"({names}); a map drives one, so give each its own MidiController")
+
+
+def _stem_sets(part, where):
+    """The stem controls ``part`` edits, as a list (both sides of an A/B switch)."""
+    if has_stem_gains(part):
+        return [part]
+    try:
+        return [part.stem_controls(side) for side in ("a", "b")]
+    except ValueError as e:
+        raise MidiMapError(f"{where}: {e}") from None
+
+
 class MidiController:
     """Apply MIDI messages to a processor through a :class:`MidiMap`.
 
     Parameters
     ----------
-    target : StemSplit, StemSeparator or ABSwitch
+    target : StemSplit, StemSeparator, ABSwitch or Chain
         Gains and mix go to ``set_gain``/``mix``; ``ab`` goes to
-        ``select``/``toggle``; presets go to ``Preset.apply``. A target
-        gets only the mappings it supports; others are refused up front.
+        ``select``/``toggle``; presets go to ``Preset.apply``. On an
+        ``ABSwitch`` whose sides each hold one ``StemSeparator`` or
+        ``StemSplit``, gains, mix and presets edit the side that is selected
+        when the message arrives (like a plugin's A/B slots), so one map both
+        switches and mixes. On a ``Chain``, each mapping goes to the one part
+        (nested chains included) that has what it drives. What the target
+        lacks is refused up front.
     midi_map : MidiMap, dict, str or Path
 
     Raises
     ------
     MidiMapError
-        When the map drives something the target lacks (naming the mapping),
-        or names an unknown stem or preset.
+        When the map drives something the target lacks or has twice (naming
+        the mapping), or names an unknown stem or preset.
     """
 
     def __init__(self, target, midi_map):
-        from ..presets import load_preset
-
         self.target = target
         self.map = MidiMap.load(midi_map)
         self._presets = {}
+        self._switch = self._stem_target = None
         for i, m in enumerate(self.map.mappings):
-            where = f"MIDI map mappings[{i}]"
-            if m["kind"] == "program":
-                try:
-                    self._presets[m["preset"]] = load_preset(m["preset"])
-                except ValueError as e:
-                    raise MidiMapError(f"{where}: {e}") from None
-                if not hasattr(target, "set_gain"):
-                    raise MidiMapError(f"{where}: a program change applies a preset's stem "
-                                       f"gains, but a {type(target).__name__} has none")
-                continue
-            param = m["param"]
-            if param == "ab" and not hasattr(target, "toggle"):
-                raise MidiMapError(f"{where}: param 'ab' needs an A/B switch, but the "
-                                   f"target is a {type(target).__name__}")
-            if param == "mix" and not hasattr(target, "mix"):
-                raise MidiMapError(f"{where}: the target has no 'mix'")
-            if param.startswith("gain:"):
-                stems = getattr(target, "stems", ())
-                if param[5:] not in stems:
-                    raise MidiMapError(f"{where}: unknown stem {param[5:]!r}; the target has "
-                                       f"{list(stems)}")
+            self._bind(m, f"MIDI map mappings[{i}]")
         self.handled = 0
+
+    def _bind(self, m, where):
+        """Check one mapping against the target and find the part it drives."""
+        from ..presets import load_preset
+
+        if m.get("param") == "ab":
+            self._switch = _find_part(self.target, _is_switch, "an A/B switch (param 'ab')",
+                                      where)
+            return
+        if hasattr(self.target, "stem_controls"):
+            part = self.target  # a switch: _stem_sets says which side lacks controls
+        else:
+            part = _find_part(self.target, _is_stem_target, "stem gains and a mix", where)
+        controls = _stem_sets(part, where)
+        # A switch's controls are looked up per message: they follow the selected side.
+        self._stem_target = (lambda: part) if has_stem_gains(part) else part.stem_controls
+        if m["kind"] == "program":
+            try:
+                preset = self._presets[m["preset"]] = load_preset(m["preset"])
+            except ValueError as e:
+                raise MidiMapError(f"{where}: {e}") from None
+            stems = list(preset.solo) + list(preset.gains_db)
+        else:
+            stems = [m["param"][5:]] if m["param"].startswith("gain:") else []
+        for c in controls:
+            for stem in stems:
+                if stem not in c.stems:
+                    raise MidiMapError(f"{where}: unknown stem {stem!r}; the target has "
+                                       f"{list(c.stems)}")
 
     def handle(self, msg):
         """Apply one message (meta messages and unmapped ones are ignored)."""
@@ -235,26 +297,26 @@ class MidiController:
             self.handled += 1
 
     def _apply(self, m, value):
-        t = self.target
         if m["kind"] == "program":
-            self._presets[m["preset"]].apply(t)
+            self._presets[m["preset"]].apply(self._stem_target())
             return
         param = m["param"]
         if param == "ab":
             action = m["action"]
             if action == "toggle":
-                t.toggle()
+                self._switch.toggle()
             elif action == "value":
-                t.select("b" if value >= 64 else "a")
+                self._switch.select("b" if value >= 64 else "a")
             else:
-                t.select(action)
+                self._switch.select(action)
         elif param == "mix":
-            t.mix = m["min"] + (m["max"] - m["min"]) * value / 127.0
+            self._stem_target().mix = m["min"] + (m["max"] - m["min"]) * value / 127.0
         else:
             db = m["min"] + (m["max"] - m["min"]) * value / 127.0
             if value == 0 and m["zero_mutes"]:
                 db = -math.inf
-            t.set_gain(param[5:], db)
+            # set_gain re-checks the range (stemboard.gains), as for any other caller.
+            self._stem_target().set_gain(param[5:], db)
 
 
 # -- offline automation ----------------------------------------------------------

@@ -39,7 +39,11 @@ def add_commands(subparsers):
     p.add_argument("--automation", metavar="FILE.mid", default=None,
                    help="MIDI file whose messages automate the render, sample-accurately")
     p.add_argument("--midi-map", metavar="MAP.json", default=None,
-                   help="JSON map from MIDI messages to stem gains, mix and presets")
+                   help="JSON map from MIDI messages to stem gains, mix, presets and A/B")
+    p.add_argument("--b", metavar="PRESET", default=None,
+                   help="with --automation: side B of an A/B switch whose side A is "
+                        "--preset; the map's 'ab' mappings switch sides, and its gains, mix "
+                        "and program changes edit the side playing")
     _options(p)
     p.set_defaults(func=cmd_render)
 
@@ -87,8 +91,16 @@ def cmd_render(args):
         raise _error("--automation needs --midi-map to say what the MIDI messages control")
     if args.midi_map and not args.automation:
         raise _error("--midi-map is only used with --automation FILE.mid")
+    if args.b is not None and not args.automation:
+        raise _error("--b is only used with --automation FILE.mid (a MIDI map switches A/B)")
+    if args.automation:
+        _check_ab_sides(args)
     preset = load_preset(args.preset)
     proc = _separator_for(preset, args, automated=bool(args.automation))
+    if args.b is not None:
+        from .plugin.ab import ABSwitch
+
+        proc = ABSwitch(proc, _separator_for(load_preset(args.b), args, automated=True))
     bar, cb = _bar(args, args.input, f"rendering {Path(args.input).name}")
     try:
         out = render(args.input, args.output, proc, block_size=args.block_size,
@@ -99,6 +111,21 @@ def cmd_render(args):
             bar.close()
     print(out)
     return 0
+
+
+def _check_ab_sides(args):
+    """Refuse a map that switches A/B when there is no side B, saying how to give one.
+
+    Without this the render fails on "needs an A/B switch, but the target
+    (StemSplit) has none", which does not name the option that fixes it.
+    """
+    from .plugin.midi import MidiMap
+
+    midi_map = MidiMap.load(args.midi_map)
+    for i, m in enumerate(midi_map.mappings):
+        if m.get("param") == "ab" and args.b is None:
+            raise _error(f"{args.midi_map}: mappings[{i}] switches A/B (param 'ab'); "
+                         "give side B with --b PRESET (side A is --preset)")
 
 
 def cmd_presets(args):

@@ -1,4 +1,5 @@
 """MIDI maps, sample-accurate offline automation (tempo changes included), live control."""
+import json
 import math
 import queue
 
@@ -8,10 +9,13 @@ import pytest
 from pedalboard import Gain
 
 from conftest import SR, music_like
+from stemboard.cli import main
 from stemboard.plugin.ab import ABSwitch
+from stemboard.plugin.chain import Chain
 from stemboard.plugin.midi import (LiveMidi, MidiController, MidiMap, MidiMapError,
                                    automate, midi_file_events)
 from stemboard.plugin.stemsplit import StemSplit
+from stemboard.presets import load_preset
 
 MAP = {"version": 1, "mappings": [
     {"cc": 20, "param": "gain:vocals", "min": -60, "max": 0},
@@ -127,6 +131,127 @@ def test_note_and_cc_drive_ab_switch():
     assert ab.selected == "b"
     ctl.handle(mido.Message("control_change", control=80, value=63))
     assert ab.selected == "a"
+
+
+# The README's map: stem gain, mix, an A/B note and a program change in one.
+AB_MAP = {"version": 1, "mappings": [
+    {"cc": 20, "param": "gain:vocals", "min": -60, "max": 6},
+    {"cc": 21, "param": "mix"},
+    {"note": 60, "param": "ab"},
+    {"program": 0, "preset": "karaoke"},
+]}
+
+
+def cc(control, value):
+    return mido.Message("control_change", control=control, value=value)
+
+
+def test_one_map_switches_ab_and_edits_the_side_playing(model_path):
+    a, b = StemSplit(model=model_path), StemSplit(model=model_path)
+    ab = ABSwitch(a, b)
+    ctl = MidiController(ab, AB_MAP)
+    ctl.handle(cc(20, 0))
+    assert a.gains_db["vocals"] == -math.inf and b.gains_db["vocals"] == 0.0
+    ctl.handle(mido.Message("note_on", note=60, velocity=90))
+    assert ab.selected == "b" and ab.stem_controls() is b
+    ctl.handle(cc(20, 127))
+    ctl.handle(cc(21, 0))
+    assert b.gains_db["vocals"] == pytest.approx(6.0) and b.mix == 0.0
+    assert a.gains_db["vocals"] == -math.inf and a.mix == 1.0  # A keeps its settings
+    ctl.handle(mido.Message("note_on", note=60, velocity=90))
+    ctl.handle(mido.Message("program_change", program=0))
+    assert ab.selected == "a" and a.mix == 1.0
+    assert b.gains_db["vocals"] == pytest.approx(6.0)
+    assert ctl.handled == 6
+
+
+def test_ab_automation_lands_on_the_sample(model_path):
+    """Toggle to B at 0.2 s, then mute B's vocals at 0.4 s: B, then B muted, exactly."""
+    x = music_like(channels=2, seconds=0.6)
+    t1, t2 = int(0.2 * SR), int(0.4 * SR)
+    split = lambda: StemSplit({"drums": [Gain(-6.0)]}, model=model_path)  # noqa: E731
+    a_out = split()(x, SR)
+    b = split()
+    b_out = b(x, SR)
+    b.mute("vocals")
+    b_muted = b(x, SR)
+    ab = ABSwitch(split(), split(), crossfade_ms=5.0)
+    events = [(t1, mido.Message("note_on", note=60, velocity=1)), (t2, cc(20, 0))]
+    out = np.concatenate([y for y, _ in automate(ab, blocks(x, 2048), SR, events,
+                                                  MidiController(ab, AB_MAP))], axis=1)
+    fade = int(round(0.005 * SR))
+    assert np.abs(out[:, :t1] - a_out[:, :t1]).max() < 1e-5
+    assert np.abs(out[:, t1 + fade:t2] - b_out[:, t1 + fade:t2]).max() < 1e-5
+    assert np.abs(out[:, t2 + fade:] - b_muted[:, t2 + fade:]).max() < 1e-5
+    assert np.abs(b_out[:, t2 + fade:] - b_muted[:, t2 + fade:]).max() > 1e-2
+
+
+def test_chain_target_routes_each_mapping_to_its_part(model_path):
+    split = StemSplit(model=model_path)
+    ab = ABSwitch([Gain(0.0)], [Gain(-6.0)])
+    ctl = MidiController(Chain([Gain(0.0), split, Chain([ab])]), AB_MAP)
+    ctl.handle(mido.Message("note_on", note=60, velocity=1))
+    ctl.handle(cc(20, 0))
+    assert ab.selected == "b" and split.gains_db["vocals"] == -math.inf
+    with pytest.raises(MidiMapError, match=r"mappings\[0\].*has 2 \(StemSplit, StemSplit\)"):
+        MidiController(Chain([StemSplit(model=model_path), StemSplit(model=model_path)]),
+                       {"mappings": [{"cc": 20, "param": "gain:vocals"}]})
+
+
+def test_ab_stem_controls_are_checked_up_front(model_path, model_factory):
+    two = model_factory(stems=("vocals", "accompaniment"))
+    with pytest.raises(MidiMapError, match=r"side 'a' \(list\) has no part with stem gains"):
+        MidiController(ABSwitch([Gain(0.0)], StemSplit(model=model_path)), AB_MAP)
+    mixed = ABSwitch(StemSplit(model=model_path), StemSplit(model=two))
+    with pytest.raises(MidiMapError, match=r"unknown stem 'drums'.*'accompaniment'"):
+        MidiController(mixed, {"mappings": [{"cc": 1, "param": "gain:drums"}]})
+    with pytest.raises(MidiMapError, match=r"mappings\[0\].*'drums'"):
+        MidiController(mixed, {"mappings": [{"program": 1, "preset": "drumless"}]})
+    with pytest.raises(MidiMapError, match="A/B switch"):
+        MidiController(StemSplit(model=model_path), AB_MAP)
+
+
+def test_midi_gains_stay_in_the_gain_range(model_path):
+    """Map bounds outside -120..+24 dB are refused, so no CC value can exceed them."""
+    for bound in ({"max": 30}, {"min": -200}, {"max": float("nan")}):
+        with pytest.raises(MidiMapError, match="dB"):
+            MidiMap.from_dict({"mappings": [{"cc": 1, "param": "gain:vocals", **bound}]})
+    ab = ABSwitch(StemSplit(model=model_path), StemSplit(model=model_path))
+    ctl = MidiController(ab, {"mappings": [{"cc": 1, "param": "gain:vocals", "min": -120,
+                                            "max": 24}]})
+    ctl.handle(cc(1, 127))
+    assert ab.stem_controls("a").gains_db["vocals"] == 24.0
+
+
+def test_render_cli_ab_side_b(tmp_path, model_path, capsys):
+    from pedalboard.io import AudioFile
+
+    x = music_like(channels=2, seconds=0.8)
+    song = tmp_path / "song.wav"
+    with AudioFile(str(song), "w", SR, 2, bit_depth=32) as f:
+        f.write(x)
+    (tmp_path / "map.json").write_text(json.dumps(AB_MAP))
+    mf = mido.MidiFile(ticks_per_beat=100)  # 120 bpm: 100 ticks are 0.5 s
+    mf.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, velocity=64, time=40)]))
+    mf.save(str(tmp_path / "moves.mid"))
+    base = ["render", str(song), "-o", str(tmp_path / "out.wav"), "--preset", "vocals-up-3db",
+            "--automation", str(tmp_path / "moves.mid"), "--midi-map", str(tmp_path / "map.json"),
+            "--model", model_path, "-q"]
+    assert main(base) == 1
+    err = capsys.readouterr().err
+    assert "mappings[2] switches A/B" in err and "--b PRESET" in err
+    assert not (tmp_path / "out.wav").exists()
+    assert main(base + ["--b", "karaoke"]) == 0
+    with AudioFile(str(tmp_path / "out.wav")) as f:
+        y = f.read(f.frames)
+    t = int(0.2 * SR) + int(round(0.010 * SR))  # after ABSwitch's default 10 ms crossfade
+    want_a = load_preset("vocals-up-3db").make_stemsplit(model=model_path)(x, SR)
+    want_b = load_preset("karaoke").make_stemsplit(model=model_path)(x, SR)
+    assert np.abs(y[:, :int(0.2 * SR)] - want_a[:, :int(0.2 * SR)]).max() < 1e-5
+    assert np.abs(y[:, t:] - want_b[:, t:]).max() < 1e-5
+    assert main(["render", str(song), "-o", str(tmp_path / "o2.wav"), "--preset", "karaoke",
+                 "--b", "drumless", "--model", model_path, "-q"]) == 1
+    assert "--b is only used with --automation" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad, words", [
