@@ -64,6 +64,7 @@ def main(argv=None):
     ap.add_argument("--baseline", default=BASELINE_REV)
     ap.add_argument("--cache", default=str(CACHE), help="bench/quality.py's excerpt cache")
     ap.add_argument("--tracks", type=int, default=None, help="at most this many excerpts")
+    ap.add_argument("--seconds", type=float, default=8.0, help="synthetic signals' length")
     ap.add_argument("--no-stream", action="store_true", help="offline only")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
@@ -71,7 +72,7 @@ def main(argv=None):
     import stemboard
 
     base = load_baseline(args.baseline)
-    signals = {**valid_excerpts(args.cache, args.tracks), **synthetic_signals()}
+    signals = {**valid_excerpts(args.cache, args.tracks), **synthetic_signals(args.seconds)}
     res = {"baseline": args.baseline, "rows": []}
     for name in args.model or ["offline", "live", "hq"]:
         new_model, old_model = stemboard.load_model(name), base.load_model(name)
