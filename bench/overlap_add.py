@@ -10,7 +10,10 @@ are reported as ratios to that floor, beside the kernel of an earlier commit
 
 The input is what the engine feeds the kernel when it renders every stem of
 the speed benchmark's synthetic signal: the mid/side spectra and the model's
-raw masks, one-hot gains with the last stem left to the complement.
+raw masks, one-hot gains with the last stem left to the complement, in calls
+of as many frames as an offline separation's blocks complete
+(``MIN_OFFLINE_BLOCK / hop``; ``--frames-per-call``), the overlap-add state
+carried from call to call.
 
     python bench/overlap_add.py                     # offline model, 30 s
     python bench/overlap_add.py --model live --seconds 10 --repeats 9
@@ -63,17 +66,32 @@ def ifft_floor(spec, n_out, n_fft, tile):
     return check
 
 
-def kernel_call(kernels, spec, masks, gains, manifest):
-    """A closure running ``kernels.masked_overlap_add`` on the whole input from zero state."""
+def calls(spec, masks, per_call):
+    """The input cut into the engine's calls: [(spec, masks)], each contiguous."""
+    return [(np.ascontiguousarray(spec[:, i:i + per_call]),
+             np.ascontiguousarray(masks[..., i:i + per_call]))
+            for i in range(0, spec.shape[1], per_call)]
+
+
+def kernel_call(kernels, parts, gains, manifest):
+    """A closure running ``kernels.masked_overlap_add`` over ``parts`` from zero state,
+    as the engine does (state carried); returns the joined output."""
     n_fft, hop = manifest.n_fft, manifest.hop
     from stemboard.dsp import StftGrid
     window = StftGrid(n_fft, hop).synthesis_window
 
     def run():
-        ola = np.zeros((gains.shape[0], spec.shape[0], n_fft), np.float32)
-        return kernels.masked_overlap_add(spec, masks, gains, manifest.model_bins,
-                                          manifest.high_stem_index, False, ola, n_fft, hop,
-                                          window)
+        ola = np.zeros((gains.shape[0], parts[0][0].shape[0], n_fft), np.float32)
+        return np.concatenate([kernels.masked_overlap_add(
+            spec, masks, gains, manifest.model_bins, manifest.high_stem_index, False, ola,
+            n_fft, hop, window) for spec, masks in parts], axis=2)
+    return run
+
+
+def floor_call(parts, n_out, n_fft, tile):
+    """A closure running :func:`ifft_floor` over ``parts``."""
+    def run():
+        return sum(ifft_floor(spec, n_out, n_fft, tile) for spec, _ in parts)
     return run
 
 
@@ -83,6 +101,9 @@ def main(argv=None):
                     "offline)")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--frames-per-call", type=int, default=None,
+                    help="frames per kernel call (default: an offline block's, "
+                         "MIN_OFFLINE_BLOCK / hop)")
     ap.add_argument("--baseline", default=BASELINE_REV,
                     help=f"git revision whose kernel runs beside (default {BASELINE_REV})")
     ap.add_argument("--no-baseline", action="store_true")
@@ -91,28 +112,31 @@ def main(argv=None):
 
     from stemboard.dsp import kernels
     from stemboard.models import load_model
+    from stemboard.plugin.base import MIN_OFFLINE_BLOCK
 
     model = load_model(args.model, num_threads=1)
     if hasattr(model, "first"):
         raise SystemExit("pass a mask model, not a cascade (its parts are mask models)")
     m = model.manifest
     spec, masks = engine_inputs(model, test_signal(args.seconds))
+    per_call = args.frames_per_call or MIN_OFFLINE_BLOCK // m.hop
+    parts = calls(spec, masks, per_call)
     n_stems = masks.shape[1]
     gains = np.eye(n_stems, dtype=np.float32)[:n_stems - 1].copy()   # complement: one fewer
     tiny = np.finfo(np.float32).tiny
     res = {"model": str(model.path), "seconds": args.seconds, "frames": spec.shape[1],
            "channels": spec.shape[0], "outputs": gains.shape[0], "n_fft": m.n_fft,
-           "tile": kernels.TILE, "repeats": args.repeats,
+           "tile": kernels.TILE, "frames_per_call": per_call, "repeats": args.repeats,
            "subnormal_mask_fraction": float(((masks != 0) & (np.abs(masks) < tiny)).mean()),
            "loadavg_at_start": os.getloadavg(), "times_ms": {}}
 
-    tasks = {"inverse FFTs alone (floor)":
-             lambda: ifft_floor(spec, gains.shape[0], m.n_fft, kernels.TILE),
-             "masked_overlap_add": kernel_call(kernels, spec, masks, gains, m)}
+    tasks = {"inverse FFTs alone (floor)": floor_call(parts, gains.shape[0], m.n_fft,
+                                                      kernels.TILE),
+             "masked_overlap_add": kernel_call(kernels, parts, gains, m)}
     if not args.no_baseline:
         base = load_baseline(args.baseline)
         tasks[f"masked_overlap_add at {args.baseline}"] = kernel_call(
-            base.dsp.kernels, spec, masks, gains, m)
+            base.dsp.kernels, parts, gains, m)
     outs = {name: fn() for name, fn in tasks.items()}            # compile, warm up
     for name in tasks:
         res["times_ms"][name] = []
@@ -128,8 +152,8 @@ def main(argv=None):
         ref = outs[f"masked_overlap_add at {args.baseline}"]
         res["max_abs_diff_to_baseline"] = float(np.abs(outs["masked_overlap_add"] - ref).max())
     print(f"\n## Masked overlap-add against its inverse-FFT floor ({args.seconds:g} s, "
-          f"{spec.shape[0]} channels, {gains.shape[0]} outputs, {spec.shape[1]} frames, "
-          f"n_fft {m.n_fft}, one thread, median of {args.repeats}; load average "
+          f"{spec.shape[0]} channels, {gains.shape[0]} outputs, {spec.shape[1]} frames in calls "
+          f"of {per_call}, n_fft {m.n_fft}, one thread, median of {args.repeats}; load average "
           f"{res['loadavg_at_start'][0]:.2f} -> {res['loadavg_at_end'][0]:.2f})\n")
     print(table(["what", "time (ms)", "/ floor"], rows))
     print(f"\nsubnormal mask values: {100 * res['subnormal_mask_fraction']:.2f} %")
