@@ -97,6 +97,28 @@ def verify_latency(sep, block=1):
     }
 
 
+def _spin():
+    while True:
+        pass
+
+
+def background_load(n):
+    """Start ``n`` processes that only spin (the issue's synthetic background load of
+    busy processes); terminate them with :func:`stop_load`."""
+    import multiprocessing as mp
+
+    procs = [mp.get_context("fork").Process(target=_spin, daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    return procs
+
+
+def stop_load(procs):
+    for p in procs:
+        p.terminate()
+        p.join()
+
+
 # -- peers ---------------------------------------------------------------------
 def _torch(threads):
     import torch
@@ -194,6 +216,8 @@ def main(argv=None):
                     help="git revision whose package runs beside this one, same models "
                          f"(default {BASELINE_REV}, the start of issue 28)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the baseline commit")
+    ap.add_argument("--background-load", type=int, default=0, metavar="N",
+                    help="run N busy processes during the timings (synthetic load)")
     ap.add_argument("--json", help="write all results to this JSON file")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -263,6 +287,8 @@ def main(argv=None):
                                  "stft_times": [], "istft_times": []}
             tasks.append(("stft", name, (fwd, inv), args.repeats))
 
+    load = background_load(args.background_load)
+    res["background_load_processes"] = args.background_load
     offline_times = {label: [] for label in seps}
     base_times = {label: [] for label in seps}
     stream_runs, base_stream_runs = {}, {}
@@ -287,6 +313,9 @@ def main(argv=None):
                 res["stft"][name]["stft_times"].append(t)
                 res["stft"][name]["istft_times"].append(timed(lambda: inv(X, x.shape[1]))[0])
 
+    res["loadavg_at_end"] = os.getloadavg()   # of the timings, before the load stops
+    stop_load(load)
+
     # -- summarise ---------------------------------------------------------------
     for label, ts in offline_times.items():
         res["offline"][label] = {"times": ts, "median_s": median(ts), "x_realtime": dur / median(ts)}
@@ -308,7 +337,6 @@ def main(argv=None):
         s["stft_median_ms"] = 1000 * median(s["stft_times"])
         s["istft_median_ms"] = 1000 * median(s["istft_times"])
 
-    res["loadavg_at_end"] = os.getloadavg()
     print_report(res)
     save_json(args.json, res)
     return res
@@ -337,7 +365,10 @@ def print_report(res):
           f"(peers {res['peer_repeats']}))\n")
     start, end = res["machine"].get("loadavg_at_start"), res.get("loadavg_at_end")
     if start and end:
-        print(f"load average (1 min) {start[0]:.2f} at the start, {end[0]:.2f} at the end\n")
+        extra = res.get("background_load_processes")
+        print(f"load average (1 min) {start[0]:.2f} at the start, {end[0]:.2f} at the end"
+              + (f"; {extra} busy background processes during the timings" if extra else "")
+              + "\n")
     base = res.get("baseline") or {}
     rev = base.get("rev")
     peers = {name: p["median_s"] for name, p in res["peers"].items() if "median_s" in p}
