@@ -143,6 +143,9 @@ TOTAL_FLOOR = np.float32(1e-12)
 #: but the span's gains must stay in the L2 cache while its tiles use them.
 SPAN = 64
 
+#: Calls of fewer frames than this (streaming) go frame by frame.
+FEW_FRAMES = 4
+
 #: Frames per batched inverse FFT, within a span.  The spectrum, masked
 #: spectrum and frames of a tile (24 kB per frame for n_fft 2048) and the
 #: span's gains stay in the L2 cache.
@@ -284,6 +287,104 @@ def _add_windowed(frame, synth_window, out, tail, base):
 
 
 @numba.njit(cache=True, nogil=True)
+def _masked_overlap_add_chunks(spec, raw, gains, n_model_bins, high_stem, binary, n_fft, hop,
+                               synth_window, out, tails, even, used, n_used):
+    """The frames of :func:`masked_overlap_add` in spans and tiles, bin-major."""
+    n_ch, n_frames, n_bins = spec.shape
+    n_stems = raw.shape[1]
+    n_out = gains.shape[0]
+    span = min(SPAN, n_frames)
+    tile = min(TILE, n_frames)
+    sft = np.empty((n_bins, tile), np.complex64)
+    mft = np.empty((n_bins, tile), np.complex64)
+    G = np.empty((n_out, n_model_bins, span), np.float32)
+    frames = np.empty((tile, n_fft), np.float32)
+    r = np.empty((n_stems, span), np.float32)
+    total = np.empty(span, np.float32)
+    best = np.empty(span, np.float32)
+    axes = np.array([1])
+    scale = 1.0 / n_fft
+    for c in range(n_ch):
+        for s0 in range(0, n_frames, span):
+            n_s = min(span, n_frames - s0)
+            _chunk_gains(raw, c, s0, n_s, gains, used, n_used, binary, even, r, total, best,
+                         G)
+            for t0 in range(s0, s0 + n_s, tile):
+                n_t = min(tile, s0 + n_s - t0)
+                _bin_major(spec, c, t0, n_t, sft)
+                for o in range(n_out):
+                    _apply_gains(sft, G, o, t0 - s0, n_t, n_model_bins, high_stem, gains, mft)
+                    # The inverse FFTs read the bin-major tile through a transposed view.
+                    c2r(mft[:, :n_t].T, frames[:n_t], axes, False, scale, 1)
+                    for j in range(n_t):
+                        _add_windowed(frames[j], synth_window, out[o, c], tails[o, c],
+                                      (t0 + j) * hop)
+
+
+@numba.njit(cache=True, nogil=True)
+def _masked_overlap_add_frames(spec, raw, gains, n_model_bins, high_stem, binary, n_fft, hop,
+                               synth_window, out, tails, even):
+    """The frames of :func:`masked_overlap_add` one by one, along the bins: for a
+    streaming call's frame or two, which cannot spread the bin-major path's
+    per-bin set-up.  The same arithmetic and sums in the same order, so the
+    output does not depend on the path."""
+    n_ch, n_frames, n_bins = spec.shape
+    n_stems = raw.shape[1]
+    n_out = gains.shape[0]
+    top = n_model_bins - 1
+    zero = np.float32(0.0)
+    r = np.empty((n_stems, n_model_bins), np.float32)
+    total = np.empty(n_model_bins, np.float32)
+    best = np.empty(n_model_bins, np.float32)
+    arg = np.empty(n_model_bins, np.int64)
+    g = np.empty(n_model_bins, np.float32)
+    masked = np.empty((1, n_bins), np.complex64)
+    frame = np.empty((1, n_fft), np.float32)
+    axes = np.array([1])
+    scale = 1.0 / n_fft
+    for c in range(n_ch):
+        for t in range(n_frames):
+            for s in range(n_stems):
+                for f in range(n_model_bins):
+                    v = raw[c, s, f, t]
+                    v = v if v > MASK_FLOOR else zero  # NaN and negatives -> 0 too
+                    r[s, f] = v
+                    total[f] = total[f] + v if s else v
+            if binary:  # the largest stem per bin (first on ties, as argmax)
+                for f in range(n_model_bins):
+                    best[f] = -1.0
+                    arg[f] = 0
+                for s in range(n_stems):
+                    for f in range(n_model_bins):
+                        larger = r[s, f] > best[f]
+                        best[f] = r[s, f] if larger else best[f]
+                        arg[f] = s if larger else arg[f]
+            for o in range(n_out):
+                e = even[o]
+                if binary:
+                    for f in range(n_model_bins):
+                        g[f] = gains[o, arg[f]] if total[f] > TOTAL_FLOOR else e
+                else:
+                    g[:] = zero
+                    for s in range(n_stems):
+                        gs = gains[o, s]
+                        if gs != 0.0:
+                            for f in range(n_model_bins):
+                                g[f] += gs * r[s, f]
+                    for f in range(n_model_bins):
+                        g[f] = g[f] / total[f] if total[f] > TOTAL_FLOOR else e
+                for f in range(n_model_bins):
+                    z = spec[c, t, f]
+                    masked[0, f] = complex(z.real * g[f], z.imag * g[f])
+                h = g[top] if high_stem < 0 else gains[o, high_stem]
+                for f in range(n_model_bins, n_bins):
+                    z = spec[c, t, f]
+                    masked[0, f] = complex(z.real * h, z.imag * h)
+                c2r(masked, frame, axes, False, scale, 1)
+                _add_windowed(frame[0], synth_window, out[o, c], tails[o, c], t * hop)
+
+
+@numba.njit(cache=True, nogil=True)
 def masked_overlap_add(spec, raw, gains, n_model_bins, high_stem, binary, ola, n_fft, hop,
                        synth_window):
     """Mask, inverse FFT and overlap-add every output, a few frames at a time.
@@ -334,17 +435,8 @@ def masked_overlap_add(spec, raw, gains, n_model_bins, high_stem, binary, ola, n
     out = np.zeros((n_out, n_ch, length), np.float32)
     if n_frames == 0:
         return out
-    span = min(SPAN, n_frames)
-    tile = min(TILE, n_frames)
-    sft = np.empty((n_bins, tile), np.complex64)
-    mft = np.empty((n_bins, tile), np.complex64)
-    G = np.empty((n_out, n_model_bins, span), np.float32)
-    frames = np.empty((tile, n_fft), np.float32)
-    r = np.empty((n_stems, span), np.float32)
-    total = np.empty(span, np.float32)
-    best = np.empty(span, np.float32)
-    # tails[o]: the samples past this call's end, the next call's pending state.
-    tails = np.empty((n_out, keep), np.float32)
+    # tails[o, c]: the samples past this call's end, the next call's pending state.
+    tails = np.zeros((n_out, n_ch, keep), np.float32)
     even = np.empty(n_out, np.float32)
     used = np.empty((n_out, n_stems), np.int64)     # the stems each output mixes
     n_used = np.zeros(n_out, np.int64)
@@ -354,28 +446,18 @@ def masked_overlap_add(spec, raw, gains, n_model_bins, high_stem, binary, ola, n
             if gains[o, s] != 0.0:
                 used[o, n_used[o]] = s
                 n_used[o] += 1
-    axes = np.array([1])
-    scale = 1.0 / n_fft
     for c in range(n_ch):
         for o in range(n_out):
             # The pending state covers samples 0 .. n_fft - 1 of this call.
-            tails[o] = 0.0
-            _add_frame(ola[o, c], out[o, c], tails[o], 0)
-        for s0 in range(0, n_frames, span):
-            n_s = min(span, n_frames - s0)
-            _chunk_gains(raw, c, s0, n_s, gains, used, n_used, binary, even, r, total, best,
-                         G)
-            for t0 in range(s0, s0 + n_s, tile):
-                n_t = min(tile, s0 + n_s - t0)
-                _bin_major(spec, c, t0, n_t, sft)
-                for o in range(n_out):
-                    _apply_gains(sft, G, o, t0 - s0, n_t, n_model_bins, high_stem, gains, mft)
-                    # The inverse FFTs read the bin-major tile through a transposed view.
-                    c2r(mft[:, :n_t].T, frames[:n_t], axes, False, scale, 1)
-                    for j in range(n_t):
-                        _add_windowed(frames[j], synth_window, out[o, c], tails[o],
-                                      (t0 + j) * hop)
+            _add_frame(ola[o, c], out[o, c], tails[o, c], 0)
+    if n_frames < FEW_FRAMES:
+        _masked_overlap_add_frames(spec, raw, gains, n_model_bins, high_stem, binary, n_fft,
+                                   hop, synth_window, out, tails, even)
+    else:
+        _masked_overlap_add_chunks(spec, raw, gains, n_model_bins, high_stem, binary, n_fft,
+                                   hop, synth_window, out, tails, even, used, n_used)
+    for c in range(n_ch):
         for o in range(n_out):
-            ola[o, c, :keep] = tails[o]
+            ola[o, c, :keep] = tails[o, c]
             ola[o, c, keep:] = 0.0
     return out
