@@ -115,6 +115,52 @@ def _sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+# -- an earlier commit, side by side --------------------------------------------
+#: The commit issue 28 (speed) started from: "today's commit" of its ratios.
+BASELINE_REV = "975e4d3"
+
+#: The repository's folders that become the package (setup.py's package_dir).
+_PACKAGE_DIRS = ("dsp", "plugin", "models", "presets")
+
+
+def load_baseline(rev=BASELINE_REV, name="stemboard_base"):
+    """Import the package as it was at ``rev``, under the name ``name``.
+
+    The package's own modules import each other relatively, so the files of
+    ``rev`` (from ``git archive``) laid out as installed (``stemboard/`` with
+    ``dsp/``, ``plugin/``, ``models/`` and ``presets/`` inside) import as a
+    second, independent package in this process: both versions can then be
+    timed round-robin on the same input, under the same load.
+
+    Returns
+    -------
+    module
+        The package ``name`` at ``rev``; its bundled weights are that commit's.
+    """
+    import importlib
+    import io
+    import subprocess
+    import tarfile
+
+    if name in sys.modules:
+        return sys.modules[name]
+    tmp = tempfile.TemporaryDirectory(prefix="stemboard-baseline-")
+    _TMP.append(tmp)
+    blob = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "stemboard",
+                           *_PACKAGE_DIRS], capture_output=True, check=True, timeout=120).stdout
+    src = Path(tmp.name) / "src"
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(src, filter="data")
+    site = Path(tmp.name) / "site"
+    site.mkdir()
+    pkg = site / name
+    (src / "stemboard").rename(pkg)
+    for d in _PACKAGE_DIRS:
+        (src / d).rename(pkg / d)
+    sys.path.insert(0, str(site))
+    return importlib.import_module(name)
+
+
 # -- timing --------------------------------------------------------------------
 def timed(fn):
     t0 = time.perf_counter()

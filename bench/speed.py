@@ -3,7 +3,10 @@
 Every method runs on the same synthetic stereo 44.1 kHz signal, in the same
 process, round-robin (repeat 1 of every method, then repeat 2, ...), so load
 from other users of the machine hits all of them alike. Medians over repeats
-are reported, and ratios to stemboard's offline separation.
+are reported, and every figure is also given as a ratio measured in the same
+run: to the same model at an earlier commit (``--baseline``, by default the
+commit issue 28 started from, imported side by side as ``stemboard_base``),
+and to the peers.
 
 Peers are their real architectures with *random* weights (no weights can be
 downloaded here); their speed does not depend on the weights.
@@ -11,6 +14,7 @@ downloaded here); their speed does not depend on the weights.
     python bench/speed.py                         # 60 s, bundled hq, hq-vocals, offline, live
     python bench/speed.py --seconds 5 --model fixture --no-peers   # smoke run
     python bench/speed.py --json runs/bench/speed.json
+    python bench/speed.py --no-stft --repeats 3 --baseline 975e4d3
 """
 import argparse
 import os
@@ -22,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (SR, STEMS, git_rev, machine_info, manifest_info, median,  # noqa: E402
-                    resolve_models, save_json, table, test_signal, timed)
+from benchlib import (BASELINE_REV, SR, STEMS, git_rev, load_baseline,  # noqa: E402
+                      machine_info, manifest_info, median, resolve_models, save_json, table,
+                      test_signal, timed)
 
 BLOCKS = (256, 512, 1024)
 
@@ -90,6 +95,28 @@ def verify_latency(sep, block=1):
         "impulse_index_offline_out": int(np.argmax(np.abs(off[0]))),
         "offline_length_ok": bool(off.shape == x.shape),
     }
+
+
+def _spin():
+    while True:
+        pass
+
+
+def background_load(n):
+    """Start ``n`` processes that only spin (the issue's synthetic background load of
+    busy processes); terminate them with :func:`stop_load`."""
+    import multiprocessing as mp
+
+    procs = [mp.get_context("fork").Process(target=_spin, daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    return procs
+
+
+def stop_load(procs):
+    for p in procs:
+        p.terminate()
+        p.join()
 
 
 # -- peers ---------------------------------------------------------------------
@@ -185,6 +212,12 @@ def main(argv=None):
                     help="threads for onnxruntime and torch (default: all cores)")
     ap.add_argument("--no-peers", action="store_true", help="skip Open-Unmix and HT Demucs")
     ap.add_argument("--no-stft", action="store_true", help="skip the STFT baselines")
+    ap.add_argument("--baseline", default=BASELINE_REV,
+                    help="git revision whose package runs beside this one, same models "
+                         f"(default {BASELINE_REV}, the start of issue 28)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the baseline commit")
+    ap.add_argument("--background-load", type=int, default=0, metavar="N",
+                    help="run N busy processes during the timings (synthetic load)")
     ap.add_argument("--json", help="write all results to this JSON file")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -199,7 +232,10 @@ def main(argv=None):
     res = {"audio_seconds": dur, "channels": 2, "sample_rate": SR, "repeats": args.repeats,
            "peer_repeats": peer_repeats, "stream_repeats": args.stream_repeats, "threads": args.threads, "machine": machine_info(),
            "git": git_rev(), "models": {}, "offline": {}, "streaming": {}, "latency": {},
-           "peers": {}, "stft": {}}
+           "peers": {}, "stft": {},
+           "baseline": {"rev": None if args.no_baseline else args.baseline, "offline": {},
+                        "streaming": {}}}
+    base = None if args.no_baseline else load_baseline(args.baseline)
 
     # Build everything first, warm it up (JIT, lazy init), then measure round-robin.
     tasks = []   # (kind, name, fn, repeats)
@@ -219,6 +255,16 @@ def main(argv=None):
             stream_block_times(sep, warm, b)
             tasks.append(("stream", f"{label}@{b}", lambda s=sep, b=b: stream_block_times(s, x, b),
                           args.stream_repeats))
+        if base is not None:
+            # The same model as the baseline commit loads and runs it, timed in
+            # the same round-robin: the ratio to it is what this commit changed.
+            old = base.StemSeparator(base.load_model(spec, num_threads=args.threads))
+            old.separate(warm, SR)
+            tasks.append(("base offline", label, lambda s=old: s.separate(x, SR), args.repeats))
+            for b in (args.blocks if model.latency_samples < SR else ()):
+                stream_block_times(old, warm, b)
+                tasks.append(("base stream", f"{label}@{b}",
+                              lambda s=old, b=b: stream_block_times(s, x, b), args.stream_repeats))
     if not args.no_peers:
         for name, make in (("Open-Unmix (umxhq arch.)", make_umx),
                            ("HT Demucs (htdemucs arch.)", make_demucs)):
@@ -241,8 +287,11 @@ def main(argv=None):
                                  "stft_times": [], "istft_times": []}
             tasks.append(("stft", name, (fwd, inv), args.repeats))
 
+    load = background_load(args.background_load)
+    res["background_load_processes"] = args.background_load
     offline_times = {label: [] for label in seps}
-    stream_runs = {}
+    base_times = {label: [] for label in seps}
+    stream_runs, base_stream_runs = {}, {}
     for r in range(max(t[3] for t in tasks)):
         for kind, name, fn, reps in tasks:
             if r >= reps:
@@ -250,8 +299,12 @@ def main(argv=None):
             print(f"[bench] repeat {r + 1}: {kind} {name}", file=sys.stderr, flush=True)
             if kind == "offline":
                 offline_times[name].append(timed(fn)[0])
+            elif kind == "base offline":
+                base_times[name].append(timed(fn)[0])
             elif kind == "stream":
                 stream_runs.setdefault(name, []).append(fn())
+            elif kind == "base stream":
+                base_stream_runs.setdefault(name, []).append(fn())
             elif kind == "peer":
                 res["peers"][name]["times"].append(timed(fn)[0])
             else:
@@ -260,23 +313,20 @@ def main(argv=None):
                 res["stft"][name]["stft_times"].append(t)
                 res["stft"][name]["istft_times"].append(timed(lambda: inv(X, x.shape[1]))[0])
 
+    res["loadavg_at_end"] = os.getloadavg()   # of the timings, before the load stops
+    stop_load(load)
+
     # -- summarise ---------------------------------------------------------------
     for label, ts in offline_times.items():
         res["offline"][label] = {"times": ts, "median_s": median(ts), "x_realtime": dur / median(ts)}
+    for label, ts in base_times.items():
+        if ts:
+            res["baseline"]["offline"][label] = {"times": ts, "median_s": median(ts),
+                                                 "x_realtime": dur / median(ts)}
     for name, runs in stream_runs.items():
-        label, b = name.rsplit("@", 1)
-        b = int(b)
-        budget = b / SR
-        per = [{"mean": float(t.mean() / budget), "p99": float(np.percentile(t, 99) / budget),
-                "max": float(t.max() / budget)} for t in runs]
-        res["streaming"][name] = {
-            "model": label, "block": b, "budget_ms": 1000 * budget, "blocks_per_run": len(runs[0]),
-            "mean_frac": median([p["mean"] for p in per]),
-            "p99_frac": median([p["p99"] for p in per]),
-            "max_frac": median([p["max"] for p in per]),
-            "mean_ms": 1000 * budget * median([p["mean"] for p in per]),
-            "p99_ms": 1000 * budget * median([p["p99"] for p in per]),
-            "runs": per}
+        res["streaming"][name] = stream_summary(name, runs)
+    for name, runs in base_stream_runs.items():
+        res["baseline"]["streaming"][name] = stream_summary(name, runs)
     for label, sep in seps.items():
         res["latency"][label] = verify_latency(sep)
     for name, p in res["peers"].items():
@@ -292,27 +342,76 @@ def main(argv=None):
     return res
 
 
+def stream_summary(name, runs):
+    """Budget fractions (mean, p99, max; medians over runs) of ``label@block`` runs."""
+    label, b = name.rsplit("@", 1)
+    b = int(b)
+    budget = b / SR
+    per = [{"mean": float(t.mean() / budget), "p99": float(np.percentile(t, 99) / budget),
+            "max": float(t.max() / budget)} for t in runs]
+    return {"model": label, "block": b, "budget_ms": 1000 * budget, "blocks_per_run": len(runs[0]),
+            "mean_frac": median([p["mean"] for p in per]),
+            "p99_frac": median([p["p99"] for p in per]),
+            "max_frac": median([p["max"] for p in per]),
+            "mean_ms": 1000 * budget * median([p["mean"] for p in per]),
+            "p99_ms": 1000 * budget * median([p["p99"] for p in per]),
+            "runs": per}
+
+
 def print_report(res):
     dur = res["audio_seconds"]
     print(f"\n## Separation speed ({dur:.0f} s stereo 44.1 kHz, 4 stems, "
           f"{res['threads']} threads, median of {res['repeats']} "
           f"(peers {res['peer_repeats']}))\n")
+    start, end = res["machine"].get("loadavg_at_start"), res.get("loadavg_at_end")
+    if start and end:
+        extra = res.get("background_load_processes")
+        print(f"load average (1 min) {start[0]:.2f} at the start, {end[0]:.2f} at the end"
+              + (f"; {extra} busy background processes during the timings" if extra else "")
+              + "\n")
+    base = res.get("baseline") or {}
+    rev = base.get("rev")
+    peers = {name: p["median_s"] for name, p in res["peers"].items() if "median_s" in p}
     ref_label = "offline" if "offline" in res["offline"] else next(iter(res["offline"]), None)
     ref = res["offline"][ref_label]["median_s"] if ref_label else float("nan")
+    headers = ["method", "wall time (s)", "x real time", f"time / stemboard {ref_label}"]
+    if rev:
+        headers.append(f"speed-up over {rev} (same model)")
+    headers += [f"{name.split(' (')[0]} time / this" for name in peers]
     rows = []
     for label, o in res["offline"].items():
-        rows.append([f"stemboard {label}", o["median_s"], o["x_realtime"], o["median_s"] / ref])
-    for name, p in res["peers"].items():
-        if "median_s" in p:
-            rows.append([name + ", random weights", p["median_s"], p["x_realtime"],
-                         p["median_s"] / ref])
-    print(table(["method", "wall time (s)", "x real time", f"time / stemboard {ref_label}"], rows))
+        row = [f"stemboard {label}", o["median_s"], o["x_realtime"], o["median_s"] / ref]
+        if rev:
+            old = base["offline"].get(label)
+            row.append(old["median_s"] / o["median_s"] if old else float("nan"))
+        row += [t / o["median_s"] for t in peers.values()]
+        rows.append(row)
+    if rev:
+        for label, o in base["offline"].items():
+            row = [f"stemboard {label} at {rev}", o["median_s"], o["x_realtime"],
+                   o["median_s"] / ref, 1.0]
+            row += [t / o["median_s"] for t in peers.values()]
+            rows.append(row)
+    for name, t in peers.items():
+        rows.append([name + ", random weights", t, dur / t, t / ref]
+                    + ([float("nan")] if rev else []) + [u / t for u in peers.values()])
+    print(table(headers, rows))
 
     print("\n## Streaming (process(reset=False), time per block / block duration; "
           f"{res.get('stream_repeats', 1)} run(s) per row)\n")
-    rows = [[s["model"], s["block"], s["budget_ms"], s["mean_frac"], s["p99_frac"], s["max_frac"],
-             s["blocks_per_run"]] for s in res["streaming"].values()]
-    print(table(["model", "block", "budget (ms)", "mean", "p99", "max", "blocks"], rows))
+    headers = ["model", "block", "budget (ms)", "mean", "p99", "max", "blocks"]
+    if rev:
+        headers += [f"mean at {rev}", f"p99 at {rev}", f"max at {rev}", f"p99 {rev} / p99 now"]
+    rows = []
+    for name, s in res["streaming"].items():
+        row = [s["model"], s["block"], s["budget_ms"], s["mean_frac"], s["p99_frac"],
+               s["max_frac"], s["blocks_per_run"]]
+        if rev:
+            old = base["streaming"].get(name)
+            row += ([old["mean_frac"], old["p99_frac"], old["max_frac"],
+                     old["p99_frac"] / s["p99_frac"]] if old else [float("nan")] * 4)
+        rows.append(row)
+    print(table(headers, rows))
 
     print("\n## Latency (impulse test, streaming in 1-sample blocks)\n")
     rows = []

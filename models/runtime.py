@@ -120,6 +120,31 @@ def model_info(name_or_path=None) -> dict:
             "description": m.description, "path": path}
 
 
+#: Runs of fewer frames than this use the single-threaded session (streaming).
+SMALL_RUN_FRAMES = 16
+
+
+def _session(path, providers, num_threads):
+    """An onnxruntime session with stemboard's options; ``num_threads=None``: ORT's
+    default intra-op threads (all cores)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    # Idle ORT worker threads otherwise busy-wait after each run, taking the cores
+    # the engine's per-channel kernel threads (dsp/threads.py) run on next: with
+    # spinning, those threads made a 60 s separation slower (56-58x real time
+    # against 65-69x without them); without it, faster (79-83x).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Not "session.set_denormal_as_zero": it switches the creating thread to
+    # flush-to-zero for good (the caller's numpy included); the engine zeroes
+    # subnormal graph outputs itself (dsp.kernels.flush_tiny).
+    if num_threads is not None:
+        opts.intra_op_num_threads = int(num_threads)
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=providers)
+
+
 def _check_hash(path, manifest):
     """A manifest that records its graph's sha256 (converted third-party weights) must
     match the file: a damaged download or an edited graph is refused by name."""
@@ -156,28 +181,26 @@ class MaskModel(Named):
         self.path = resolve_model_path(path)
         self.manifest = Manifest.load(self.path.with_suffix(".json"))
         _check_hash(self.path, self.manifest)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        # Idle ORT worker threads otherwise busy-wait after each run, taking the cores
-        # the engine's per-channel kernel threads (dsp/threads.py) run on next: with
-        # spinning, those threads made a 60 s separation slower (56-58x real time
-        # against 65-69x without them); without it, faster (79-83x).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if num_threads is not None:
-            if int(num_threads) < 1:
-                raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-            opts.intra_op_num_threads = int(num_threads)
-            opts.inter_op_num_threads = 1
+        if num_threads is not None and int(num_threads) < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         providers = list(providers or ["CPUExecutionProvider"])
         unknown = [p for p in providers if p not in ort.get_available_providers()]
         if unknown:
             raise ModelError(f"execution provider(s) {unknown} not available; "
                              f"available: {ort.get_available_providers()}")
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+            self.session = _session(self.path, providers, num_threads)
         except Exception as e:  # onnxruntime raises several unrelated types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.path}: not a loadable ONNX model ({first})") from None
+        # Streaming runs a stateful graph a frame or two at a time.  Split over
+        # threads, such a run waits for a sleeping worker to wake (and, on a busy
+        # machine, for a core): the p99 block time at 512 samples was 0.21 of the
+        # budget with two threads and 0.13 with one (offline model, side by side).
+        # Small runs therefore get a session of their own on the calling thread.
+        self._small_session = None
+        if self.manifest.stateful and (num_threads is None or int(num_threads) > 1):
+            self._small_session = _session(self.path, providers, 1)
         self._check_graph()
 
     # -- properties -------------------------------------------------------
@@ -338,7 +361,9 @@ class MaskModel(Named):
         m = self.manifest
         feeds = {m.input_name: self._input(features)}
         feeds.update({name: s for (name, _, _), s in zip(self._states, state)})
-        out = self.session.run([m.output_name, *(n for _, n, _ in self._states)], feeds)
+        session = (self._small_session if self._small_session is not None
+                   and features.shape[2] < SMALL_RUN_FRAMES else self.session)
+        out = session.run([m.output_name, *(n for _, n, _ in self._states)], feeds)
         return out[0], out[1:]
 
     def _run_joint(self, features, channels):

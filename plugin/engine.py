@@ -10,7 +10,7 @@ streaming output equals offline output by construction.
 """
 import numpy as np
 
-from ..dsp.kernels import log_features, masked_overlap_add
+from ..dsp.kernels import MASK_FLOOR, TINY, flush_tiny, log_features, masked_overlap_add
 from ..dsp.midside import from_mid_side, to_mid_side
 from ..dsp.stft import StftGrid, num_frames
 from ..dsp.stream import StreamingAnalyzer
@@ -116,6 +116,9 @@ class MaskStream:
     def _ready(self, spec_new):
         spec, masks = self._ready_any(spec_new)
         if self._drop:
+            # The numpy below would meet the softmax's subnormal values (the
+            # kernel zeroes them itself on the other paths).
+            masks = _flushed(masks, MASK_FLOOR)
             masks[:, self._drop] = 0.0
             # A bin no kept stem claims is split evenly among the kept ones.
             dead = masks.sum(axis=1) <= 1e-12
@@ -142,7 +145,9 @@ class MaskStream:
     def _ready_stateful(self, spec_new):
         if spec_new.shape[1] == 0:
             return self._release(spec_new, 0), self._no_masks()
-        masks, self._state = self.model.step(self._features(spec_new), self._state)
+        masks, state = self.model.step(self._features(spec_new), self._state)
+        # The states feed the next run: keep subnormal values out of its convolutions.
+        self._state = [_flushed(x, TINY) for x in state]
         # Output j is the mask of the frame lookahead_frames before input j.
         drop = min(self._skip, masks.shape[3])
         self._skip -= drop
@@ -167,7 +172,8 @@ class MaskStream:
             offsets = [s - self._feats_start for s in starts]
             batch = np.stack([self._feats[:, :, o:o + length] for o in offsets])
             raw = self.model.run(batch.reshape(-1, *batch.shape[2:]), channels=c)
-            masks = normalize_masks(raw).reshape(len(starts), c, *raw.shape[1:])
+            # Normalised and crossfaded in numpy: no subnormal values in that.
+            masks = normalize_masks(_flushed(raw, MASK_FLOOR)).reshape(len(starts), c, *raw.shape[1:])
             for i, s in enumerate(starts):
                 masks[i] *= self._weights if s else self._first_weights
             end = starts[-1] + length
@@ -205,6 +211,14 @@ class MaskStream:
     def _no_masks(self):
         m = self.model.manifest
         return np.zeros((self.num_channels, len(m.stems), m.model_bins, 0), np.float32)
+
+
+def _flushed(a, floor):
+    """``a`` (float32) with the values below ``floor`` in magnitude zeroed, in place
+    when it is C-contiguous (graph outputs are)."""
+    a = np.ascontiguousarray(a, np.float32)
+    flush_tiny(a, floor)
+    return a
 
 
 def segment_weights(length: int, overlap: int, *, first: bool = False) -> np.ndarray:

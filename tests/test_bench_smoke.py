@@ -58,6 +58,23 @@ def test_speed_smoke(speed_json):
     assert lat["impulse_index_offline_out"] == lat["impulse_index_in"]
     assert res["peers"] == {}
     assert "stemboard.dsp (numba + rocket-fft)" in res["stft"]
+    # the same model at the baseline commit ran in the same round-robin
+    assert res["baseline"]["offline"][label]["median_s"] > 0
+    assert res["baseline"]["streaming"][f"{label}@512"]["p99_frac"] > 0
+
+
+def test_overlap_add_smoke(model_path):
+    res = _load("overlap_add").main(["--model", model_path, "--seconds", "1", "--repeats", "1"])
+    assert set(res["times_ms"]) == {"inverse FFTs alone (floor)", "masked_overlap_add",
+                                    "masked_overlap_add at 975e4d3"}
+    assert res["max_abs_diff_to_baseline"] < 1e-6
+
+
+def test_equivalence_smoke(model_path, tmp_path):
+    res = _load("equivalence").main(["--model", model_path, "--tracks", "0", "--seconds", "0.5",
+                                     "--cache", str(tmp_path)])
+    assert {r["mode"] for r in res["rows"]} == {"offline", "512-sample blocks"}
+    assert max(r["max_abs"] for r in res["rows"]) < 1e-6
 
 
 def test_memory_smoke(model_path, tmp_path):

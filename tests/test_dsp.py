@@ -86,29 +86,121 @@ def test_block_loops_are_jitted():
         assert isinstance(fn, numba.core.registry.CPUDispatcher)
 
 
-@pytest.mark.parametrize("binary", [False, True])
-def test_masked_overlap_add_matches_reference(binary):
-    # The fused kernel must equal: normalise masks, hold the top bin, multiply, istft.
+def _reference_render(spec, raw, gains, mb, high_stem, binary, n):
+    """Normalise masks, extend them above the model, multiply, istft: per output."""
     from stemboard.models import normalize_masks
 
+    masks = normalize_masks(np.nan_to_num(raw), "binary" if binary else "soft")
+    if high_stem < 0:
+        above = np.repeat(masks[:, :, -1:], GRID.n_bins - mb, axis=2)
+    else:
+        above = np.zeros(masks.shape[:2] + (GRID.n_bins - mb, masks.shape[3]), np.float32)
+        above[:, high_stem] = 1.0
+    full = np.concatenate([masks, above], axis=2)
+    return [istft(spec * np.einsum("s,csft->ctf", g, full), n, GRID) for g in gains]
+
+
+# 90 frames: more than one of the kernel's chunks (TILE), and not a multiple of it.
+@pytest.mark.parametrize("n", [9000, 45000])
+@pytest.mark.parametrize("binary,high_stem", [(False, -1), (True, -1), (False, 1)])
+def test_masked_overlap_add_matches_reference(binary, high_stem, n):
+    # The fused kernel must equal: normalise masks, hold the top bin, multiply, istft.
     rng = np.random.default_rng(7)
-    n, mb = 9000, 300
+    mb = 300
     x = rng.standard_normal((2, n)).astype(np.float32)
     spec = stft(x, GRID)
     raw = rng.uniform(-0.2, 1, (2, 3, mb, spec.shape[1])).astype(np.float32)
     raw[0, :, 5, 3] = 0.0       # nobody's bin: split evenly
     raw[1, 1, 7, 2] = np.nan    # a broken model value counts as zero
-    gains = np.array([[1, 0, 0], [0.5, 2.0, 0.0]], np.float32)
-    ola = np.zeros((2, 2, GRID.n_fft), np.float32)
-    out = kernels.masked_overlap_add(spec, raw, gains, mb, -1, binary, ola, GRID.n_fft, GRID.hop,
-                                     GRID.synthesis_window)
-    masks = normalize_masks(np.nan_to_num(raw), "binary" if binary else "soft")
-    full = np.concatenate([masks, np.repeat(masks[:, :, -1:], GRID.n_bins - mb, axis=2)], axis=2)
-    for o, g in enumerate(gains):
-        eff = np.einsum("s,csft->ctf", g, full)
-        ref = istft(spec * eff, n, GRID)
+    gains = np.array([[1, 0, 0], [0.5, 2.0, 0.0], [0, 0, 0]], np.float32)
+    ola = np.zeros((3, 2, GRID.n_fft), np.float32)
+    out = kernels.masked_overlap_add(spec, raw, gains, mb, high_stem, binary, ola, GRID.n_fft,
+                                     GRID.hop, GRID.synthesis_window)
+    for o, ref in enumerate(_reference_render(spec, raw, gains, mb, high_stem, binary, n)):
         got = out[o][:, GRID.pad:GRID.pad + n]
         assert np.max(np.abs(got - ref)) <= 1e-4
+
+
+@pytest.mark.parametrize("binary,high_stem", [(False, -1), (True, -1), (False, 0)])
+def test_masked_overlap_add_paths_agree_to_the_bit(binary, high_stem):
+    """Streaming calls of a frame or two go frame by frame, offline calls in
+    bin-major spans: the same sums in the same order, so the same bits."""
+    rng = np.random.default_rng(5)
+    n_frames, mb = 150, 200
+    spec = stft(rng.standard_normal((2, n_frames * GRID.hop)).astype(np.float32), GRID)
+    spec = np.ascontiguousarray(spec[:, :n_frames])
+    raw = rng.uniform(-0.1, 1, (2, 3, mb, n_frames)).astype(np.float32)
+    raw[:, :, 3, 7] = 0.0
+    gains = np.array([[1, 0, 0], [0.25, 0.5, 2.0]], np.float32)
+
+    def render(cuts):
+        ola = np.zeros((2, 2, GRID.n_fft), np.float32)
+        parts = [kernels.masked_overlap_add(
+            np.ascontiguousarray(spec[:, a:b]), np.ascontiguousarray(raw[..., a:b]), gains, mb,
+            high_stem, binary, ola, GRID.n_fft, GRID.hop, GRID.synthesis_window)
+            for a, b in zip(cuts[:-1], cuts[1:])]
+        return np.concatenate(parts, axis=2), ola
+
+    whole, ola_whole = render([0, n_frames])
+    assert n_frames >= kernels.FEW_FRAMES
+    for step in (1, 2, kernels.FEW_FRAMES, 37):
+        cut, ola_cut = render(list(range(0, n_frames, step)) + [n_frames])
+        np.testing.assert_array_equal(cut, whole)
+        np.testing.assert_array_equal(ola_cut, ola_whole)
+
+
+def test_subnormal_masks_are_flushed_without_changing_the_output():
+    """A softmax's confidently-absent stems underflow to subnormal floats; the
+    kernel zeroes mask values up to MASK_FLOOR.  Against the reference, which
+    keeps them, the output moves by less than 1e-7 (issue 28)."""
+    rng = np.random.default_rng(11)
+    n, mb = 45000, 400
+    x = (0.5 * rng.uniform(-1, 1, (2, n))).astype(np.float32)
+    spec = stft(x, GRID)
+    logits = rng.normal(0, 40, (2, 4, mb, spec.shape[1]))
+    raw = np.exp(logits - logits.max(axis=1, keepdims=True))
+    raw = (raw / raw.sum(axis=1, keepdims=True)).astype(np.float32)
+    tiny = np.finfo(np.float32).tiny
+    subnormal = (raw > 0) & (raw < tiny)
+    assert subnormal.mean() > 0.05 and ((raw > tiny) & (raw < 1e-20)).any()
+    gains = np.eye(4, dtype=np.float32)
+    ola = np.zeros((4, 2, GRID.n_fft), np.float32)
+    out = kernels.masked_overlap_add(spec, raw, gains, mb, -1, False, ola, GRID.n_fft, GRID.hop,
+                                     GRID.synthesis_window)
+    refs = _reference_render(spec.astype(np.complex128), raw.astype(np.float64), gains, mb, -1,
+                             False, n)
+    for o, ref in enumerate(refs):
+        assert np.max(np.abs(out[o][:, GRID.pad:GRID.pad + n] - ref)) < 1e-6
+    # The flush itself: the same output as masks zeroed beforehand, to the bit.
+    flushed = np.where(raw > kernels.MASK_FLOOR, raw, np.float32(0))
+    again = kernels.masked_overlap_add(spec, flushed, gains, mb, -1, False,
+                                       np.zeros_like(ola), GRID.n_fft, GRID.hop,
+                                       GRID.synthesis_window)
+    np.testing.assert_array_equal(out, again)
+
+
+def test_flush_tiny_zeroes_only_small_values():
+    a = np.array([1e-39, -1e-39, 1e-21, 1e-19, -2.0, 0.0, np.nan, np.inf], np.float32)
+    kernels.flush_tiny(a, kernels.MASK_FLOOR)
+    np.testing.assert_array_equal(a[:6], np.array([0, 0, 0, 1e-19, -2, 0], np.float32))
+    assert np.isnan(a[6]) and a[7] == np.inf
+    b = np.array([[1e-39, 1e-30]], np.float32)
+    kernels.flush_tiny(b, kernels.TINY)
+    np.testing.assert_array_equal(b, np.array([[0, 1e-30]], np.float32))
+
+
+def test_analysis_zeroes_subnormal_samples_and_keeps_nan():
+    tiny = np.finfo(np.float32).tiny
+    x = np.full((1, 4096), tiny / 4, np.float32)       # subnormal, windowed or not
+    assert not np.any(stft(x, GRID))
+    x[0, 2000] = 0.25
+    spec = stft(x, GRID)
+    clean = np.zeros_like(x)
+    clean[0, 2000] = 0.25
+    np.testing.assert_array_equal(spec, stft(clean, GRID))
+    buf = np.zeros((1, GRID.n_fft), np.float32)
+    buf[0, 100] = np.nan
+    assert np.isnan(kernels.analyze_frames(buf, 1, GRID.n_fft, GRID.hop, GRID.window)).any()
 
 
 @pytest.mark.parametrize("channels", [2, 3])

@@ -35,6 +35,25 @@ def test_run_equals_stateless(pair):
     np.testing.assert_allclose(step.run(x), plain.run(x), atol=1e-6)
 
 
+def test_small_steps_run_on_one_thread_with_the_same_masks(pair):
+    """Streaming-sized steps use a single-threaded session (issue 28: no waking of
+    worker threads per block); its masks and states equal the main session's."""
+    from stemboard.models import runtime
+
+    step = MaskModel(pair[1], num_threads=2)
+    assert step._small_session is not None
+    assert MaskModel(pair[1], num_threads=1)._small_session is None
+    assert MaskModel(pair[0], num_threads=2)._small_session is None   # not stateful
+    x = np.random.default_rng(1).random((2, 513, runtime.SMALL_RUN_FRAMES - 1)).astype(
+        np.float32)
+    small = step.step(x, step.zero_state(2))
+    step._small_session = None                                        # main session only
+    big = step.step(x, step.zero_state(2))
+    np.testing.assert_allclose(small[0], big[0], atol=1e-6)
+    for a, b in zip(small[1], big[1]):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_step_needs_a_stateful_graph(pair):
     with pytest.raises(ModelError, match="stateful"):
         MaskModel(pair[0]).step(np.zeros((1, 513, 5), np.float32), [])
