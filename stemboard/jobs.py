@@ -16,11 +16,13 @@ What this module adds is the job around them:
 
 Only the driver writes the journal; workers return a result record.
 """
+import contextlib
 import hashlib
 import json
 import os
 import signal
 import socket
+import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -404,6 +406,7 @@ class RayEngine:
         self._busy = {}
         self._free = deque()
         self._where = {}
+        self._probes = {}
 
     def __enter__(self):
         try:
@@ -411,6 +414,22 @@ class RayEngine:
         except ImportError:
             raise JobError("--engine ray needs Ray: pip install \"stemboard[ray]\"") from None
         self.ray = ray
+        self._died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
+        # Ray prints a dead worker's notice on stdout, which holds --json's output.
+        self._stdout = contextlib.redirect_stdout(sys.stderr)
+        self._stdout.__enter__()
+        try:
+            where = self._start_actors()
+        except BaseException:
+            self._stop()
+            raise
+        self._where = dict(zip(self._actors, where))
+        self._free.extend(self._actors)
+        return self
+
+    def _start_actors(self):
+        """Join or start Ray, start the actors; return where each runs once its model loaded."""
+        ray = self.ray
         if not ray.is_initialized():
             import logging
 
@@ -423,24 +442,23 @@ class RayEngine:
         self._actors = [actor.remote(self.spec) for _ in range(self.workers)]
         try:
             # Waits for every actor's model: a model that cannot load fails here, once.
-            where = ray.get([a.where.remote() for a in self._actors])
+            return ray.get([a.where.remote() for a in self._actors])
         except ray.exceptions.RayError as e:
-            self._stop()
             raise JobError(f"Ray workers could not start: {str(e).strip().splitlines()[-1]}") \
                 from None
-        self._where = dict(zip(self._actors, where))
-        self._free.extend(self._actors)
-        return self
 
     def __exit__(self, exc_type, exc, tb):
         self._stop()
         return False
 
     def _stop(self):
-        for a in getattr(self, "_actors", []):
-            self.ray.kill(a)
-        if self._started_ray:
-            self.ray.shutdown()
+        try:
+            for a in getattr(self, "_actors", []):
+                self.ray.kill(a)
+            if self._started_ray:
+                self.ray.shutdown()
+        finally:
+            self._stdout.__exit__(None, None, None)
 
     def has_capacity(self):
         return bool(self._free)
@@ -452,19 +470,33 @@ class RayEngine:
         return ref, self._where.get(actor)
 
     def wait(self, handles):
-        ready, _ = self.ray.wait(handles, num_returns=1)
-        return ready
+        """The finished ones among ``handles``; may be none when a restarted actor came back."""
+        ready, _ = self.ray.wait(list(handles) + list(self._probes), num_returns=1)
+        for ref in ready:
+            if ref in self._probes:
+                self._probed(ref)
+        return [ref for ref in ready if ref not in self._probes and ref in self._busy]
+
+    def _probed(self, ref):
+        actor = self._probes.pop(ref)
+        try:
+            self._where[actor] = self.ray.get(ref)
+        except self._died:
+            time.sleep(0.1)  # still restarting: ask again shortly
+            self._probes[actor.where.remote()] = actor
+            return
+        self._free.append(actor)
 
     def result(self, handle):
         """The item's result record; :class:`WorkerDied` if its actor died."""
         actor = self._busy.pop(handle)
         try:
             result = self.ray.get(handle)
-        except (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError) as e:
-            # Ray restarts the actor (max_restarts); it goes to the back of the
-            # queue so the retry lands on another actor when one is free.
+        except self._died as e:
+            # Ray restarts the actor (max_restarts). It takes items again once it
+            # answers, so the retry goes to another actor if one is free.
             self._where.pop(actor, None)
-            self._free.append(actor)
+            self._probes[actor.where.remote()] = actor
             raise WorkerDied(f"Ray worker died ({type(e).__name__})") from None
         self._where[actor] = result.get("worker")
         self._free.append(actor)
