@@ -334,6 +334,9 @@ def run(sources, out, *, model=None, stems=None, two_stems=None, format="wav",
     (``stemboard-batch.jsonl``) records every item; running the same call
     again skips the items that finished with the same input and options.
 
+    The local engine starts its workers with ``spawn``: in a script, call this
+    under ``if __name__ == "__main__":``.
+
     Parameters
     ----------
     sources : str, Path or list of them
@@ -398,18 +401,24 @@ def run(sources, out, *, model=None, stems=None, two_stems=None, format="wav",
                         "model": spec.model_name, "options": spec.options(),
                         "options_sha256": spec_hash, "inputs": len(paths), "todo": len(todo)})
         bar = JobProgress(len(todo), enabled=progress)
+        records, startup, driver_cpu = [], 0.0, 0.0
         try:
             if todo:
+                t0 = time.perf_counter()
                 with jobs.make_engine(engine, spec, workers=workers, address=address) as eng:
+                    startup = time.perf_counter() - t0
+                    cpu0 = time.process_time()
                     records = jobs.drive(eng, todo, journal, spec, retries=retries,
                                          on_result=bar.update)
-            else:
-                records = []
+                    driver_cpu = time.process_time() - cpu0
         finally:
             bar.close()
+    # startup_s: workers started and models loaded; driver_cpu_s: this process's CPU
+    # while items ran (handing them out, journaling), what bounds a cluster's scale.
     return job_summary(records, skipped=len(paths) - len(todo), seconds=time.perf_counter()
                        - start, engine=engine, workers=workers, model=spec.model_name,
-                       options=spec.options(), journal=str(journal.path))
+                       options=spec.options(), journal=str(journal.path),
+                       startup_s=round(startup, 3), driver_cpu_s=round(driver_cpu, 3))
 
 
 def _workers(engine, workers):
