@@ -7,9 +7,10 @@ loading one model per worker, separating, writing and journaling.
 
 Reported per engine: wall time, audio hours per hour, the ratio to one local
 worker, the Ray overhead against the local pool at the same worker count (target
-<= 15 %; with Ray started for the batch, and joining a runtime already up), the mean worker seconds per item, and the driver's CPU seconds per item
-while items run (what the one process that hands out items and writes the journal
-spends on each; startup excluded, it is reported on its own).
+<= 15 %; with Ray started for the batch, and joining a runtime already up), the
+mean worker seconds per item, the load average around each run, and the driver's
+CPU seconds per item while items run (what the one process that hands out items
+and writes the journal spends on each; startup is reported on its own).
 From the last two it prints a **projection** of throughput past one machine: with
 W workers each taking ``c`` s per item and a driver spending ``d`` s per item,
 items/s = min(W / c, 1 / d). That is a model, not a measurement.
@@ -139,11 +140,13 @@ def report(res):
     for label, m in med.items():
         rows.append([label, m["wall_s"], m["startup_s"], m["audio_h_per_h"],
                      base / m["wall_s"] if base else float("nan"), m["item_s"],
-                     m["driver_cpu_per_item_s"] * 1000, f"{m['load_before']:.2f}"])
+                     m["driver_cpu_per_item_s"] * 1000, f"{m['load_before']:.2f}",
+                     f"{m['load_after']:.2f}"])
     print(f"\n{res['files']} files x {res['seconds']:g} s stereo, model {res['model']}, "
           f"{res['machine']['cpu_count']} cores\n")
-    print(benchlib.table(["engine", "wall (s)", "of which startup (s)", "audio h/h", "speed-up vs local x1",
-                          "worker s/item", "driver CPU ms/item", "load before"], rows))
+    print(benchlib.table(["engine", "wall (s)", "of which startup (s)", "audio h/h",
+                          "speed-up vs local x1", "worker s/item", "driver CPU ms/item",
+                          "load before", "load after"], rows))
     for label in ("ray x2", "ray-up x2"):
         if label in med and "local x2" in med:
             overhead = med[label]["wall_s"] / med["local x2"]["wall_s"] - 1

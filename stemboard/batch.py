@@ -525,10 +525,19 @@ def print_job_summary(summary, *, file=None):
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"  {k:<{width}}  {v:>8}", file=file)
-    hours = summary.get("audio_s", 0) / 3600
-    line = f"  audio   {hours:.2f} h in {summary.get('seconds', 0):.1f} s"
+    line = (f"  audio   {_audio_length(summary.get('audio_s', 0))} in "
+            f"{summary.get('seconds', 0):.1f} s")
     if summary.get("audio_hours_per_hour"):
         line += f" ({summary['audio_hours_per_hour']:.1f} audio hours per hour)"
     print(line, file=file)
     for f in summary.get("failures", []):
         print(f"  failed: {f['error']}", file=file)
+
+
+def _audio_length(seconds):
+    """``12.0 s``, ``3.5 min`` or ``2.25 h``: audio lengths as people count them."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"

@@ -229,3 +229,35 @@ def test_bad_options_fail_before_any_work(catalog, tmp_path, model_path, capsys)
     assert main(["batch", "-o", str(out)]) == 1
     assert "batch needs SOURCES" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_killed_local_worker_is_replaced_and_its_item_retried(tmp_path, model_path):
+    import multiprocessing
+    import threading
+
+    long = write(tmp_path / "in" / "long.wav", music_like(seconds=40.0, seed=5))
+    short = write(tmp_path / "in" / "short.wav", music_like(seconds=1.0))
+    out = tmp_path / "out"
+    killed = []
+
+    def kill_the_worker():
+        key = str(long.resolve())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if items(out).get(key, {}).get("state") == "running":
+                for child in multiprocessing.active_children():  # the pool's one worker
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_worker)
+    killer.start()
+    s = run([long, short], out, model=model_path, workers=1, retries=1)
+    killer.join()
+    assert killed
+    assert (s["done"], s["failed"]) == (2, 0)
+    states = [(r["state"], r.get("attempt")) for r in Journal.read(out)
+              if r.get("input") == str(long.resolve())]
+    assert states == [("running", 1), ("retry", 1), ("running", 2), ("done", 2)]
+    assert not [p for p in out.rglob(".*") if p.is_file()]

@@ -13,7 +13,8 @@ from conftest import music_like
 from stemboard.batch import run
 from stemboard.jobs import Journal
 
-ray = pytest.importorskip("ray", reason="the Ray engine needs ray (pip install \"stemboard[ray]\")")
+ray = pytest.importorskip("ray",
+                          reason="the Ray engine needs ray (pip install \"stemboard[ray]\")")
 
 STEMS = ("vocals", "drums", "bass", "other")
 
