@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,3 +262,21 @@ def test_a_killed_local_worker_is_replaced_and_its_item_retried(tmp_path, model_
               if r.get("input") == str(long.resolve())]
     assert states == [("running", 1), ("retry", 1), ("running", 2), ("done", 2)]
     assert not [p for p in out.rglob(".*") if p.is_file()]
+
+
+def test_sweep_counts_an_unreaped_killed_process_as_dead(tmp_path):
+    """A killed batch's orphaned worker can linger as a zombie; its temporaries are stale."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc to tell a zombie")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    stat = Path(f"/proc/{child.pid}/stat")
+    deadline = time.monotonic() + 30
+    while stat.read_bytes().rsplit(b")", 1)[1][1:2] != b"Z":  # exited, not yet reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        temp = tmp_path / f".vocals.partial-{child.pid}-{audio._HOST_ID}-0123abcd.wav"
+        temp.write_bytes(b"RIFF")
+        assert audio.remove_stale_temporaries(tmp_path) == [temp]
+    finally:
+        child.wait()
