@@ -87,6 +87,8 @@ setup(
         "bench": ["librosa>=0.10", "matplotlib>=3.7", "musdb>=0.4", "museval>=0.4",
                   "norbert>=0.2", "scipy>=1.10"],
         "midi": ["python-rtmidi>=1.5"],
+        # `stemboard batch --engine ray` (issue 26); the local engine needs nothing more.
+        "ray": ["ray>=2.9"],
     },
     entry_points={"console_scripts": ["stemboard=stemboard.cli:main"]},
 )

@@ -277,7 +277,22 @@ def _process_alive(pid):
         return False
     except OSError:  # EPERM: it exists, under another user
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid):
+    """Whether ``pid`` has exited but not been reaped (Linux; False where unknown).
+
+    A killed batch worker is orphaned and stays a zombie until init reaps it; it
+    will never finish its temporary files, so they are stale already.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    # "pid (comm) S ...": the state follows the last ")" (comm may hold one).
+    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"Z"
 
 
 def remove_stale_temporaries(folder):

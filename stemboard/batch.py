@@ -6,6 +6,7 @@ with a summary. Stop signals still stop the whole batch.
 """
 import glob
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -269,3 +270,274 @@ def read_duration(path, outcome):
     sr, _, frames, _ = audio.read_info(path)
     outcome.sample_rate, outcome.duration_s = sr, round(frames / sr, 3)
     return sr, frames
+
+
+# -- catalog jobs: `stemboard batch` ------------------------------------------------------
+LIST_SUFFIXES = (".txt", ".csv")
+
+
+def read_path_list(path):
+    """The input paths a ``.txt`` (one per line) or ``.csv`` list names.
+
+    Blank lines and lines starting with ``#`` are skipped. A CSV's paths are
+    in its ``path`` column when its first row names one, else in its first
+    column. Relative paths are relative to the list's folder.
+
+    Raises
+    ------
+    InputError
+        When the list cannot be read or names no path.
+    """
+    import csv
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read this list of inputs ({e})") from None
+    lines = [line for line in text.splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    if path.suffix.lower() == ".csv":
+        rows = [row for row in csv.reader(lines) if row]
+        header = [c.strip().lower() for c in rows[0]] if rows else []
+        column = header.index("path") if "path" in header else 0
+        rows = rows[1:] if "path" in header else rows
+        names = [row[column].strip() for row in rows if len(row) > column]
+    else:
+        names = [line.strip() for line in lines]
+    names = [n for n in names if n]
+    if not names:
+        raise InputError(f"{path}: this list names no input files")
+    return [p if p.is_absolute() else path.parent / p for p in map(Path, names)]
+
+
+def expand_sources(items, *, recursive=False):
+    """:func:`expand_inputs`, with ``.txt``/``.csv`` files read as lists of inputs."""
+    expanded = []
+    for item in items:
+        if Path(item).suffix.lower() in LIST_SUFFIXES and Path(item).is_file():
+            expanded += [str(p) for p in read_path_list(item)]
+        else:
+            expanded.append(item)
+    return expand_inputs(expanded, recursive=recursive)
+
+
+def run(sources, out, *, model=None, stems=None, two_stems=None, format="wav",
+        bit_depth=None, bitrate=None, filename=None, mask_mode="soft",
+        block_size=audio.DEFAULT_BLOCK, threads=None, providers=None, engine="local",
+        workers=None, address=None, retries=2, recursive=False, rehash=False,
+        progress=False):
+    """Separate a catalog into ``out``, resumably: ``stemboard batch`` from Python.
+
+    Each input is separated exactly as ``stemboard separate`` would, on a pool
+    of workers that each load the model once. A journal in ``out``
+    (``stemboard-batch.jsonl``) records every item; running the same call
+    again skips the items that finished with the same input and options.
+
+    The local engine starts its workers with ``spawn``: in a script, call this
+    under ``if __name__ == "__main__":``.
+
+    Parameters
+    ----------
+    sources : str, Path or list of them
+        Audio files, folders, globs, and ``.txt``/``.csv`` lists of paths.
+    out : str or Path
+        The output folder; the journal lives in it.
+    model, stems, two_stems, format, bit_depth, bitrate, filename, mask_mode
+        As for ``stemboard separate`` (``filename`` defaults to
+        ``"{track}/{stem}.{ext}"``).
+    block_size, threads, providers
+        Memory and speed only. ``threads`` is per worker; by default the
+        machine's cores split between the local workers, 1 per Ray actor.
+    engine : {"local", "ray"}
+    workers : int, optional
+        Default: 1 per core (local), 2 (Ray).
+    address : str, optional
+        Ray cluster address (default ``RAY_ADDRESS``, else a local runtime).
+    retries : int
+        Extra attempts for an item whose worker died.
+    recursive : bool
+        Folders: take their subfolders' audio files too.
+    rehash : bool
+        Check finished inputs by their sha256 even when size and time match.
+    progress : bool
+        A tqdm bar on stderr.
+
+    Returns
+    -------
+    dict
+        The summary: counts (``done``, ``skipped``, ``failed``), audio seconds,
+        wall seconds, audio hours per hour and each processed item's record.
+
+    Raises
+    ------
+    InputError, JobError, ValueError
+        Before anything runs, for bad inputs or options.
+    """
+    from . import jobs
+
+    jobs.check_engine(engine, address)
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    paths = expand_sources([str(s) for s in sources], recursive=recursive)
+    if not paths:
+        raise InputError("no input files")
+    spec, names = job_spec(out, model=model, stems=stems, two_stems=two_stems, format=format,
+                           bit_depth=bit_depth, bitrate=bitrate, filename=filename,
+                           mask_mode=mask_mode, block_size=block_size, threads=threads,
+                           providers=providers, engine=engine, workers=workers)
+    workers = _workers(engine, workers)
+    if retries < 0:
+        raise jobs.JobError(f"retries must be 0 or more, not {retries}")
+    jobs.check_collisions(spec, paths, names)
+    start = time.perf_counter()
+    with jobs.Journal(out) as journal:
+        last = jobs.Journal.latest(jobs.Journal.read(out))
+        jobs.sweep_unfinished(last, spec, names)
+        spec_hash = spec.options_sha256()
+        todo = [p for p in paths if not jobs.is_finished(last.get(jobs.input_key(p)),
+                                                         spec_hash, p, rehash=rehash)]
+        journal.append({"event": "run", "engine": engine, "workers": workers,
+                        "model": spec.model_name, "options": spec.options(),
+                        "options_sha256": spec_hash, "inputs": len(paths), "todo": len(todo)})
+        bar = JobProgress(len(todo), enabled=progress)
+        records, startup, driver_cpu = [], 0.0, 0.0
+        try:
+            if todo:
+                t0 = time.perf_counter()
+                with jobs.make_engine(engine, spec, workers=workers, address=address) as eng:
+                    startup = time.perf_counter() - t0
+                    cpu0 = time.process_time()
+                    records = jobs.drive(eng, todo, journal, spec, retries=retries,
+                                         on_result=bar.update)
+                    driver_cpu = time.process_time() - cpu0
+        finally:
+            bar.close()
+    # startup_s: workers started and models loaded; driver_cpu_s: this process's CPU
+    # while items ran (handing them out, journaling), what bounds a cluster's scale.
+    return job_summary(records, skipped=len(paths) - len(todo), seconds=time.perf_counter()
+                       - start, engine=engine, workers=workers, model=spec.model_name,
+                       options=spec.options(), journal=str(journal.path),
+                       startup_s=round(startup, 3), driver_cpu_s=round(driver_cpu, 3))
+
+
+def _workers(engine, workers):
+    from .jobs import JobError
+
+    if workers is None:
+        return (os.cpu_count() or 1) if engine == "local" else 2
+    if workers < 1:
+        raise JobError(f"workers must be 1 or more, not {workers}")
+    return workers
+
+
+def job_spec(out, *, model=None, stems=None, two_stems=None, format="wav", bit_depth=None,
+             bitrate=None, filename=None, mask_mode="soft", block_size=audio.DEFAULT_BLOCK,
+             threads=None, providers=None, engine="local", workers=None):
+    """A checked :class:`~stemboard.jobs.JobSpec` and its output names, from the manifests.
+
+    No model graph is loaded here: the workers do that.
+
+    Raises
+    ------
+    ValueError
+        For an unknown model, stem, format, bit depth, bitrate or template.
+    """
+    from .jobs import SEPARATE_FILENAME, JobSpec
+    from .models import model_info
+
+    if two_stems is not None and stems is not None:
+        raise ValueError("choose stems or two_stems, not both")
+    if two_stems is not None and model is None:
+        from .cli import two_stem_model
+
+        model = two_stem_model(two_stems)
+    info = model_info(model)
+    fmt = audio.output_format(f"x.{format}")
+    audio.check_write_options(fmt, bit_depth=bit_depth, bitrate=bitrate)
+    if threads is None:
+        # Cores split between local workers: more threads than cores only contend.
+        threads = (max(1, (os.cpu_count() or 1) // _workers(engine, workers))
+                   if engine == "local" else 1)
+    spec = JobSpec(out=str(Path(out).absolute()), model=None if model is None else str(model),
+                   model_name=info["name"], model_path=str(info["path"]),
+                   stems=None if stems is None else tuple(stems), two_stems=two_stems,
+                   format=fmt, bit_depth=bit_depth, bitrate=bitrate,
+                   filename=filename or SEPARATE_FILENAME, mask_mode=mask_mode,
+                   block_size=block_size, threads=threads,
+                   providers=None if providers is None else tuple(providers))
+    spec.template()  # a bad template fails now, naming itself
+    return spec, spec.output_names(info["stems"])
+
+
+class JobProgress:
+    """A tqdm bar over a batch's items, with audio done, throughput and ETA.
+
+    Throughput is in audio hours per hour of wall time (the real-time factor
+    of the whole batch).
+    """
+
+    def __init__(self, n_items, *, enabled=False, file=None):
+        self.file = file if file is not None else sys.stderr
+        self.audio_s = 0.0
+        self.start = time.perf_counter()
+        self._bar = None
+        if enabled and n_items:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=n_items, desc="batch", unit="item", file=self.file,
+                             dynamic_ncols=True)
+
+    def update(self, record):
+        if record.get("state") == "done":
+            self.audio_s += record.get("duration_s") or 0.0
+        if self._bar is None:
+            return
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        self._bar.set_postfix_str(f"{self.audio_s / 3600:.2f} h audio, "
+                                  f"{self.audio_s / elapsed:.1f} h/h", refresh=False)
+        self._bar.update(1)
+        if record.get("state") == "failed":
+            self._bar.write(f"stemboard: error: {record.get('error')}", file=self.file)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def job_summary(records, *, skipped, seconds, **fields):
+    """The JSON-ready summary of one ``batch`` run."""
+    done = [r for r in records if r["state"] == "done"]
+    failed = [r for r in records if r["state"] == "failed"]
+    audio_s = sum(r.get("duration_s") or 0.0 for r in done)
+    return {"command": "batch", **fields, "done": len(done), "skipped": skipped,
+            "failed": len(failed), "audio_s": round(audio_s, 3), "seconds": round(seconds, 3),
+            "audio_hours_per_hour": round(audio_s / seconds, 2) if seconds and audio_s else None,
+            "failures": [{"input": r["input"], "error": r.get("error")} for r in failed],
+            "items": records}
+
+
+def print_job_summary(summary, *, file=None):
+    """The summary table of a ``batch`` run (or of ``--status``), on stderr."""
+    file = file if file is not None else sys.stderr
+    rows = [(k, summary[k]) for k in ("done", "skipped", "failed", "unfinished") if k in summary]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v:>8}", file=file)
+    line = (f"  audio   {_audio_length(summary.get('audio_s', 0))} in "
+            f"{summary.get('seconds', 0):.1f} s")
+    if summary.get("audio_hours_per_hour"):
+        line += f" ({summary['audio_hours_per_hour']:.1f} audio hours per hour)"
+    print(line, file=file)
+    for f in summary.get("failures", []):
+        print(f"  failed: {f['error']}", file=file)
+
+
+def _audio_length(seconds):
+    """``12.0 s``, ``3.5 min`` or ``2.25 h``: audio lengths as people count them."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"

@@ -360,6 +360,89 @@ def _made_root(out):
     return out
 
 
+def cmd_batch(args):
+    """``stemboard batch``: a resumable catalog job, or ``--status`` of one."""
+    from .batch import InputError, print_job_summary, run
+    from .jobs import JobError
+
+    if args.status is not None:
+        return _batch_status(args)
+    if not args.inputs or args.output is None:
+        raise CliError("batch needs SOURCES and -o OUT (or --status OUT)")
+    _check_format(args, args.format)
+    providers = execution_providers(args.device, args.providers)
+    stems = None if args.stems is None else [s.strip() for s in args.stems.split(",")
+                                             if s.strip()]
+    try:
+        summary = run(args.inputs, args.output, model=args.model, stems=stems,
+                      two_stems=args.two_stems, format=args.format, bit_depth=args.bit_depth,
+                      bitrate=args.bitrate, filename=args.filename, mask_mode=args.mask_mode,
+                      block_size=args.block_size, threads=args.threads, providers=providers,
+                      engine=args.engine, workers=args.workers, address=args.address,
+                      retries=args.retries, recursive=args.recursive, rehash=args.rehash,
+                      progress=not args.quiet and sys.stderr.isatty())
+    except (InputError, JobError) as e:
+        raise CliError(str(e)) from None
+    if args.json:
+        import json
+
+        print(json.dumps(summary, indent=2))
+    print(f"stemboard batch: {summary['journal']} ({summary['engine']}, "
+          f"{summary['workers']} workers)", file=sys.stderr)
+    print_job_summary(summary)
+    return EXIT_ERROR if summary["failed"] else 0
+
+
+def _batch_status(args):
+    """``--status OUT``: the journal's summary; exit 1 unless every item is done."""
+    import json
+
+    from .batch import print_job_summary
+    from .jobs import JobError, status
+
+    if args.inputs or args.output is not None:
+        raise CliError("--status OUT takes no SOURCES and no -o")
+    try:
+        s = status(args.status)
+    except JobError as e:
+        raise CliError(str(e)) from None
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(f"{s['journal']}: {s['items']} items, {s['runs']} runs", file=sys.stderr)
+        print_job_summary(s)
+    return 0 if s["done"] == s["items"] else EXIT_ERROR
+
+
+def _batch_parser(sub):
+    p = sub.add_parser("batch", help="separate a catalog: resumable, on local workers or Ray")
+    p.add_argument("inputs", nargs="*", metavar="SOURCE",
+                   help="audio files, folders, globs, or .txt/.csv lists of paths")
+    p.add_argument("-o", "--output", default=None,
+                   help="output folder; holds the job journal (stemboard-batch.jsonl)")
+    p.add_argument("--status", default=None, metavar="OUT",
+                   help="summarise the journal in OUT and exit (1 unless every item is done)")
+    p.add_argument("--stems", default=None, help="comma-separated stems (default: all)")
+    p.add_argument("--two-stems", default=None, metavar="STEM",
+                   help="write STEM and no_STEM, as `separate --two-stems`")
+    p.add_argument("--format", choices=audio.WRITE_FORMATS, default="wav")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: a process pool on this machine (default); ray: Ray actors, "
+                        "on a cluster with --address or RAY_ADDRESS (pip install "
+                        "\"stemboard[ray]\")")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes or actors, each with the model loaded (default: "
+                        "one per core; 2 for Ray)")
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="Ray cluster to join (default RAY_ADDRESS, else a local runtime)")
+    p.add_argument("--retries", type=int, default=2, metavar="N",
+                   help="extra attempts for an item whose worker died (default 2)")
+    p.add_argument("--rehash", action="store_true",
+                   help="check finished inputs by sha256 even when size and time match")
+    _common(p, filename=SEPARATE_FILENAME)
+    p.set_defaults(func=cmd_batch)
+
+
 def cmd_models(args):
     from .models import DEFAULT_MODEL, bundled_models, model_info
 
@@ -445,6 +528,8 @@ def build_parser():
                    help="output format (default: -o's extension, or wav into a folder)")
     _common(p, filename=REMIX_FILENAME, when="-o is a folder")
     p.set_defaults(func=cmd_remix)
+
+    _batch_parser(sub)
 
     p = sub.add_parser("models", help="list the bundled models")
     p.set_defaults(func=cmd_models)

@@ -133,3 +133,17 @@ def test_postproc_smoke(quality_json, model_path, tmp_path):
     assert res["summary"]["power-2"] != res["summary"]["masks"]
     for row in res["summary"].values():
         assert np.isfinite([row[s] for s in ("vocals", "drums", "bass", "other", "avg")]).all()
+
+
+def test_batch_bench_runs_and_reports(model_path, tmp_path):
+    out = tmp_path / "batch.json"
+    res = _load("batch").main(["--files", "2", "--seconds", "0.5", "--model", model_path,
+                               "--no-ray", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert set(saved["runs"]) == {"local x1", "local x2"}
+    for label, m in res["median"].items():
+        assert m["audio_s"] == pytest.approx(1.0), label
+        assert m["wall_s"] > 0 and m["driver_cpu_per_item_s"] >= 0
+    rows = res["projection"]["local x2"]
+    assert [r[0] for r in rows] == [2, 16, 64, 256, 1024, 4096]
+    assert all(b[1] >= a[1] for a, b in zip(rows, rows[1:]))  # never slower with more workers
