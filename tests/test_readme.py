@@ -57,6 +57,8 @@ SKIPPED_LINES = {
     "pip install": "installs packages: needs the network, and the tests run installed",
     "python -m pytest": "the test suite itself",
     "bash .ci/run": "sets up a fresh machine",
+    "stemboard batch tracks.txt -o /shared/stems --engine ray":
+        "needs a Ray cluster at head:6379 (tests/test_jobs_ray.py runs a local one)",
 }
 # Untagged blocks are only allowed to hold these (not run: hours of CPU and MUSDB18).
 TRAINING_COMMANDS = ("pip install", "python -m stemboard.models.train")
@@ -200,7 +202,10 @@ def stemboard_script(folder):
     if not REAL_MODELS:
         body += [f"sys.path.insert(0, {tests!r})", "from test_readme import use_fast_models",
                  "use_fast_models()"]
-    body += ["from stemboard.cli import main", "sys.exit(main())"]
+    # The guard: `stemboard batch` starts its workers with spawn, which imports this
+    # script again in each worker; only the parent may run the command.
+    body += ["from stemboard.cli import main", "if __name__ == '__main__':",
+             "    sys.exit(main())"]
     path = folder / "stemboard"
     path.write_text(f"#!{sys.executable}\n" + "\n".join(body) + "\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -213,8 +218,12 @@ def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("readme")
     x = music_like(channels=2, seconds=2.0)
     for name in ("song.wav", "song.mp3", "song.flac", "album/track.wav", "live/set.flac",
-                 "songs/one.wav"):
+                 "songs/one.wav", "catalog/a/one.wav", "catalog/two.flac"):
         write_audio(root / name, x)
+    # The batch lines' path lists.
+    (root / "tracks.csv").write_text("path,artist\nsongs/one.wav,someone\n")
+    (root / "more.txt").write_text("song.flac\n")
+    (root / "tracks.txt").write_text("song.wav\n")
     moves_mid(root / "moves.mid")
     maps = [b for b in readme_blocks() if b.lang == "json"]
     assert len(maps) == 1, f"expected one JSON block (the MIDI map), got {maps}"
