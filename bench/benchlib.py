@@ -111,8 +111,8 @@ def manifest_info(model):
 
 
 def _sha256(path):
-    import hashlib
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    from stemboard.models.runtime import sha256
+    return sha256(path)[:16]
 
 
 # -- an earlier commit, side by side --------------------------------------------

@@ -95,6 +95,13 @@ def is_cascade(path) -> bool:
         return False
 
 
+def part_path(manifest_path, ref):
+    """Where a cascade's ``first``/``second`` ``ref`` points: a file beside the
+    manifest if there is one, else ``ref`` itself (a bundled name or a path)."""
+    local = Path(manifest_path).parent / ref
+    return local if local.is_file() else ref
+
+
 class CascadeModel(Named):
     """Two loaded :class:`~stemboard.models.MaskModel` in series.
 
@@ -121,14 +128,9 @@ class CascadeModel(Named):
         m = self.manifest
         where = str(self.path)
 
-        def sub(ref):
-            # A file beside the manifest, else a bundled name or a path.
-            local = self.path.parent / ref
-            return loader(local if local.is_file() else ref, providers=providers,
-                          num_threads=num_threads)
-
-        self.first = sub(m.first)
-        self.second = sub(m.second)
+        self.first, self.second = (
+            loader(part_path(self.path, ref), providers=providers, num_threads=num_threads)
+            for ref in (m.first, m.second))
         for part in (self.first, self.second):
             if isinstance(part, CascadeModel):
                 raise ModelError(f"{where}: a cascade's parts must be mask models, not cascades")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cascade import CascadeManifest, CascadeModel, is_cascade
+from .cascade import CascadeManifest, CascadeModel, is_cascade, part_path
 from .manifest import Manifest, ModelError, Named
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -100,11 +100,7 @@ def model_info(name_or_path=None) -> dict:
     if is_cascade(path):
         c = CascadeManifest.load(path)
 
-        def part(ref):
-            local = path.parent / ref
-            return model_info(local if local.is_file() else ref)
-
-        first, second = part(c.first), part(c.second)
+        first, second = (model_info(part_path(path, ref)) for ref in (c.first, c.second))
         return {"name": c.name or path.stem, "stems": c.stems(first["stems"], str(path)),
                 "sample_rate": first["sample_rate"],
                 "latency_samples": first["latency_samples"] + second["latency_samples"],
@@ -152,13 +148,19 @@ def _check_hash(path, manifest):
         manifest.extra.get("source"), dict) else None
     if not want:
         return
+    got = sha256(path)
+    if got != want:
+        raise ModelError(f"{path}: sha256 {got} does not match the manifest's "
+                         f"{want} (corrupt or modified weights)")
+
+
+def sha256(path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    if h.hexdigest() != want:
-        raise ModelError(f"{path}: sha256 {h.hexdigest()} does not match the manifest's "
-                         f"{want} (corrupt or modified weights)")
+    return h.hexdigest()
 
 
 class MaskModel(Named):

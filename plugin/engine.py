@@ -479,15 +479,12 @@ class CascadeRenderer:
         self.second = Renderer(model.second, num_channels, len(model.keep_index), mask_mode,
                                complement=True, keep=model.keep_index)
         self._g1 = np.eye(n1, dtype=np.float32)
-        # Left-out stems have no mask, so their gains do not matter; spreading them
-        # over the outputs keeps every stem's gains summing to one (complement).
-        g2 = np.full((len(model.keep_index), n2), 1.0 / len(model.keep_index), np.float32)
-        for o, k in enumerate(model.keep_index):
-            g2[o] = 0.0
-            g2[o, k] = 1.0
-        for k in range(n2):
-            if k not in model.keep_index:
-                g2[:, k] = 1.0 / len(model.keep_index)
+        # One output per kept stem. Left-out stems have no mask, so their gains do
+        # not matter; spreading them over the outputs keeps every stem's gains
+        # summing to one (complement).
+        n_keep = len(model.keep_index)
+        g2 = np.full((n_keep, n2), 1.0 / n_keep, np.float32)
+        g2[:, list(model.keep_index)] = np.eye(n_keep, dtype=np.float32)
         self._g2 = g2
         stems = list(model.stems)
         self._direct = [(i, stems.index(s)) for i, s in enumerate(model.first.stems)

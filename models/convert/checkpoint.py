@@ -8,7 +8,6 @@ admits only the few callables that rebuild numpy arrays.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import io
 import pickle
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..manifest import ModelError
+from ..runtime import sha256
 
 # (module, name) pairs a numpy-array pickle needs, and nothing else.
 _ALLOWED = {
@@ -38,14 +38,6 @@ class NumpyUnpickler(pickle.Unpickler):
         if target is None:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a checkpoint")
         return getattr(importlib.import_module(target[0]), target[1])
-
-
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_state_dict(path, expected_sha256: str | None) -> dict:

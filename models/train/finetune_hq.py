@@ -125,7 +125,7 @@ def average(paths, out, *, name="hq-vocals-ft") -> Path:
     import onnx
     from onnx import numpy_helper
 
-    from stemboard.models.convert.checkpoint import sha256
+    from stemboard.models.runtime import sha256
 
     if len(paths) < 2:
         raise ValueError("average needs at least two fine-tuned graphs")
