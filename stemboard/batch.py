@@ -265,6 +265,52 @@ def report(outcomes, *, as_json=False, **fields):
     return 1 if failed else 0
 
 
+def output_target(output, inputs, *, filename, format, default, available):
+    """Where a one-mix-per-input command (``remix``, ``render``) writes.
+
+    ``-o`` names one output file when it has an extension, is not a folder
+    and does not end with a separator; then ``--filename`` is refused and
+    there must be one input. Otherwise it is a folder and each input's path
+    comes from the template (which must hold ``{track}`` for several inputs).
+
+    Parameters
+    ----------
+    output : str
+        The ``-o`` value.
+    inputs : list of Path
+    filename : str or None
+        The ``--filename`` template.
+    format : str or None
+        The ``--format`` value (a file's extension is replaced by it).
+    default : str
+        The template when ``filename`` is None.
+    available : tuple of str
+        The fields the command fills.
+
+    Returns
+    -------
+    (Path, None) or (None, NameTemplate)
+        The one file (extension set to ``format`` if given), or the template.
+
+    Raises
+    ------
+    InputError, TemplateError, AudioError
+    """
+    from .naming import NameTemplate
+
+    out = Path(output)
+    if out.suffix and not out.is_dir() and not output.endswith(("/", "\\")):
+        if filename is not None:
+            raise InputError(f"--filename needs -o to be a folder, not the file {out}")
+        if len(inputs) > 1:
+            raise InputError(f"-o {out} names one file but there are {len(inputs)} inputs; "
+                             "give a folder")
+        fmt = audio.output_format(out, format)  # an unknown format fails here, up front
+        return (out if format is None else out.with_suffix(f".{fmt}")), None
+    return None, NameTemplate(filename or default, available=available,
+                              required=("track",) if len(inputs) > 1 else ())
+
+
 def read_duration(path, outcome):
     """Record ``path``'s rate and length on ``outcome``; return ``(rate, frames)``."""
     sr, _, frames, _ = audio.read_info(path)

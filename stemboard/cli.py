@@ -494,6 +494,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"stemboard: error: {message} (see `{self.prog} --help`)\n")
 
 
+class _CommandParser(_Parser):
+    """A subcommand's parser: inputs and options in any order.
+
+    Plain argparse takes a ``nargs="+"`` positional in one run, so in
+    ``separate a.wav -r b_dir -o out`` the ``b_dir`` after ``-r`` was refused as
+    unrecognized. Intermixed parsing collects positionals wherever they are, as
+    Demucs's and most tools' users expect.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:  # the intermixed parser's own passes (Python < 3.12)
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser():
     from . import __version__
 
@@ -501,7 +522,8 @@ def build_parser():
         prog="stemboard",
         description="Neural stem separation as an audio effect: separate, remix, render.")
     parser.add_argument("--version", action="version", version=f"stemboard {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                parser_class=_CommandParser)
     sub.required = True
 
     p = sub.add_parser("separate", help="write one file per stem, for one or many inputs")
