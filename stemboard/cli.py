@@ -375,7 +375,7 @@ def cmd_batch(args):
                                              if s.strip()]
     try:
         summary = run(args.inputs, args.output, model=args.model, stems=stems,
-                      two_stems=args.two_stems, format=args.format, bit_depth=args.bit_depth,
+                      two_stems=args.two_stems, preset=args.preset, format=args.format, bit_depth=args.bit_depth,
                       bitrate=args.bitrate, filename=args.filename, mask_mode=args.mask_mode,
                       block_size=args.block_size, threads=args.threads, providers=providers,
                       engine=args.engine, workers=args.workers, address=args.address,
@@ -425,6 +425,9 @@ def _batch_parser(sub):
     p.add_argument("--stems", default=None, help="comma-separated stems (default: all)")
     p.add_argument("--two-stems", default=None, metavar="STEM",
                    help="write STEM and no_STEM, as `separate --two-stems`")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="render each input through this preset into one mix, as `stemboard "
+                        "render` (default name {track}-{preset}.{ext}), instead of stems")
     p.add_argument("--format", choices=audio.WRITE_FORMATS, default="wav")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: a process pool on this machine (default); ray: Ray actors, "
@@ -440,7 +443,7 @@ def _batch_parser(sub):
     p.add_argument("--rehash", action="store_true",
                    help="check finished inputs by sha256 even when size and time match")
     _common(p, filename=SEPARATE_FILENAME)
-    p.set_defaults(func=cmd_batch)
+    p.set_defaults(func=cmd_batch, mask_mode=None)  # None: the preset's, else soft
 
 
 def cmd_models(args):

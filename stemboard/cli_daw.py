@@ -108,7 +108,7 @@ def cmd_render(args):
     from .cli import _first_input_checked, _inputs, _planned, _progress_for
     from .naming import TemplateError, track_name
     from .presets import load_preset
-    from .render import _make_parents, _remove_empty, render
+    from .render import _make_parents, _remove_empty, _with_ext, render
 
     if args.automation and not args.midi_map:
         raise _error("--automation needs --midi-map to say what the MIDI messages control")
@@ -145,8 +145,8 @@ def cmd_render(args):
     def path_for(src):
         if target is not None:
             return target
-        return template.path(out, track=track_name(src), preset=preset.name, model=model,
-                             ext=fmt)
+        return _with_ext(template.path(out, track=track_name(src), preset=preset.name,
+                                       model=model, ext=fmt), template, fmt)
 
     _planned((src, path_for(src)) for src in inputs)
 
