@@ -132,13 +132,18 @@ def cmd_render(args):
     except audio.AudioError as e:
         raise _error(f"--format {fmt}: {e}") from None
     _first_input_checked(inputs)
-    proc = _separator_for(preset, args, automated=bool(args.automation))
-    if args.b is not None:
-        from .plugin.ab import ABSwitch
 
-        proc = ABSwitch(proc, _separator_for(load_preset(args.b), args, automated=True))
+    def make_processor():
+        proc = _separator_for(preset, args, automated=bool(args.automation))
+        if args.b is not None:
+            from .plugin.ab import ABSwitch
+
+            proc = ABSwitch(proc, _separator_for(load_preset(args.b), args, automated=True))
+        return proc
+
+    unused = [make_processor()]
     if args.automation:
-        _check_automation(args, proc)  # once, before any input: it is the same for all
+        _check_automation(args, unused[0])  # once, before any input: the same for all
     model = _model_name(preset, args.model)
     out = Path(args.output)
 
@@ -154,6 +159,11 @@ def cmd_render(args):
         sr, frames = read_duration(path, outcome)
         dest = path_for(path)
         made = [] if target is not None else _make_parents([dest], _made_root(out))
+        # Automation leaves the gains, mix and A/B side where the file ended, which a
+        # reset does not undo: each automated input starts from a fresh processor.
+        proc = unused.pop() if unused else make_processor()
+        if not args.automation:
+            unused.append(proc)
         try:
             outcome.outputs = [render(path, dest, proc, block_size=args.block_size, format=fmt,
                                       bit_depth=args.bit_depth, bitrate=args.bitrate,

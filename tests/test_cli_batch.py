@@ -275,6 +275,26 @@ def test_render_several_inputs_with_preset_template(tmp_path, model_path, capsys
     assert {f"drumless/a.{name}.flac", f"drumless/c.{name}.flac"} <= set(files_under(out))
 
 
+def test_render_automation_starts_each_input_afresh(tmp_path, model_path, capsys):
+    import mido
+
+    a = write(tmp_path / "a.wav", music_like(seconds=0.6, seed=1))
+    b = write(tmp_path / "b.wav", music_like(seconds=0.6, seed=2))
+    mf = mido.MidiFile(ticks_per_beat=100)  # program change at 0.25 s: another preset
+    mf.tracks.append(mido.MidiTrack([mido.Message("program_change", program=1, time=50)]))
+    mf.save(str(tmp_path / "a.mid"))
+    (tmp_path / "m.json").write_text(json.dumps(
+        {"mappings": [{"program": 1, "preset": "bass-only"}]}))
+    auto = ["--preset", "drumless", "--automation", tmp_path / "a.mid", "--midi-map",
+            tmp_path / "m.json"]
+    code, _, err = run(["render", a, b, "-o", tmp_path / "both", *auto], model_path, capsys)
+    assert code == 0, err
+    code, _, err = run(["render", b, "-o", tmp_path / "b-alone.wav", *auto], model_path, capsys)
+    assert code == 0, err
+    assert np.array_equal(read(tmp_path / "both" / "b-drumless.wav"),
+                          read(tmp_path / "b-alone.wav"))
+
+
 def test_render_one_input_to_a_file_and_failures(tmp_path, model_path, capsys):
     a = write(tmp_path / "a.wav", music_like(seconds=0.4))
     bad = tmp_path / "bad.wav"
