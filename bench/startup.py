@@ -55,15 +55,28 @@ def cases(model):
 
 
 def time_once(argv, cache_dir):
-    """Wall seconds of one subprocess run with ``NUMBA_CACHE_DIR=cache_dir``."""
+    """Wall seconds of one subprocess run with ``NUMBA_CACHE_DIR=cache_dir``.
+
+    It runs in the (empty) cache folder: ``python -c`` and ``-m`` put the working
+    directory first on ``sys.path``, and run from a checkout they would import its
+    ``stemboard/`` folder instead of the installed package.
+    """
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
     t0 = time.perf_counter()
-    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True)
+    done = subprocess.run(argv, env=env, cwd=cache_dir, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:3])} failed ({done.returncode}):\n{done.stderr}")
     return seconds
+
+
+def imported_from():
+    """The ``stemboard`` package the timed commands import (run from a neutral folder)."""
+    code = "import stemboard; print(stemboard.__file__)"
+    with tempfile.TemporaryDirectory() as d:
+        return subprocess.run([sys.executable, "-c", code], cwd=d, capture_output=True,
+                              text=True).stdout.strip()
 
 
 def cached_kernels(cache_dir):
@@ -100,6 +113,8 @@ def main(argv=None):
     if unknown:
         ap.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(all_cases)}")
     info = benchlib.machine_info()
+    info["stemboard"] = imported_from()
+    print(f"[bench] stemboard: {info['stemboard']}", file=sys.stderr)
     print(f"[bench] load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
           f"({os.cpu_count()} cores)", file=sys.stderr)
     results = {}
@@ -120,7 +135,8 @@ def main(argv=None):
                           "warm median s", "cold/warm", "kernels compiled (cold)",
                           "warm target"], rows, floatfmt=".3f"))
     print(f"load average after: {' '.join(f'{v:.2f}' for v in load_after)}; "
-          f"{args.repeats} repeats; git {benchlib.git_rev()}")
+          f"{args.repeats} repeats; git {benchlib.git_rev()}; stemboard from "
+          f"{info['stemboard']}")
     benchlib.save_json(args.json, {"machine": info, "git": benchlib.git_rev(),
                                    "repeats": args.repeats, "model": model,
                                    "loadavg_after": load_after, "targets_s": TARGETS,
