@@ -3,6 +3,7 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).resolve().parent
+REPO = "https://github.com/stemboard/stemboard"
 
 setup(
     name="stemboard",
@@ -11,6 +12,19 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     author="The stemboard maintainers",
+    # No public address is recorded anywhere in the repository yet: this host is a
+    # placeholder to replace when it is published. Each URL names a file that exists
+    # here (tested), so only the host part needs changing.
+    url=REPO,
+    project_urls={
+        "Documentation": f"{REPO}/blob/main/README.md",
+        "Architecture": f"{REPO}/blob/main/docs/architecture.md",
+        "Benchmarks": f"{REPO}/blob/main/docs/benchmarks.md",
+        "Source": REPO,
+        "Issues": f"{REPO}/issues",
+        # There is no CHANGELOG file: the history is the commit log.
+        "Changelog": f"{REPO}/commits/main",
+    },
     # The code's license; the converted Spleeter weights keep theirs (MIT, Deezer),
     # shipped beside them in models/weights/LICENSE-spleeter.txt.
     license="MIT",

@@ -265,6 +265,52 @@ def report(outcomes, *, as_json=False, **fields):
     return 1 if failed else 0
 
 
+def output_target(output, inputs, *, filename, format, default, available):
+    """Where a one-mix-per-input command (``remix``, ``render``) writes.
+
+    ``-o`` names one output file when it has an extension, is not a folder
+    and does not end with a separator; then ``--filename`` is refused and
+    there must be one input. Otherwise it is a folder and each input's path
+    comes from the template (which must hold ``{track}`` for several inputs).
+
+    Parameters
+    ----------
+    output : str
+        The ``-o`` value.
+    inputs : list of Path
+    filename : str or None
+        The ``--filename`` template.
+    format : str or None
+        The ``--format`` value (a file's extension is replaced by it).
+    default : str
+        The template when ``filename`` is None.
+    available : tuple of str
+        The fields the command fills.
+
+    Returns
+    -------
+    (Path, None) or (None, NameTemplate)
+        The one file (extension set to ``format`` if given), or the template.
+
+    Raises
+    ------
+    InputError, TemplateError, AudioError
+    """
+    from .naming import NameTemplate
+
+    out = Path(output)
+    if out.suffix and not out.is_dir() and not output.endswith(("/", "\\")):
+        if filename is not None:
+            raise InputError(f"--filename needs -o to be a folder, not the file {out}")
+        if len(inputs) > 1:
+            raise InputError(f"-o {out} names one file but there are {len(inputs)} inputs; "
+                             "give a folder")
+        fmt = audio.output_format(out, format)  # an unknown format fails here, up front
+        return (out if format is None else out.with_suffix(f".{fmt}")), None
+    return None, NameTemplate(filename or default, available=available,
+                              required=("track",) if len(inputs) > 1 else ())
+
+
 def read_duration(path, outcome):
     """Record ``path``'s rate and length on ``outcome``; return ``(rate, frames)``."""
     sr, _, frames, _ = audio.read_info(path)
@@ -322,8 +368,8 @@ def expand_sources(items, *, recursive=False):
     return expand_inputs(expanded, recursive=recursive)
 
 
-def run(sources, out, *, model=None, stems=None, two_stems=None, format="wav",
-        bit_depth=None, bitrate=None, filename=None, mask_mode="soft",
+def run(sources, out, *, model=None, stems=None, two_stems=None, preset=None, format="wav",
+        bit_depth=None, bitrate=None, filename=None, mask_mode=None,
         block_size=audio.DEFAULT_BLOCK, threads=None, providers=None, engine="local",
         workers=None, address=None, retries=2, recursive=False, rehash=False,
         progress=False):
@@ -345,7 +391,15 @@ def run(sources, out, *, model=None, stems=None, two_stems=None, format="wav",
         The output folder; the journal lives in it.
     model, stems, two_stems, format, bit_depth, bitrate, filename, mask_mode
         As for ``stemboard separate`` (``filename`` defaults to
-        ``"{track}/{stem}.{ext}"``).
+        ``"{track}/{stem}.{ext}"``; ``mask_mode`` to ``"soft"``).
+    preset : str, Path or Preset, optional
+        Render each input through this preset into one mix, as ``stemboard
+        render --preset`` does, instead of writing stems (so not with ``stems``
+        or ``two_stems``). ``model`` and ``mask_mode`` override the preset's.
+        ``filename`` then takes ``{track}``, ``{preset}``, ``{model}`` and
+        ``{ext}`` (default ``"{track}-{preset}.{ext}"``). The journal records
+        the preset's name and settings: another preset, or an edited one,
+        redoes the items.
     block_size, threads, providers
         Memory and speed only. ``threads`` is per worker; by default the
         machine's cores split between the local workers, 1 per Ray actor.
@@ -382,7 +436,8 @@ def run(sources, out, *, model=None, stems=None, two_stems=None, format="wav",
     paths = expand_sources([str(s) for s in sources], recursive=recursive)
     if not paths:
         raise InputError("no input files")
-    spec, names = job_spec(out, model=model, stems=stems, two_stems=two_stems, format=format,
+    spec, names = job_spec(out, model=model, stems=stems, two_stems=two_stems, preset=preset,
+                           format=format,
                            bit_depth=bit_depth, bitrate=bitrate, filename=filename,
                            mask_mode=mask_mode, block_size=block_size, threads=threads,
                            providers=providers, engine=engine, workers=workers)
@@ -431,9 +486,10 @@ def _workers(engine, workers):
     return workers
 
 
-def job_spec(out, *, model=None, stems=None, two_stems=None, format="wav", bit_depth=None,
-             bitrate=None, filename=None, mask_mode="soft", block_size=audio.DEFAULT_BLOCK,
-             threads=None, providers=None, engine="local", workers=None):
+def job_spec(out, *, model=None, stems=None, two_stems=None, preset=None, format="wav",
+             bit_depth=None, bitrate=None, filename=None, mask_mode=None,
+             block_size=audio.DEFAULT_BLOCK, threads=None, providers=None, engine="local",
+             workers=None):
     """A checked :class:`~stemboard.jobs.JobSpec` and its output names, from the manifests.
 
     No model graph is loaded here: the workers do that.
@@ -441,13 +497,21 @@ def job_spec(out, *, model=None, stems=None, two_stems=None, format="wav", bit_d
     Raises
     ------
     ValueError
-        For an unknown model, stem, format, bit depth, bitrate or template.
+        For an unknown model, stem, preset, format, bit depth, bitrate or template.
     """
-    from .jobs import SEPARATE_FILENAME, JobSpec
+    from .jobs import RENDER_FILENAME, SEPARATE_FILENAME, JobSpec
     from .models import model_info
 
     if two_stems is not None and stems is not None:
         raise ValueError("choose stems or two_stems, not both")
+    settings = None
+    if preset is not None:
+        if stems is not None or two_stems is not None:
+            raise ValueError("a preset renders one mix per input; stems and two_stems write "
+                             "stems: choose one")
+        preset, settings = _preset_settings(preset)
+        model = preset.resolved_model(model)
+        mask_mode = mask_mode or preset.mask_mode
     if two_stems is not None and model is None:
         from .cli import two_stem_model
 
@@ -463,11 +527,36 @@ def job_spec(out, *, model=None, stems=None, two_stems=None, format="wav", bit_d
                    model_name=info["name"], model_path=str(info["path"]),
                    stems=None if stems is None else tuple(stems), two_stems=two_stems,
                    format=fmt, bit_depth=bit_depth, bitrate=bitrate,
-                   filename=filename or SEPARATE_FILENAME, mask_mode=mask_mode,
-                   block_size=block_size, threads=threads,
-                   providers=None if providers is None else tuple(providers))
+                   filename=filename or (SEPARATE_FILENAME if preset is None
+                                         else RENDER_FILENAME),
+                   mask_mode=mask_mode or "soft", block_size=block_size, threads=threads,
+                   providers=None if providers is None else tuple(providers),
+                   preset=None if preset is None else preset.name, preset_settings=settings)
     spec.template()  # a bad template fails now, naming itself
-    return spec, spec.output_names(info["stems"])
+    names = spec.output_names(info["stems"])
+    if preset is not None:
+        from .presets import PresetError
+
+        # The stems it names against the model's, now rather than in every worker.
+        unknown = [s for s in (*preset.solo, *preset.gains_db) if s not in info["stems"]]
+        if unknown:
+            raise PresetError(f"preset {preset.name!r} names stem(s) {', '.join(unknown)}, "
+                              f"but the model {info['name']!r} has {', '.join(info['stems'])}")
+    return spec, names
+
+
+def _preset_settings(preset):
+    """The loaded preset and its settings (gains, solo, mix, mask mode) as canonical JSON."""
+    import json
+
+    from .presets import load_preset
+
+    preset = load_preset(preset)
+    settings = preset.to_dict()
+    # Labels are not settings; the model is recorded by name with the other options.
+    for key in ("name", "description", "model"):
+        settings.pop(key)
+    return preset, json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
 
 class JobProgress:

@@ -375,8 +375,8 @@ def cmd_batch(args):
                                              if s.strip()]
     try:
         summary = run(args.inputs, args.output, model=args.model, stems=stems,
-                      two_stems=args.two_stems, format=args.format, bit_depth=args.bit_depth,
-                      bitrate=args.bitrate, filename=args.filename, mask_mode=args.mask_mode,
+                      two_stems=args.two_stems, preset=args.preset, format=args.format,
+                      bit_depth=args.bit_depth, bitrate=args.bitrate, filename=args.filename, mask_mode=args.mask_mode,
                       block_size=args.block_size, threads=args.threads, providers=providers,
                       engine=args.engine, workers=args.workers, address=args.address,
                       retries=args.retries, recursive=args.recursive, rehash=args.rehash,
@@ -425,6 +425,9 @@ def _batch_parser(sub):
     p.add_argument("--stems", default=None, help="comma-separated stems (default: all)")
     p.add_argument("--two-stems", default=None, metavar="STEM",
                    help="write STEM and no_STEM, as `separate --two-stems`")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="render each input through this preset into one mix, as `stemboard "
+                        "render` (default name {track}-{preset}.{ext}), instead of stems")
     p.add_argument("--format", choices=audio.WRITE_FORMATS, default="wav")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: a process pool on this machine (default); ray: Ray actors, "
@@ -440,7 +443,7 @@ def _batch_parser(sub):
     p.add_argument("--rehash", action="store_true",
                    help="check finished inputs by sha256 even when size and time match")
     _common(p, filename=SEPARATE_FILENAME)
-    p.set_defaults(func=cmd_batch)
+    p.set_defaults(func=cmd_batch, mask_mode=None)  # None: the preset's, else soft
 
 
 def cmd_models(args):
@@ -494,6 +497,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"stemboard: error: {message} (see `{self.prog} --help`)\n")
 
 
+class _CommandParser(_Parser):
+    """A subcommand's parser: inputs and options in any order.
+
+    Plain argparse takes a ``nargs="+"`` positional in one run, so in
+    ``separate a.wav -r b_dir -o out`` the ``b_dir`` after ``-r`` was refused as
+    unrecognized. Intermixed parsing collects positionals wherever they are, as
+    Demucs's and most tools' users expect.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:  # the intermixed parser's own passes (Python < 3.12)
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser():
     from . import __version__
 
@@ -501,7 +525,8 @@ def build_parser():
         prog="stemboard",
         description="Neural stem separation as an audio effect: separate, remix, render.")
     parser.add_argument("--version", action="version", version=f"stemboard {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                parser_class=_CommandParser)
     sub.required = True
 
     p = sub.add_parser("separate", help="write one file per stem, for one or many inputs")

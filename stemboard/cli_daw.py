@@ -10,6 +10,11 @@ from pathlib import Path
 from . import audio
 
 
+# One mix per input into a folder; {preset} keeps renders of several presets apart.
+RENDER_FILENAME = "{track}-{preset}.{ext}"
+RENDER_FIELDS = ("track", "preset", "model", "ext")
+
+
 def _error(msg):
     from .cli import CliError
 
@@ -32,10 +37,24 @@ def add_commands(subparsers):
     """Register ``render``, ``presets`` and ``ab`` on an argparse subparsers object."""
     p = subparsers.add_parser("render", help="render a file through a preset "
                                              "(optionally automated by a MIDI file)")
-    p.add_argument("input", help="audio file")
-    p.add_argument("-o", "--output", required=True, help="output file (.wav, .flac, ...)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders or globs")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (one input) or folder (default name "
+                        f"{RENDER_FILENAME})")
     p.add_argument("--preset", required=True, help="preset name or .json path "
                                                    "(see `stemboard presets`)")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="folders: also take the audio files of their subfolders")
+    p.add_argument("--filename", default=None, metavar="TEMPLATE",
+                   help="output path under -o, from {track}, {preset}, {model} and {ext}; may "
+                        f"hold subfolders (default {RENDER_FILENAME}, when -o is a folder)")
+    p.add_argument("--format", choices=audio.WRITE_FORMATS, default=None,
+                   help="output format (default: -o's extension, or wav into a folder)")
+    p.add_argument("--bitrate", type=int, default=None, metavar="KBPS",
+                   help="mp3/ogg bitrate in kbit/s (e.g. 320)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON summary (inputs, outputs, durations, seconds) instead of "
+                        "the output paths")
     p.add_argument("--automation", metavar="FILE.mid", default=None,
                    help="MIDI file whose messages automate the render, sample-accurately")
     p.add_argument("--midi-map", metavar="MAP.json", default=None,
@@ -84,8 +103,12 @@ def _separator_for(preset, args, *, automated=False):
 
 
 def cmd_render(args):
+    """``stemboard render``: each input through a preset (and its automation), one mix each."""
+    from .batch import InputError, output_target, read_duration, report, run_batch
+    from .cli import _first_input_checked, _inputs, _planned, _progress_for
+    from .naming import TemplateError, track_name
     from .presets import load_preset
-    from .render import render
+    from .render import _make_parents, _remove_empty, _with_ext, render
 
     if args.automation and not args.midi_map:
         raise _error("--automation needs --midi-map to say what the MIDI messages control")
@@ -96,21 +119,86 @@ def cmd_render(args):
     if args.automation:
         _check_ab_sides(args)
     preset = load_preset(args.preset)
-    proc = _separator_for(preset, args, automated=bool(args.automation))
-    if args.b is not None:
-        from .plugin.ab import ABSwitch
-
-        proc = ABSwitch(proc, _separator_for(load_preset(args.b), args, automated=True))
-    bar, cb = _bar(args, args.input, f"rendering {Path(args.input).name}")
+    inputs = _inputs(args)
     try:
-        out = render(args.input, args.output, proc, block_size=args.block_size,
-                     bit_depth=args.bit_depth, progress=cb, automation=args.automation,
-                     midi_map=args.midi_map)
-    finally:
-        if bar is not None:
-            bar.close()
-    print(out)
-    return 0
+        target, template = output_target(args.output, inputs, filename=args.filename,
+                                         format=args.format, default=RENDER_FILENAME,
+                                         available=RENDER_FIELDS)
+    except (InputError, TemplateError) as e:
+        raise _error(str(e)) from None
+    fmt = audio.output_format(target or "x.wav", args.format)
+    try:
+        audio.check_write_options(fmt, bit_depth=args.bit_depth, bitrate=args.bitrate)
+    except audio.AudioError as e:
+        raise _error(f"--format {fmt}: {e}") from None
+    _first_input_checked(inputs)
+
+    def make_processor():
+        proc = _separator_for(preset, args, automated=bool(args.automation))
+        if args.b is not None:
+            from .plugin.ab import ABSwitch
+
+            proc = ABSwitch(proc, _separator_for(load_preset(args.b), args, automated=True))
+        return proc
+
+    unused = [make_processor()]
+    if args.automation:
+        _check_automation(args, unused[0])  # once, before any input: the same for all
+    model = _model_name(preset, args.model)
+    out = Path(args.output)
+
+    def path_for(src):
+        if target is not None:
+            return target
+        return _with_ext(template.path(out, track=track_name(src), preset=preset.name,
+                                       model=model, ext=fmt), template, fmt)
+
+    _planned((src, path_for(src)) for src in inputs)
+
+    def job(path, outcome, progress):
+        sr, frames = read_duration(path, outcome)
+        dest = path_for(path)
+        made = [] if target is not None else _make_parents([dest], _made_root(out))
+        # Automation leaves the gains, mix and A/B side where the file ended, which a
+        # reset does not undo: each automated input starts from a fresh processor.
+        proc = unused.pop() if unused else make_processor()
+        if not args.automation:
+            unused.append(proc)
+        try:
+            outcome.outputs = [render(path, dest, proc, block_size=args.block_size, format=fmt,
+                                      bit_depth=args.bit_depth, bitrate=args.bitrate,
+                                      progress=progress.start(path, sr, frames, "rendering"),
+                                      automation=args.automation, midi_map=args.midi_map)]
+        except BaseException:
+            _remove_empty(made)
+            raise
+
+    outcomes = run_batch(inputs, job, progress=_progress_for(args, len(inputs)))
+    from . import __version__
+
+    return report(outcomes, as_json=args.json, stemboard=__version__, command="render",
+                  preset=preset.name, b=args.b, model=model)
+
+
+def _made_root(out):
+    from .cli import _made_root
+
+    return _made_root(out)
+
+
+def _model_name(preset, model):
+    """The model's name for ``{model}``: the one side A (``--preset``) runs."""
+    from .models import model_info
+
+    return model_info(preset.resolved_model(model))["name"]
+
+
+def _check_automation(args, proc):
+    """Read the MIDI file and bind the map to ``proc`` now, so a bad one fails once, up front."""
+    from .plugin.midi import MidiController, midi_file_events
+
+    midi_file_events(args.automation, 44100)
+    MidiController(proc, args.midi_map)
 
 
 def _check_ab_sides(args):

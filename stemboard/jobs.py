@@ -34,8 +34,13 @@ JOURNAL_NAME = "stemboard-batch.jsonl"
 JOURNAL_VERSION = 1
 ENGINES = ("local", "ray")
 SEPARATE_FILENAME = "{track}/{stem}.{ext}"
-# The fields `stemboard separate --filename` takes.
+# With a preset each input renders to one mix, named as `stemboard render` names it.
+RENDER_FILENAME = "{track}-{preset}.{ext}"
+# The fields `stemboard separate --filename` takes; `render`'s has {preset} for {stem}.
 TEMPLATE_FIELDS = ("track", "stem", "ext", "model")
+RENDER_FIELDS = ("track", "preset", "ext", "model")
+# The one output of an item rendered through a preset, in its record's "outputs".
+MIX = "mix"
 FINAL_STATES = ("done", "failed")
 
 
@@ -56,6 +61,12 @@ class JobSpec:
     :meth:`options` change the outputs; ``block_size``, ``threads`` and
     ``providers`` change speed and memory, so they do not invalidate finished
     items.
+
+    With ``preset`` each item is rendered through the preset into one mix (as
+    ``stemboard render --preset`` does) instead of being split into stems.
+    ``preset_settings`` is the preset's content as canonical JSON, read once by
+    the driver: workers on other machines need not find the preset file, and
+    an edited preset is another set of options (its items are redone).
     """
 
     out: str
@@ -72,6 +83,8 @@ class JobSpec:
     block_size: int = audio.DEFAULT_BLOCK
     threads: int | None = None
     providers: tuple | None = None
+    preset: str | None = None
+    preset_settings: str | None = None
 
     def options(self):
         """The options that decide the outputs (recorded in the journal)."""
@@ -79,6 +92,11 @@ class JobSpec:
         for key in ("out", "model", "block_size", "threads", "providers"):
             d.pop(key)
         d["stems"] = None if self.stems is None else list(self.stems)
+        if self.preset is None:
+            # Absent rather than null: journals written before presets keep their hash.
+            del d["preset"], d["preset_settings"]
+        else:
+            d["preset_settings"] = json.loads(self.preset_settings)
         return d
 
     def options_sha256(self):
@@ -88,27 +106,43 @@ class JobSpec:
     def template(self):
         from .naming import NameTemplate
 
+        if self.preset is not None:
+            return NameTemplate(self.filename, available=RENDER_FIELDS)
         return NameTemplate(self.filename, available=TEMPLATE_FIELDS, required=("stem",))
 
     def separator(self):
-        """A new ``StemSeparator`` for this spec (what each worker loads once)."""
+        """A new ``StemSeparator`` for this spec (what each worker loads once).
+
+        With a preset, its gains and mix are set (``Preset.make_separator``).
+        """
         from .plugin import StemSeparator
 
-        return StemSeparator(self.model, mask_mode=self.mask_mode, num_threads=self.threads,
-                             providers=None if self.providers is None else list(self.providers))
+        sep = StemSeparator(self.model, mask_mode=self.mask_mode, num_threads=self.threads,
+                            providers=None if self.providers is None else list(self.providers))
+        if self.preset is not None:
+            from .presets import Preset
+
+            Preset.from_dict(json.loads(self.preset_settings), source=self.preset).apply(sep)
+        return sep
 
     def output_names(self, model_stems):
+        """The keys of an item's outputs: its stems, or :data:`MIX` with a preset."""
         from .render import stem_groups
 
+        if self.preset is not None:
+            return [MIX]
         return list(stem_groups(model_stems, stems=self.stems, two_stems=self.two_stems))
 
     def output_paths(self, path, names):
-        """Where ``path``'s outputs go: the paths ``render_stems`` writes."""
+        """Where ``path``'s outputs go: the paths ``render_stems`` (or ``render``) writes."""
         from .naming import track_name
+        from .render import _with_ext
 
         template = self.template()
-        return [template.path(Path(self.out), track=track_name(path), stem=name,
-                              ext=self.format, model=self.model_name) for name in names]
+        return [_with_ext(template.path(Path(self.out), track=track_name(path), stem=name,
+                                        ext=self.format, model=self.model_name,
+                                        preset=self.preset), template, self.format)
+                for name in names]
 
 
 def worker_id():
@@ -148,8 +182,6 @@ def process_item(spec, sep, path):
         and when known ``sha256``, ``size``, ``mtime_ns``, ``duration_s``,
         ``sample_rate``, ``outputs`` (stem -> path) and ``error``.
     """
-    from .render import render_stems
-
     result = {"worker": worker_id(), "started": round(time.time(), 3)}
     start = time.perf_counter()
     try:
@@ -157,16 +189,34 @@ def process_item(spec, sep, path):
         result.update(sample_rate=sr, duration_s=round(frames / sr, 3))
         st = os.stat(path)
         result.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=file_sha256(path))
-        outputs = render_stems(path, spec.out, sep, stems=None if spec.stems is None
-                               else list(spec.stems), two_stems=spec.two_stems,
-                               block_size=spec.block_size, format=spec.format,
-                               bit_depth=spec.bit_depth, bitrate=spec.bitrate,
-                               name_template=spec.template())
+        outputs = _render_item(spec, sep, path)
         result.update(state="done", outputs={k: str(v) for k, v in outputs.items()})
     except Exception as e:  # one item's problem, whatever it is, must not end a catalog
         result.update(state="failed", error=error_line(path, e))
     result["seconds"] = round(time.perf_counter() - start, 3)
     return result
+
+
+def _render_item(spec, sep, path):
+    """The outputs of one item: its stems, or with a preset the one mix ``render`` writes."""
+    from .render import _make_parents, _remove_empty, render, render_stems
+
+    if spec.preset is None:
+        return render_stems(path, spec.out, sep, stems=None if spec.stems is None
+                            else list(spec.stems), two_stems=spec.two_stems,
+                            block_size=spec.block_size, format=spec.format,
+                            bit_depth=spec.bit_depth, bitrate=spec.bitrate,
+                            name_template=spec.template())
+    (dest,) = spec.output_paths(path, [MIX])
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    made = _make_parents([dest], out)
+    try:
+        return {MIX: render(path, dest, sep, block_size=spec.block_size, format=spec.format,
+                            bit_depth=spec.bit_depth, bitrate=spec.bitrate)}
+    except BaseException:
+        _remove_empty(made)
+        raise
 
 
 # -- the journal ---------------------------------------------------------------------------

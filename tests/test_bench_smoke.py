@@ -147,3 +147,15 @@ def test_batch_bench_runs_and_reports(model_path, tmp_path):
     rows = res["projection"]["local x2"]
     assert [r[0] for r in rows] == [2, 16, 64, 256, 1024, 4096]
     assert all(b[1] >= a[1] for a, b in zip(rows, rows[1:]))  # never slower with more workers
+
+
+def test_startup_bench_runs_and_reports(tmp_path):
+    out = tmp_path / "startup.json"
+    res = _load("startup").main(["--repeats", "1", "--cases", "python,import",
+                                 "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert set(saved["results"]) == set(res) == {"python", "import"}
+    for name, r in res.items():
+        assert len(r["cold"]) == len(r["warm"]) == 1 and min(r["cold"] + r["warm"]) > 0, name
+    with pytest.raises(SystemExit):
+        _load("startup").main(["--cases", "nope"])

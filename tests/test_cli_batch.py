@@ -234,6 +234,88 @@ def test_remix_several_inputs_into_a_folder(tmp_path, model_path, capsys):
     assert code == 1 and "names one file but there are 2 inputs" in one_error_line(err)
 
 
+@pytest.mark.parametrize("order", [["-r", "{src}", "{extra}", "-o", "{out}"],
+                                   ["{src}", "-r", "{extra}", "-o", "{out}"],
+                                   ["-o", "{out}", "{src}", "-r", "{extra}"]])
+def test_inputs_before_and_after_options(tmp_path, model_path, capsys, order):
+    """Inputs anywhere among the options (argparse's intermixed parsing): `separate -r dir
+    -o out`, `separate dir -r -o out` and inputs after -r all take every input."""
+    src = tmp_path / "in"
+    write(src / "one.wav", music_like(seconds=0.3))
+    write(src / "sub" / "two.wav", music_like(seconds=0.3, seed=3))
+    extra = write(tmp_path / "extra.wav", music_like(seconds=0.3, seed=4))
+    out = tmp_path / "out"
+    argv = [a.format(src=src, extra=extra, out=out) for a in order]
+    code, _, err = run(["separate", *argv, "--stems", "vocals"], model_path, capsys)
+    assert code == 0, err
+    assert files_under(out) == ["extra", "extra/vocals.wav", "one", "one/vocals.wav", "two",
+                                "two/vocals.wav"]
+
+
+def test_render_several_inputs_with_preset_template(tmp_path, model_path, capsys):
+    from stemboard.presets import load_preset
+
+    src = tmp_path / "in"
+    a = write(src / "a.wav", music_like(seconds=0.4))
+    write(src / "sub" / "b.wav", music_like(seconds=0.4, seed=5))
+    c = write(tmp_path / "c.flac", music_like(seconds=0.4, seed=6), bit_depth=24)
+    out = tmp_path / "renders"
+    code, stdout, err = run(["render", src, "--preset", "karaoke", "-r", c, "-o", out],
+                            model_path, capsys)
+    assert code == 0, err
+    assert files_under(out) == ["a-karaoke.wav", "b-karaoke.wav", "c-karaoke.wav"]
+    assert len(stdout.strip().splitlines()) == 3 and "3 of 3 inputs done" in err
+    want = load_preset("karaoke").make_separator(model_path)(read(a), 44100)
+    assert np.abs(read(out / "a-karaoke.wav") - want).max() < 1e-5
+    # {preset}, {model} and subfolders; another preset into the same folder
+    code, _, err = run(["render", a, c, "--preset", "drumless", "-o", out, "--format", "flac",
+                        "--filename", "{preset}/{track}.{model}.{ext}"], model_path, capsys)
+    assert code == 0, err
+    name = model_info(model_path)["name"]
+    assert {f"drumless/a.{name}.flac", f"drumless/c.{name}.flac"} <= set(files_under(out))
+
+
+def test_render_automation_starts_each_input_afresh(tmp_path, model_path, capsys):
+    import mido
+
+    a = write(tmp_path / "a.wav", music_like(seconds=0.6, seed=1))
+    b = write(tmp_path / "b.wav", music_like(seconds=0.6, seed=2))
+    mf = mido.MidiFile(ticks_per_beat=100)  # program change at 0.25 s: another preset
+    mf.tracks.append(mido.MidiTrack([mido.Message("program_change", program=1, time=50)]))
+    mf.save(str(tmp_path / "a.mid"))
+    (tmp_path / "m.json").write_text(json.dumps(
+        {"mappings": [{"program": 1, "preset": "bass-only"}]}))
+    auto = ["--preset", "drumless", "--automation", tmp_path / "a.mid", "--midi-map",
+            tmp_path / "m.json"]
+    code, _, err = run(["render", a, b, "-o", tmp_path / "both", *auto], model_path, capsys)
+    assert code == 0, err
+    code, _, err = run(["render", b, "-o", tmp_path / "b-alone.wav", *auto], model_path, capsys)
+    assert code == 0, err
+    assert np.array_equal(read(tmp_path / "both" / "b-drumless.wav"),
+                          read(tmp_path / "b-alone.wav"))
+
+
+def test_render_one_input_to_a_file_and_failures(tmp_path, model_path, capsys):
+    a = write(tmp_path / "a.wav", music_like(seconds=0.4))
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
+    out = tmp_path / "out"
+    code, stdout, err = run(["render", a, "--preset", "karaoke", "-o", tmp_path / "k.ogg"],
+                            model_path, capsys)
+    assert code == 0 and stdout.strip() == str(tmp_path / "k.ogg"), err
+    code, _, err = run(["render", a, bad, "--preset", "karaoke", "-o", out], model_path, capsys)
+    assert code == 1 and files_under(out) == ["a-karaoke.wav"]
+    assert "bad.wav: cannot read audio" in err and "1 of 2 inputs done" in err
+    for extra, message in [(["-o", tmp_path / "one.wav"], "names one file but there are 2"),
+                           (["-o", out, "--filename", "{preset}.{ext}"], "needs {track}"),
+                           (["-o", out, "--filename", "{stem}.{ext}"], "unknown field {stem}"),
+                           (["-o", out, "--format", "mp3", "--bit-depth", "24"], "mp3")]:
+        before = files_under(tmp_path)
+        code, _, err = run(["render", a, bad, "--preset", "karaoke", *extra], model_path, capsys)
+        assert code == 1 and message in one_error_line(err)
+        assert files_under(tmp_path) == before
+
+
 # -- formats ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt, extra", [("mp3", ["--bitrate", "192"]), ("ogg", []),
                                         ("aiff", ["--bit-depth", "24"]),

@@ -2,6 +2,7 @@
 outputs identical to ``stemboard separate``, on the local process-pool engine."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +44,11 @@ def items(out):
 
 
 @pytest.fixture
+def two_stem_model(model_factory):
+    return model_factory(stems=("vocals", "accompaniment"))
+
+
+@pytest.fixture
 def catalog(tmp_path):
     return songs(tmp_path / "in", 3)
 
@@ -58,6 +64,78 @@ def test_outputs_are_identical_to_separate(catalog, tmp_path, model_path, capsys
     assert sorted(got) == sorted(want)
     for name in want:
         assert got[name] == want[name], name  # bit for bit
+
+
+def test_preset_outputs_are_identical_to_render(catalog, tmp_path, model_path, capsys):
+    song = catalog[0]
+    assert main(["render", str(song), "-o", str(tmp_path / "render"), "--preset", "karaoke",
+                 "--model", model_path, "--format", "flac", "-q"]) == 0
+    s = run([song], tmp_path / "batch", model=model_path, preset="karaoke", format="flac",
+            workers=1)
+    assert (s["done"], s["failed"]) == (1, 0)
+    want, got = files_under(tmp_path / "render"), files_under(tmp_path / "batch")
+    assert sorted(want) == sorted(got) == ["song0-karaoke.flac"]
+    assert got == want  # bit for bit
+    rec = items(tmp_path / "batch")[str(song.resolve())]
+    assert rec["options"]["preset"] == "karaoke"
+    assert rec["options"]["preset_settings"]["gains_db"] == {"vocals": "-inf"}
+    assert rec["outputs"] == {"mix": str(tmp_path / "batch" / "song0-karaoke.flac")}
+
+
+def test_preset_in_the_journal_redoes_items_when_it_changes(catalog, tmp_path, model_path,
+                                                           monkeypatch, capsys):
+    out = tmp_path / "out"
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    monkeypatch.setenv("STEMBOARD_PRESET_DIR", str(presets))
+    mine = presets / "mine.json"
+    mine.write_text(json.dumps({"name": "mine", "gains_db": {"drums": -6}}))
+    code = main(["batch", str(catalog[0]), str(catalog[1]), "-o", str(out), "--model",
+                 model_path, "--preset", "mine", "--filename", "{preset}/{track}.{ext}",
+                 "--workers", "2", "-q", "--json"])
+    s = json.loads(capsys.readouterr().out)
+    assert code == 0 and s["done"] == 2
+    assert sorted(files_under(out)) == ["mine/song0.wav", "mine/song1.wav"]
+    first = files_under(out)
+    assert run(catalog[:2], out, model=model_path, preset="mine", workers=1,
+               filename="{preset}/{track}.{ext}")["skipped"] == 2
+    mine.write_text(json.dumps({"name": "mine", "gains_db": {"drums": -12}}))  # edited
+    s = run(catalog[:2], out, model=model_path, preset="mine", workers=1,
+            filename="{preset}/{track}.{ext}")
+    assert (s["done"], s["skipped"]) == (2, 0)
+    assert files_under(out).keys() == first.keys() and files_under(out) != first
+    s = run(catalog[:2], out, model=model_path, workers=1, preset="drumless",
+            filename="{preset}/{track}.{ext}")  # another preset: other items and outputs
+    assert (s["done"], s["skipped"]) == (2, 0)
+    assert "drumless/song0.wav" in files_under(out)
+    s = run(catalog[:2], out, model=model_path, workers=1, stems=["vocals"])
+    assert (s["done"], s["skipped"]) == (2, 0)  # stems again: not the preset's job
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"preset": "karaoke", "stems": ["vocals"]}, "a preset renders one mix per input"),
+    ({"preset": "karaoke", "two_stems": "vocals"}, "a preset renders one mix per input"),
+    ({"preset": "nope"}, "unknown preset 'nope'"),
+    ({"preset": "karaoke", "filename": "{stem}.{ext}"}, "unknown field {stem}"),
+    ({"preset": "karaoke", "filename": "{preset}.{ext}"}, "would both write"),
+])
+def test_bad_preset_options_fail_before_any_work(catalog, tmp_path, model_path, kwargs,
+                                                 message):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run(catalog, out, model=model_path, workers=1, **kwargs)
+    assert not out.exists()
+
+
+def test_a_preset_naming_a_stem_the_model_lacks_fails_up_front(catalog, tmp_path,
+                                                               two_stem_model, capsys):
+    out = tmp_path / "out"
+    assert main(["batch", str(catalog[0]), "-o", str(out), "--model", two_stem_model,
+                 "--preset", "drumless", "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stemboard: error: preset 'drumless' names stem(s) drums") and \
+        len(err.splitlines()) == 1
+    assert not out.exists()
 
 
 def test_rerun_skips_finished_items_and_changes_nothing(catalog, tmp_path, model_path):

@@ -31,3 +31,14 @@ def test_runtime_and_test_dependencies(metadata):
     test = {r.split(">")[0].split("=")[0] for r in requires if 'extra == "test"' in r}
     assert "pyloudnorm" in runtime  # `stemboard ab` needs it on a plain install
     assert {"pytest", "onnx", "hypothesis", "museval"} <= test
+
+
+def test_project_urls_name_files_that_exist(metadata):
+    urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL"))
+    assert {"Documentation", "Source", "Issues", "Changelog"} <= set(urls)
+    source = urls["Source"]
+    assert source.startswith("https://") and metadata["Home-page"] == source
+    for label, url in urls.items():
+        assert url.startswith(source), (label, url)
+        if "/blob/main/" in url:
+            assert (ROOT / url.split("/blob/main/", 1)[1]).is_file(), (label, url)
