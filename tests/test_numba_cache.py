@@ -37,14 +37,22 @@ def test_every_kernel_is_compiled_with_cache():
 
 
 def _copy_package(dest):
-    """An install-shaped copy of the package (no caches; the weights linked, not copied)."""
-    src = Path(stemboard.__file__).resolve().parent
-    if not (src / "dsp").exists():  # a symlink farm: its real files live elsewhere
-        src = Path(stemboard.__file__).parent
+    """An install-shaped copy of the package (no caches; the weights linked, not copied).
+
+    Each subpackage is copied from wherever it is imported from: an editable install
+    maps the checkout's top-level folders (dsp/, models/, ...) into ``stemboard`` from
+    outside ``stemboard/``, and a copy without them would import the originals.
+    """
+    import importlib
+
+    ignore = shutil.ignore_patterns("__pycache__", "weights", "*.nb[ic]")
     pkg = dest / "stemboard"
-    shutil.copytree(src, pkg, symlinks=False,
-                    ignore=shutil.ignore_patterns("__pycache__", "weights", "*.nb[ic]"))
-    weights = Path(stemboard.__file__).parent / "models" / "weights"
+    shutil.copytree(Path(stemboard.__file__).parent, pkg, symlinks=False, ignore=ignore)
+    for name in ("dsp", "models", "presets", "plugin"):
+        if not (pkg / name).exists():
+            src = Path(importlib.import_module(f"stemboard.{name}").__file__).parent
+            shutil.copytree(src, pkg / name, symlinks=False, ignore=ignore)
+    weights = Path(importlib.import_module("stemboard.models").__file__).parent / "weights"
     if weights.exists():
         (pkg / "models" / "weights").symlink_to(weights.resolve())
     return pkg
