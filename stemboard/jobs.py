@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import audio
+from .plugin.base import DEFAULT_BUFFER_SIZE
 
 JOURNAL_NAME = "stemboard-batch.jsonl"
 JOURNAL_VERSION = 1
@@ -69,7 +70,7 @@ class JobSpec:
     bitrate: int | None = None
     filename: str = SEPARATE_FILENAME
     mask_mode: str = "soft"
-    block_size: int = audio.DEFAULT_BLOCK
+    block_size: int = DEFAULT_BUFFER_SIZE   # the render's buffer_size
     threads: int | None = None
     providers: tuple | None = None
 
@@ -159,7 +160,7 @@ def process_item(spec, sep, path):
         result.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=file_sha256(path))
         outputs = render_stems(path, spec.out, sep, stems=None if spec.stems is None
                                else list(spec.stems), two_stems=spec.two_stems,
-                               block_size=spec.block_size, format=spec.format,
+                               buffer_size=spec.block_size, format=spec.format,
                                bit_depth=spec.bit_depth, bitrate=spec.bitrate,
                                name_template=spec.template())
         result.update(state="done", outputs={k: str(v) for k, v in outputs.items()})

@@ -186,7 +186,7 @@ def write_card(path, summary):
                 "scored lower than training on left/right and running on mid/side (the "
                 "`*_s2400_ms` rows), so the models are trained on left/right channels.")
     add("- Bins above 513 (11–22 kHz): `hold_top_bin` — they take the mask of bin 512.")
-    add("- Masks are soft (ratio) masks (`mask_type: soft`).")
+    add("- Masks are soft (ratio) masks (`mask_mode=\"soft\"`, the default).")
     add("- Exported as a *stateful* ONNX graph (opset 17, dynamic batch and time axes; "
         "`models/train/export.py:StepNet`): besides the magnitudes it takes and returns the "
         "last input frames of each dilated block (24 frames in all), so a stream sends each "

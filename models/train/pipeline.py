@@ -322,7 +322,7 @@ def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict, *,
     return Manifest(
         sample_rate=SAMPLE_RATE, n_fft=GRID.n_fft, hop=GRID.hop, model_bins=MODEL_BINS,
         stems=STEMS, context_frames=cfg.context, lookahead_frames=cfg.lookahead,
-        input_normalization=norm, mask_type=cfg.mask_type, high_band_rule="hold_top_bin",
+        input_normalization=norm, high_band_rule="hold_top_bin",
         name=f"stemboard-{cfg.name}", description=description,
         stateful=exports_stateful(cfg), stereo_mode=stereo_mode,
         input_layout=cfg.input_layout, extra=extra)
