@@ -10,7 +10,7 @@ are reported as ratios to that floor, beside the kernel of an earlier commit
 
 The input is what the engine feeds the kernel when it renders every stem of
 the speed benchmark's synthetic signal: the mid/side spectra and the model's
-raw masks, one-hot gains with the last stem left to the complement, in calls
+raw masks, one-hot gains with the last stem left to the residual output, in calls
 of as many frames as an offline separation's blocks complete
 (``MIN_OFFLINE_BUFFER_SIZE / hop``; ``--frames-per-call``), the overlap-add state
 carried from call to call.
@@ -122,7 +122,7 @@ def main(argv=None):
     per_call = args.frames_per_call or MIN_OFFLINE_BUFFER_SIZE // m.hop
     parts = calls(spec, masks, per_call)
     n_stems = masks.shape[1]
-    gains = np.eye(n_stems, dtype=np.float32)[:n_stems - 1].copy()   # complement: one fewer
+    gains = np.eye(n_stems, dtype=np.float32)[:n_stems - 1].copy()   # residual output: one fewer
     tiny = np.finfo(np.float32).tiny
     res = {"model": str(model.path), "seconds": args.seconds, "frames": spec.shape[1],
            "channels": spec.shape[0], "outputs": gains.shape[0], "n_fft": m.n_fft,

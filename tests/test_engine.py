@@ -133,3 +133,12 @@ def test_mask_mode_is_keyword_only(model):
         MaskStream(model, 2, "soft")
     with pytest.raises(ValueError, match="mask_mode"):
         Renderer(model, 2, 1, mask_mode="hard")
+
+
+def test_min_offline_block_is_the_deprecated_name_of_min_offline_buffer_size():
+    from stemboard.plugin import base
+
+    with pytest.warns(DeprecationWarning, match="MIN_OFFLINE_BUFFER_SIZE"):
+        assert base.MIN_OFFLINE_BLOCK == base.MIN_OFFLINE_BUFFER_SIZE
+    with pytest.raises(AttributeError):
+        base.NO_SUCH_NAME

@@ -16,6 +16,17 @@ def test_loads_and_runs(model_path):
     assert np.allclose(masks.sum(axis=1), 1.0, atol=1e-6)
 
 
+def test_masks_mode_is_the_deprecated_name_of_mask_mode(model_path):
+    m = MaskModel(model_path)
+    mag = np.abs(np.random.default_rng(1).standard_normal((1, 513, 12))).astype(np.float32)
+    binary = m.masks(mag, mask_mode="binary")
+    assert set(np.unique(binary)) <= {0.0, 0.25, 1.0}
+    with pytest.warns(DeprecationWarning, match="mask_mode"):
+        np.testing.assert_array_equal(m.masks(mag, mode="binary"), binary)
+    with pytest.raises(ValueError, match="mask_mode"):
+        m.masks(mag, mask_mode="hard")
+
+
 def test_threads_and_providers(model_path):
     MaskModel(model_path, num_threads=1, providers=["CPUExecutionProvider"])
     with pytest.raises(ModelError, match="NoSuchExecutionProvider"):
