@@ -5,6 +5,7 @@ module by putting their own folder on ``sys.path``.
 """
 import json
 import platform
+import re
 import os
 import statistics
 import sys
@@ -157,6 +158,13 @@ def load_baseline(rev=BASELINE_REV, name="stemboard_base"):
     (src / "stemboard").rename(pkg)
     for d in _PACKAGE_DIRS:
         (src / d).rename(pkg / d)
+    # Absolute imports name the package: point them at this copy, or the copy would
+    # run the checkout's modules wherever it imports one by its full name.
+    absolute = re.compile(r"^(\s*(?:from|import)\s+)stemboard\b", re.M)
+    for f in pkg.rglob("*.py"):
+        text = f.read_text()
+        if absolute.search(text):
+            f.write_text(absolute.sub(rf"\g<1>{name}", text))
     sys.path.insert(0, str(site))
     return importlib.import_module(name)
 
