@@ -64,12 +64,32 @@ def cases(StemSeparator, model):
 
 
 def fingerprint(y):
+    """``y``'s shape, sum, sum of magnitudes, energy, peak and ``N_PICKS`` samples
+    (of the flattened array, evenly spaced from the first to the last)."""
     y = np.asarray(y, np.float64)
     flat = y.reshape(-1)
     idx = np.linspace(0, flat.size - 1, N_PICKS).round().astype(int)
     return {"shape": list(y.shape), "sum": float(flat.sum()),
-            "abs_sum": float(np.abs(flat).sum()), "energy": float((flat * flat).sum()), "peak": float(np.abs(flat).max()),
-            "indices": idx.tolist(), "values": flat[idx].tolist()}
+            "abs_sum": float(np.abs(flat).sum()), "energy": float((flat * flat).sum()),
+            "peak": float(np.abs(flat).max()), "values": flat[idx].tolist()}
+
+
+def dumps(data):
+    """JSON with one line per output's fingerprint (short diffs, small file)."""
+    out = ['{"signal": %s, "models": {' % json.dumps(data["signal"])]
+    models = list(data["models"].items())
+    for i, (model, cases) in enumerate(models):
+        out.append(f" {json.dumps(model)}: {{")
+        for j, (case, outs) in enumerate(cases.items()):
+            out.append(f"  {json.dumps(case)}: {{")
+            items = list(outs.items())
+            for k, (name, fp) in enumerate(items):
+                out.append(f"   {json.dumps(name)}: {json.dumps(fp)}"
+                           + ("," if k < len(items) - 1 else ""))
+            out.append("  }" + ("," if j < len(cases) - 1 else ""))
+        out.append(" }" + ("," if i < len(models) - 1 else ""))
+    out.append("}}")
+    return "\n".join(out) + "\n"
 
 
 def fingerprints(StemSeparator, models):
@@ -86,7 +106,7 @@ def main():
             fingerprints(StemSeparator, list(bundled_models()))}
     OUT.parent.mkdir(exist_ok=True)
     tmp = OUT.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.write_text(dumps(data))
     tmp.replace(OUT)
     print(f"wrote {OUT} ({', '.join(data['models'])})", file=sys.stderr)
 

@@ -31,7 +31,6 @@ def test_outputs_match_the_stored_fingerprints(model):
             where = f"{model}/{case}/{name}"
             assert list(y.shape) == fp["shape"], where
             f = fingerprint(y)
-            assert f["indices"] == fp["indices"], where
             scale = fp["peak"]
             np.testing.assert_allclose(f["values"], fp["values"], rtol=0,
                                        atol=RTOL * scale, err_msg=where)
