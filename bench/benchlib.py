@@ -5,6 +5,7 @@ module by putting their own folder on ``sys.path``.
 """
 import json
 import platform
+import re
 import os
 import statistics
 import sys
@@ -157,6 +158,13 @@ def load_baseline(rev=BASELINE_REV, name="stemboard_base"):
     (src / "stemboard").rename(pkg)
     for d in _PACKAGE_DIRS:
         (src / d).rename(pkg / d)
+    # Absolute imports name the package: point them at this copy, or the copy would
+    # run the checkout's modules wherever it imports one by its full name.
+    absolute = re.compile(r"^(\s*(?:from|import)\s+)stemboard\b", re.M)
+    for f in pkg.rglob("*.py"):
+        text = f.read_text()
+        if absolute.search(text):
+            f.write_text(absolute.sub(rf"\g<1>{name}", text))
     sys.path.insert(0, str(site))
     return importlib.import_module(name)
 
@@ -221,3 +229,31 @@ def save_json(path, obj):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(obj, indent=2, default=float) + "\n")
         print(f"[bench] wrote {path}", file=sys.stderr)
+
+
+# -- a plain streaming inverse STFT (the engine fuses its own with the masking) --
+# Test and bench reference only: tests/test_dsp.py checks the streaming analyzer
+# with it, bench/stft.py times a streaming round trip.
+from stemboard.dsp.kernels import overlap_add  # noqa: E402
+
+
+class StreamingSynthesizer:
+    """Overlap-add frames into samples; each frame completes ``hop`` samples.
+
+    The raw output starts ``grid.pad`` samples before sample 0 of the signal
+    (the grid's leading silence); callers trim it.
+    """
+
+    def __init__(self, grid, num_channels: int):
+        self.grid = grid
+        self.num_channels = num_channels
+        self.reset()
+
+    def reset(self):
+        self._ola = np.zeros((self.num_channels, self.grid.n_fft), np.float32)
+
+    def push(self, spec: np.ndarray) -> np.ndarray:
+        """Feed (channels, k, bins) complex64; return (channels, k * hop) float32."""
+        spec = np.ascontiguousarray(spec, dtype=np.complex64)
+        return overlap_add(spec, self._ola, self.grid.n_fft, self.grid.hop,
+                           self.grid.synthesis_window)

@@ -59,8 +59,10 @@ sys.exit(code)
 def run_peak_rss(cli_args):
     """Run ``stemboard CLI_ARGS``; return (peak RSS in MiB, wall seconds, return code, stderr tail)."""
     t0 = time.perf_counter()
+    # Not from the checkout's root: its stemboard/ folder (without the mapped dsp/,
+    # models/, ... folders) would shadow the package under test.
     proc = subprocess.run([sys.executable, "-c", CHILD, *cli_args], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, cwd=ROOT, text=True)
+                          stderr=subprocess.PIPE, cwd=tempfile.gettempdir(), text=True)
     wall = time.perf_counter() - t0
     lines = proc.stderr.splitlines()
     hwm = [l.split("=", 1)[1] for l in lines if l.startswith("BENCH_VMHWM_KB=")]

@@ -10,9 +10,9 @@ are reported as ratios to that floor, beside the kernel of an earlier commit
 
 The input is what the engine feeds the kernel when it renders every stem of
 the speed benchmark's synthetic signal: the mid/side spectra and the model's
-raw masks, one-hot gains with the last stem left to the complement, in calls
+raw masks, one-hot gains with the last stem left to the residual output, in calls
 of as many frames as an offline separation's blocks complete
-(``MIN_OFFLINE_BLOCK / hop``; ``--frames-per-call``), the overlap-add state
+(``MIN_OFFLINE_BUFFER_SIZE / hop``; ``--frames-per-call``), the overlap-add state
 carried from call to call.
 
     python bench/overlap_add.py                     # offline model, 30 s
@@ -103,7 +103,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--frames-per-call", type=int, default=None,
                     help="frames per kernel call (default: an offline block's, "
-                         "MIN_OFFLINE_BLOCK / hop)")
+                         "MIN_OFFLINE_BUFFER_SIZE / hop)")
     ap.add_argument("--baseline", default=BASELINE_REV,
                     help=f"git revision whose kernel runs beside (default {BASELINE_REV})")
     ap.add_argument("--no-baseline", action="store_true")
@@ -112,17 +112,17 @@ def main(argv=None):
 
     from stemboard.dsp import kernels
     from stemboard.models import load_model
-    from stemboard.plugin.base import MIN_OFFLINE_BLOCK
+    from stemboard.plugin.base import MIN_OFFLINE_BUFFER_SIZE
 
     model = load_model(args.model, num_threads=1)
     if hasattr(model, "first"):
         raise SystemExit("pass a mask model, not a cascade (its parts are mask models)")
     m = model.manifest
     spec, masks = engine_inputs(model, test_signal(args.seconds))
-    per_call = args.frames_per_call or MIN_OFFLINE_BLOCK // m.hop
+    per_call = args.frames_per_call or MIN_OFFLINE_BUFFER_SIZE // m.hop
     parts = calls(spec, masks, per_call)
     n_stems = masks.shape[1]
-    gains = np.eye(n_stems, dtype=np.float32)[:n_stems - 1].copy()   # complement: one fewer
+    gains = np.eye(n_stems, dtype=np.float32)[:n_stems - 1].copy()   # residual output: one fewer
     tiny = np.finfo(np.float32).tiny
     res = {"model": str(model.path), "seconds": args.seconds, "frames": spec.shape[1],
            "channels": spec.shape[0], "outputs": gains.shape[0], "n_fft": m.n_fft,

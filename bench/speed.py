@@ -196,7 +196,7 @@ def stft_baselines(n_fft, hop, threads):
 
 
 # -- main ----------------------------------------------------------------------
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="test signal length (default 60)")
     ap.add_argument("--model", action="append", help="a bundled name, fixture, or an .onnx path "
@@ -219,27 +219,27 @@ def main(argv=None):
     ap.add_argument("--background-load", type=int, default=0, metavar="N",
                     help="run N busy processes during the timings (synthetic load)")
     ap.add_argument("--json", help="write all results to this JSON file")
-    args = ap.parse_args(argv)
-    warnings.filterwarnings("ignore")
+    return ap.parse_args(argv)
 
+
+def new_results(args, x):
+    """The results dict, before any timing: the run's settings and machine."""
+    return {"audio_seconds": x.shape[1] / SR, "channels": 2, "sample_rate": SR,
+            "repeats": args.repeats, "peer_repeats": args.peer_repeats or args.repeats,
+            "stream_repeats": args.stream_repeats, "threads": args.threads,
+            "machine": machine_info(), "git": git_rev(), "models": {}, "offline": {},
+            "streaming": {}, "latency": {}, "peers": {}, "stft": {},
+            "baseline": {"rev": None if args.no_baseline else args.baseline, "offline": {},
+                         "streaming": {}}}
+
+
+def model_tasks(args, res, x, warm, base):
+    """Load and warm up each model (and the baseline commit's run of it); return
+    ``(separators by label, tasks)``, a task being ``(kind, name, fn, repeats)``."""
     from stemboard.models import load_model
     from stemboard.plugin.separator import StemSeparator
 
-    x = test_signal(args.seconds)
-    dur = x.shape[1] / SR
-    warm = x[:, : min(x.shape[1], 2 * SR)]
-    peer_repeats = args.peer_repeats or args.repeats
-    res = {"audio_seconds": dur, "channels": 2, "sample_rate": SR, "repeats": args.repeats,
-           "peer_repeats": peer_repeats, "stream_repeats": args.stream_repeats, "threads": args.threads, "machine": machine_info(),
-           "git": git_rev(), "models": {}, "offline": {}, "streaming": {}, "latency": {},
-           "peers": {}, "stft": {},
-           "baseline": {"rev": None if args.no_baseline else args.baseline, "offline": {},
-                        "streaming": {}}}
-    base = None if args.no_baseline else load_baseline(args.baseline)
-
-    # Build everything first, warm it up (JIT, lazy init), then measure round-robin.
-    tasks = []   # (kind, name, fn, repeats)
-    seps = {}
+    tasks, seps = [], {}
     for label, spec in resolve_models(args.model or ["hq", "hq-vocals", "offline",
                                                       "live"]).items():
         t_load, model = timed(lambda: load_model(spec, num_threads=args.threads))
@@ -251,64 +251,78 @@ def main(argv=None):
         sep.separate(warm, SR)
         tasks.append(("offline", label, lambda s=sep: s.separate(x, SR), args.repeats))
         # Real-time block budgets only mean something for the low-latency models.
-        for b in (args.blocks if model.latency_samples < SR else ()):
+        blocks = args.blocks if model.latency_samples < SR else ()
+        for b in blocks:
             stream_block_times(sep, warm, b)
             tasks.append(("stream", f"{label}@{b}", lambda s=sep, b=b: stream_block_times(s, x, b),
                           args.stream_repeats))
         if base is not None:
-            # The same model as the baseline commit loads and runs it, timed in
-            # the same round-robin: the ratio to it is what this commit changed.
-            try:
-                old = base.StemSeparator(base.load_model(spec, num_threads=args.threads))
-            except base.ModelError as e:  # a model newer than the baseline: no ratio
-                print(f"[bench] baseline has no {label}: {e}", file=sys.stderr)
-                continue
-            old.separate(warm, SR)
-            tasks.append(("base offline", label, lambda s=old: s.separate(x, SR), args.repeats))
-            for b in (args.blocks if model.latency_samples < SR else ()):
-                stream_block_times(old, warm, b)
-                tasks.append(("base stream", f"{label}@{b}",
-                              lambda s=old, b=b: stream_block_times(s, x, b), args.stream_repeats))
-    if not args.no_peers:
-        for name, make in (("Open-Unmix (umxhq arch.)", make_umx),
-                           ("HT Demucs (htdemucs arch.)", make_demucs)):
-            try:
-                run, meta = make(args.threads)
-                run(warm)
-            except Exception as e:  # missing optional package: report, keep going
-                print(f"[bench] peer {name} skipped: {type(e).__name__}: {e}", file=sys.stderr)
-                res["peers"][name] = {"skipped": f"{type(e).__name__}: {e}"}
-                continue
-            res["peers"][name] = dict(meta, times=[])
-            tasks.append(("peer", name, lambda r=run: r(x), peer_repeats))
-    if not args.no_stft:
-        first = next((v for v in res["models"].values() if "n_fft" in v),
-                     {"n_fft": 2048, "hop": 512})
-        for name, (fwd, inv) in stft_baselines(first["n_fft"], first["hop"], args.threads).items():
-            X = fwd(warm)
-            inv(X, warm.shape[1])
-            res["stft"][name] = {"n_fft": first["n_fft"], "hop": first["hop"],
-                                 "stft_times": [], "istft_times": []}
-            tasks.append(("stft", name, (fwd, inv), args.repeats))
+            tasks += baseline_tasks(args, base, label, spec, x, warm, blocks)
+    return seps, tasks
 
-    load = background_load(args.background_load)
-    res["background_load_processes"] = args.background_load
-    offline_times = {label: [] for label in seps}
-    base_times = {label: [] for label in seps}
-    stream_runs, base_stream_runs = {}, {}
+
+def baseline_tasks(args, base, label, spec, x, warm, blocks):
+    """The same model as the baseline commit loads and runs it, timed in the same
+    round-robin: the ratio to it is what this commit changed."""
+    try:
+        old = base.StemSeparator(base.load_model(spec, num_threads=args.threads))
+    except base.ModelError as e:  # a model newer than the baseline: no ratio
+        print(f"[bench] baseline has no {label}: {e}", file=sys.stderr)
+        return []
+    old.separate(warm, SR)
+    tasks = [("base offline", label, lambda s=old: s.separate(x, SR), args.repeats)]
+    for b in blocks:
+        stream_block_times(old, warm, b)
+        tasks.append(("base stream", f"{label}@{b}",
+                      lambda s=old, b=b: stream_block_times(s, x, b), args.stream_repeats))
+    return tasks
+
+
+def peer_tasks(args, res, x, warm):
+    """Open-Unmix and HT Demucs (random weights), where their packages are installed."""
+    tasks = []
+    for name, make in (("Open-Unmix (umxhq arch.)", make_umx),
+                       ("HT Demucs (htdemucs arch.)", make_demucs)):
+        try:
+            run, meta = make(args.threads)
+            run(warm)
+        except Exception as e:  # missing optional package: report, keep going
+            print(f"[bench] peer {name} skipped: {type(e).__name__}: {e}", file=sys.stderr)
+            res["peers"][name] = {"skipped": f"{type(e).__name__}: {e}"}
+            continue
+        res["peers"][name] = dict(meta, times=[])
+        tasks.append(("peer", name, lambda r=run: r(x), res["peer_repeats"]))
+    return tasks
+
+
+def stft_tasks(args, res, warm):
+    """STFT/ISTFT baselines on the first model's grid."""
+    first = next((v for v in res["models"].values() if "n_fft" in v),
+                 {"n_fft": 2048, "hop": 512})
+    tasks = []
+    for name, (fwd, inv) in stft_baselines(first["n_fft"], first["hop"], args.threads).items():
+        X = fwd(warm)
+        inv(X, warm.shape[1])
+        res["stft"][name] = {"n_fft": first["n_fft"], "hop": first["hop"],
+                             "stft_times": [], "istft_times": []}
+        tasks.append(("stft", name, (fwd, inv), args.repeats))
+    return tasks
+
+
+def run_round_robin(tasks, res, x):
+    """Run every task's repeats round-robin; return ``{kind: {name: [result]}}``
+    (times for offline runs, per-block time arrays for streaming runs).  Peer
+    and STFT times go straight into ``res``."""
+    got = {"offline": {}, "base offline": {}, "stream": {}, "base stream": {}}
     for r in range(max(t[3] for t in tasks)):
         for kind, name, fn, reps in tasks:
             if r >= reps:
                 continue
             print(f"[bench] repeat {r + 1}: {kind} {name}", file=sys.stderr, flush=True)
-            if kind == "offline":
-                offline_times[name].append(timed(fn)[0])
-            elif kind == "base offline":
-                base_times[name].append(timed(fn)[0])
-            elif kind == "stream":
-                stream_runs.setdefault(name, []).append(fn())
-            elif kind == "base stream":
-                base_stream_runs.setdefault(name, []).append(fn())
+            if kind in ("offline", "base offline"):
+                got[kind].setdefault(name, []).append(timed(fn)[0])
+            elif kind in ("stream", "base stream"):
+                got[kind].setdefault(name, []).append(fn())
             elif kind == "peer":
                 res["peers"][name]["times"].append(timed(fn)[0])
             else:
@@ -316,20 +330,21 @@ def main(argv=None):
                 t, X = timed(lambda: fwd(x))
                 res["stft"][name]["stft_times"].append(t)
                 res["stft"][name]["istft_times"].append(timed(lambda: inv(X, x.shape[1]))[0])
+    return got
 
-    res["loadavg_at_end"] = os.getloadavg()   # of the timings, before the load stops
-    stop_load(load)
 
-    # -- summarise ---------------------------------------------------------------
-    for label, ts in offline_times.items():
+def summarise(res, got, seps):
+    """Medians, real-time factors, streaming budgets and latencies into ``res``."""
+    dur = res["audio_seconds"]
+    for label in seps:
+        ts = got["offline"].get(label, [])
         res["offline"][label] = {"times": ts, "median_s": median(ts), "x_realtime": dur / median(ts)}
-    for label, ts in base_times.items():
-        if ts:
-            res["baseline"]["offline"][label] = {"times": ts, "median_s": median(ts),
-                                                 "x_realtime": dur / median(ts)}
-    for name, runs in stream_runs.items():
+    for label, ts in got["base offline"].items():
+        res["baseline"]["offline"][label] = {"times": ts, "median_s": median(ts),
+                                             "x_realtime": dur / median(ts)}
+    for name, runs in got["stream"].items():
         res["streaming"][name] = stream_summary(name, runs)
-    for name, runs in base_stream_runs.items():
+    for name, runs in got["base stream"].items():
         res["baseline"]["streaming"][name] = stream_summary(name, runs)
     for label, sep in seps.items():
         res["latency"][label] = verify_latency(sep)
@@ -341,6 +356,29 @@ def main(argv=None):
         s["stft_median_ms"] = 1000 * median(s["stft_times"])
         s["istft_median_ms"] = 1000 * median(s["istft_times"])
 
+
+def main(argv=None):
+    args = parse_args(argv)
+    warnings.filterwarnings("ignore")
+    x = test_signal(args.seconds)
+    warm = x[:, : min(x.shape[1], 2 * SR)]
+    res = new_results(args, x)
+    base = None if args.no_baseline else load_baseline(args.baseline)
+
+    # Build everything first, warm it up (JIT, lazy init), then measure round-robin.
+    seps, tasks = model_tasks(args, res, x, warm, base)
+    if not args.no_peers:
+        tasks += peer_tasks(args, res, x, warm)
+    if not args.no_stft:
+        tasks += stft_tasks(args, res, warm)
+
+    load = background_load(args.background_load)
+    res["background_load_processes"] = args.background_load
+    got = run_round_robin(tasks, res, x)
+    res["loadavg_at_end"] = os.getloadavg()   # of the timings, before the load stops
+    stop_load(load)
+
+    summarise(res, got, seps)
     print_report(res)
     save_json(args.json, res)
     return res

@@ -11,9 +11,15 @@ import argparse
 import statistics
 import time
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
-from stemboard.dsp import StftGrid, StreamingAnalyzer, StreamingSynthesizer, istft, stft
+from stemboard.dsp import StftGrid, StreamingAnalyzer, istft, stft
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import StreamingSynthesizer  # noqa: E402
 
 SR = 44100
 

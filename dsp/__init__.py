@@ -12,7 +12,7 @@ offline and the streaming paths, so that streaming output equals offline output:
 """
 from .midside import from_mid_side, to_mid_side
 from .stft import StftGrid, istft, num_frames, stft
-from .stream import StreamingAnalyzer, StreamingSynthesizer
+from .stream import StreamingAnalyzer
 
 __all__ = [
     "StftGrid",
@@ -20,7 +20,6 @@ __all__ = [
     "istft",
     "num_frames",
     "StreamingAnalyzer",
-    "StreamingSynthesizer",
     "to_mid_side",
     "from_mid_side",
 ]

@@ -10,6 +10,8 @@ from rocket_fft.lowlevel import c2r
 
 # rocket-fft registers itself on import; keep the import even though unused.
 
+from stemboard.dsp.normalization import log1p_normalization
+
 #: The smallest normal float32.  Values below it are subnormal: arithmetic on
 #: them can take a microcode assist on x86 (no flush-to-zero is set: that is a
 #: per-thread CPU mode, and setting it would change the caller's numerics), so
@@ -87,6 +89,11 @@ def overlap_add(spec, ola, n_fft, hop, synth_window):
     return out
 
 
+#: The input normalisation's one definition (:mod:`stemboard.dsp.normalization`),
+#: inlined into :func:`log_features`.
+_normalize_log1p = numba.njit(cache=True, nogil=True, inline="always")(log1p_normalization())
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def log_features(spec, n_model_bins, log, scale, mean, std):
     """Model input features from a spectrum, in one pass.
@@ -117,7 +124,7 @@ def log_features(spec, n_model_bins, log, scale, mean, std):
                     z = spec[c, t, f]
                     v = np.sqrt(z.real * z.real + z.imag * z.imag)
                     if log:
-                        v = (np.log1p(scale * v) - mean[f]) / std[f]
+                        v = _normalize_log1p(v, scale, mean[f], std[f])
                     elif v < TINY:  # raw magnitudes: no subnormal into the graph
                         v = np.float32(0.0)
                     out[c, f, t] = v

@@ -1,11 +1,13 @@
-"""Streaming STFT analysis and synthesis with overlap-add state.
+"""Streaming STFT analysis: blocks of any size in, the frames they complete out.
+
+(The engine's synthesis is fused with the masking: ``kernels.masked_overlap_add``.)
 
 The per-block work (all frames a block completes) runs inside one Numba call;
 Python only concatenates the carried-over tail with the new block.
 """
 import numpy as np
 
-from .kernels import analyze_frames, overlap_add
+from .kernels import analyze_frames
 from .stft import StftGrid
 from .threads import per_channel
 
@@ -25,7 +27,6 @@ class StreamingAnalyzer:
     def reset(self):
         # The carried tail starts as the grid's leading silence.
         self._tail = np.zeros((self.num_channels, self.grid.pad), np.float32)
-        self.frames_emitted = 0
 
     def push(self, block: np.ndarray) -> np.ndarray:
         """Feed ``block`` (channels, samples) float32; return (channels, k, bins) complex64."""
@@ -35,27 +36,4 @@ class StreamingAnalyzer:
         spec = per_channel(analyze_frames, n_frames, (buf,),
                            (n_frames, n_fft, hop, self.grid.window))
         self._tail = np.ascontiguousarray(buf[:, n_frames * hop :])
-        self.frames_emitted += n_frames
         return spec
-
-
-class StreamingSynthesizer:
-    """Overlap-add frames into samples; each frame completes ``hop`` samples.
-
-    The raw output starts ``grid.pad`` samples before sample 0 of the signal
-    (the grid's leading silence); callers trim it.
-    """
-
-    def __init__(self, grid: StftGrid, num_channels: int):
-        self.grid = grid
-        self.num_channels = num_channels
-        self.reset()
-
-    def reset(self):
-        self._ola = np.zeros((self.num_channels, self.grid.n_fft), np.float32)
-
-    def push(self, spec: np.ndarray) -> np.ndarray:
-        """Feed (channels, k, bins) complex64; return (channels, k * hop) float32."""
-        spec = np.ascontiguousarray(spec, dtype=np.complex64)
-        return overlap_add(spec, self._ola, self.grid.n_fft, self.grid.hop,
-                           self.grid.synthesis_window)

@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stemboard.versioning import check_version
+
 from .manifest import ModelError, Named
 
 CASCADE_FORMAT = "stemboard-cascade"
@@ -46,9 +48,8 @@ class CascadeManifest:
 
         if not isinstance(d, dict) or d.get("format") != CASCADE_FORMAT:
             fail(f"not a cascade manifest (format must be {CASCADE_FORMAT!r})")
-        if int(d.get("version", 1)) > CASCADE_VERSION:
-            fail(f"cascade version {d['version']} is newer than this stemboard supports "
-                 f"({CASCADE_VERSION})")
+        check_version(d.get("version", 1), CASCADE_VERSION, what="cascade", source=source,
+                      error=ModelError)
         for key in ("first", "split", "second", "keep"):
             if key not in d:
                 fail(f"missing key {key!r}")

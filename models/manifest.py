@@ -1,16 +1,26 @@
 """The JSON manifest that travels beside every ONNX mask model."""
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from stemboard.dsp.normalization import LOG1P, normalize_log1p
+from stemboard.versioning import check_version
+
 MANIFEST_FORMAT = "stemboard-mask-model"
-MANIFEST_VERSION = 4          # 2 added "stateful", 3 "input_layout", 4 segments, the
-                              # "stereo_joint" layout and the "to_stem" rule; each manifest is
-                              # written with the lowest version that can read it
-NORMALIZATIONS = ("none", "log1p")
-MASK_TYPES = ("soft", "binary")
+#: The version that introduced each manifest feature.  A manifest is written with
+#: the lowest version that can read it (:meth:`Manifest.required_version`), and
+#: readers refuse versions newer than theirs.
+FEATURE_VERSIONS = {"stateful": 2, "stereo_pair": 3, "segments": 4, "stereo_joint": 4,
+                    "to_stem": 4}
+MANIFEST_VERSION = max(FEATURE_VERSIONS.values())
+NORMALIZATIONS = ("none", LOG1P)
+#: How masks are applied: ``"soft"`` divides each by the sum over stems,
+#: ``"binary"`` gives each bin wholly to its largest stem.  Chosen at run time
+#: (``mask_mode=``), not by the manifest.
+MASK_MODES = ("soft", "binary")
 HIGH_BAND_RULES = ("hold_top_bin", "to_stem")
 STEREO_MODES = ("left_right", "mid_side")
 INPUT_LAYOUTS = ("channel", "stereo_pair", "stereo_joint")
@@ -18,6 +28,14 @@ INPUT_LAYOUTS = ("channel", "stereo_pair", "stereo_joint")
 
 class ModelError(ValueError):
     """A model file or manifest is missing, corrupt or inconsistent."""
+
+
+def check_mask_mode(value, *, name="mask_mode") -> str:
+    """Return ``value`` if it is one of :data:`MASK_MODES`, else raise ``ValueError``
+    naming ``name`` (the one check of a mask mode: API, presets and CLI)."""
+    if value not in MASK_MODES:
+        raise ValueError(f"{name} must be 'soft' or 'binary', got {value!r}")
+    return value
 
 
 class Named:
@@ -84,7 +102,6 @@ class Manifest:
     context_frames: int
     lookahead_frames: int
     input_normalization: dict = field(default_factory=lambda: {"type": "none"})
-    mask_type: str = "soft"
     high_band_rule: str = "hold_top_bin"
     input_name: str = "magnitude"
     output_name: str = "masks"
@@ -120,23 +137,32 @@ class Manifest:
         """Stem index that takes the bins above the model's, or -1 (hold the top bin)."""
         return self.stems.index(self.high_band_stem) if self.high_band_rule == "to_stem" else -1
 
+    def required_version(self) -> int:
+        """The lowest manifest version that can read this one (see :data:`FEATURE_VERSIONS`)."""
+        used = {"stateful": self.stateful, "stereo_pair": self.input_layout == "stereo_pair",
+                "segments": self.segmented, "stereo_joint": self.input_layout == "stereo_joint",
+                "to_stem": self.high_band_rule == "to_stem"}
+        return max([1] + [FEATURE_VERSIONS[k] for k, on in used.items() if on])
+
     @property
     def receptive_field(self) -> int:
         return self.context_frames + self.lookahead_frames + 1
 
     def normalize(self, magnitude: np.ndarray) -> np.ndarray:
-        """Apply the input normalisation to (batch, model_bins, time) magnitudes."""
+        """Apply the input normalisation to (batch, model_bins, time) magnitudes
+        (numpy; the engine's kernel computes the same definition,
+        :mod:`stemboard.dsp.normalization`)."""
         norm = self.input_normalization
         if norm["type"] == "none":
             return magnitude.astype(np.float32, copy=False)
-        x = np.log1p(np.float32(norm.get("scale", 1.0)) * magnitude)
         mean = np.asarray(norm.get("mean", 0.0), np.float32)
         std = np.asarray(norm.get("std", 1.0), np.float32)
         if mean.ndim:
             mean = mean[:, None]
         if std.ndim:
             std = std[:, None]
-        return ((x - mean) / std).astype(np.float32, copy=False)
+        x = normalize_log1p(magnitude, np.float32(norm.get("scale", 1.0)), mean, std)
+        return x.astype(np.float32, copy=False)
 
     def feature_params(self):
         """``(log, scale, mean, std)`` for :func:`stemboard.dsp.kernels.log_features`.
@@ -144,7 +170,7 @@ class Manifest:
         ``mean`` and ``std`` are float32 arrays of ``model_bins`` values.
         """
         norm = self.input_normalization
-        log = norm["type"] == "log1p"
+        log = norm["type"] == LOG1P
         full = np.ones(self.model_bins, np.float32)
         mean = full * np.asarray(norm.get("mean", 0.0) if log else 0.0, np.float32)
         std = full * np.asarray(norm.get("std", 1.0) if log else 1.0, np.float32)
@@ -153,11 +179,7 @@ class Manifest:
     def to_dict(self) -> dict:
         d = {
             "format": MANIFEST_FORMAT,
-            # Version 1 readers cannot run a stateful graph; they can read the rest.
-            # Version 2 readers would feed a paired graph single channels.
-            "version": (4 if self.segmented or self.input_layout == "stereo_joint"
-                        or self.high_band_rule != "hold_top_bin"
-                        else 3 if self.input_layout != "channel" else 2 if self.stateful else 1),
+            "version": self.required_version(),
             "name": self.name,
             "description": self.description,
             "sample_rate": self.sample_rate,
@@ -168,7 +190,6 @@ class Manifest:
             "context_frames": self.context_frames,
             "lookahead_frames": self.lookahead_frames,
             "input_normalization": self.input_normalization,
-            "mask_type": self.mask_type,
             "high_band_rule": self.high_band_rule,
             "input_name": self.input_name,
             "output_name": self.output_name,
@@ -201,9 +222,8 @@ class Manifest:
             fail("the manifest must be a JSON object")
         if d.get("format", MANIFEST_FORMAT) != MANIFEST_FORMAT:
             fail(f"format is {d.get('format')!r}, expected {MANIFEST_FORMAT!r}")
-        if int(d.get("version", 1)) > MANIFEST_VERSION:
-            fail(f"manifest version {d['version']} is newer than this stemboard supports "
-                 f"({MANIFEST_VERSION})")
+        check_version(d.get("version", 1), MANIFEST_VERSION, what="manifest", source=source,
+                      error=ModelError)
         required = ("sample_rate", "n_fft", "hop", "model_bins", "stems",
                     "context_frames", "lookahead_frames")
         for key in required:
@@ -248,8 +268,13 @@ class Manifest:
                      f"{ints['model_bins']} numbers")
             if not np.all(np.isfinite(v)) or (key == "std" and np.any(v <= 0)):
                 fail(f"input_normalization.{key} holds invalid values")
-        if d.get("mask_type", "soft") not in MASK_TYPES:
-            fail(f"mask_type must be one of {MASK_TYPES}, got {d.get('mask_type')!r}")
+        if "mask_type" in d:
+            # Never read: the mask mode is chosen at run time.  Old files keep loading.
+            if d["mask_type"] not in MASK_MODES:
+                fail(f"mask_type must be one of {MASK_MODES}, got {d['mask_type']!r}")
+            warnings.warn(f"{source}: the manifest key 'mask_type' is deprecated and ignored "
+                          "(the mask mode is chosen at run time: mask_mode=)",
+                          DeprecationWarning, stacklevel=3)
         if d.get("high_band_rule", "hold_top_bin") not in HIGH_BAND_RULES:
             fail(f"high_band_rule must be one of {HIGH_BAND_RULES}")
         if not isinstance(d.get("stateful", False), bool):
@@ -293,7 +318,6 @@ class Manifest:
         return cls(
             stems=tuple(stems),
             input_normalization=norm,
-            mask_type=d.get("mask_type", "soft"),
             high_band_rule=d.get("high_band_rule", "hold_top_bin"),
             input_name=d.get("input_name", "magnitude"),
             output_name=d.get("output_name", "masks"),

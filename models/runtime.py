@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .cascade import CascadeManifest, CascadeModel, is_cascade, part_path
-from .manifest import Manifest, ModelError, Named
+from .manifest import Manifest, ModelError, Named, check_mask_mode
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "hq"   # best valid quality at >= 20x real time (docs/benchmarks.md)
@@ -379,17 +380,23 @@ class MaskModel(Named):
     def _input(self, features):
         return pair_features(features, self._silent) if self._paired else features
 
-    def masks(self, magnitude: np.ndarray, *, mode: str = "soft") -> np.ndarray:
+    def masks(self, magnitude: np.ndarray, *, mask_mode: str = "soft",
+              mode: str | None = None) -> np.ndarray:
         """Masks normalised to sum to one over stems.
 
-        ``mode="soft"`` divides by the sum over stems; ``mode="binary"`` keeps
+        ``mask_mode="soft"`` divides by the sum over stems; ``"binary"`` keeps
         only the largest mask per bin (the article's perceptual binarisation).
-        Shapes as :meth:`raw_masks`.
+        Shapes as :meth:`raw_masks`.  ``mode`` is the deprecated name of
+        ``mask_mode``.
         """
-        return normalize_masks(self.raw_masks(magnitude), mode)
+        if mode is not None:
+            warnings.warn("MaskModel.masks(mode=) is deprecated; use mask_mode=",
+                          DeprecationWarning, stacklevel=2)
+            mask_mode = mode
+        return normalize_masks(self.raw_masks(magnitude), check_mask_mode(mask_mode))
 
 
-def normalize_masks(raw: np.ndarray, mode: str = "soft") -> np.ndarray:
+def normalize_masks(raw: np.ndarray, mask_mode: str = "soft") -> np.ndarray:
     """Make masks (batch, stems, bins, time) sum to exactly one over stems.
 
     Negative and NaN values count as zero, and a bin no stem claims is split
@@ -397,12 +404,11 @@ def normalize_masks(raw: np.ndarray, mode: str = "soft") -> np.ndarray:
     bin wholly to its largest stem (the article's perceptual binarisation).
     This is the reference for the engine's fused Numba kernel.
     """
-    if mode not in ("soft", "binary"):
-        raise ValueError(f"mask mode must be 'soft' or 'binary', got {mode!r}")
+    check_mask_mode(mask_mode)
     raw = np.maximum(np.nan_to_num(raw.astype(np.float32, copy=False), nan=0.0), 0.0)
     total = raw.sum(axis=1, keepdims=True)
     n = raw.shape[1]
-    if mode == "binary":
+    if mask_mode == "binary":
         out = np.zeros_like(raw)
         np.put_along_axis(out, np.argmax(raw, axis=1)[:, None], 1.0, axis=1)
     else:

@@ -14,6 +14,7 @@ refuses to be entered from a second thread while it is busy (see
 """
 import math
 import threading
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -27,10 +28,19 @@ DEFAULT_BUFFER_SIZE = 8192
 MIN_SAMPLE_RATE = 8000.0
 MAX_SAMPLE_RATE = 384000.0
 
-# Offline work is done in blocks at least this long: models re-read their
-# context at every block edge, so tiny blocks would only cost time. The result
-# does not depend on it.
-MIN_OFFLINE_BLOCK = 1 << 18
+# Offline work is done with a buffer size of at least this: models re-read
+# their context at every block edge, so tiny blocks would only cost time. The
+# result does not depend on it.
+MIN_OFFLINE_BUFFER_SIZE = 1 << 18
+
+
+def __getattr__(name):
+    # The old name of MIN_OFFLINE_BUFFER_SIZE (one name per concept: buffer_size).
+    if name == "MIN_OFFLINE_BLOCK":
+        warnings.warn("MIN_OFFLINE_BLOCK is deprecated; use MIN_OFFLINE_BUFFER_SIZE",
+                      DeprecationWarning, stacklevel=2)
+        return MIN_OFFLINE_BUFFER_SIZE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ChannelLayout:
@@ -323,12 +333,15 @@ class StreamedProcessor(Processor):
     """
 
     def _process(self, x, sample_rate, buffer_size, reset):
-        self._channels, self._rate = x.shape[0], sample_rate
+        if reset:
+            buffer_size = max(buffer_size, MIN_OFFLINE_BUFFER_SIZE)
+        # The stream's rate and buffer size also serve its flush (_drain).
+        self._channels, self._rate, self._buffer_size = x.shape[0], sample_rate, buffer_size
         if not reset:
             self._push(x, sample_rate, buffer_size)
             return self._emit(x.shape[0])
         self._reset()
-        self._push(x, sample_rate, max(buffer_size, MIN_OFFLINE_BLOCK))
+        self._push(x, sample_rate, buffer_size)
         head = self._emit(x.shape[0])
         return np.concatenate([head, self._flush()], axis=1)
 

@@ -2,12 +2,17 @@
 
 :class:`MaskStream` turns blocks into (spectrum, masks) for every frame whose
 context is complete; :class:`Renderer` applies per-output stem gains,
-overlap-adds and trims the grid's leading silence, and :class:`ResampledRenderer`
-wraps it in pedalboard's stream resamplers for other sample rates.
+overlap-adds and trims the grid's leading silence, :class:`ResampledRenderer`
+wraps any renderer in pedalboard's stream resamplers for other sample rates,
+and :class:`CascadeRenderer` runs a cascade's two models in series.  All three
+are :class:`StemRenderer`: callers (the separator) see one interface, and
+:func:`make_renderer` picks the class.
 
 Offline processing is this same engine fed in large blocks and flushed, so
 streaming output equals offline output by construction.
 """
+import abc
+
 import numpy as np
 
 from ..dsp.kernels import MASK_FLOOR, TINY, flush_tiny, log_features, masked_overlap_add
@@ -15,7 +20,9 @@ from ..dsp.midside import from_mid_side, to_mid_side
 from ..dsp.stft import StftGrid, num_frames
 from ..dsp.stream import StreamingAnalyzer
 from ..dsp.threads import per_channel
+from ..dsp.resample import ChannelsFirstResampler, round_trip_alignment
 from ..models.cascade import CascadeModel
+from ..models.manifest import check_mask_mode
 from ..models.runtime import normalize_masks
 
 
@@ -27,7 +34,7 @@ class MaskStream:
     ``lookahead_frames`` silent frames after the last one.
     """
 
-    def __init__(self, model, num_channels, mask_mode="soft", *, keep=None):
+    def __init__(self, model, num_channels, *, keep=None):
         m = model.manifest
         self.model = model
         # keep: only these stems share each bin (a cascade's second model); the
@@ -37,7 +44,6 @@ class MaskStream:
         self._keep = None if keep is None else list(keep)
         self.grid = StftGrid(m.n_fft, m.hop)
         self.num_channels = num_channels
-        self.mask_mode = mask_mode
         self.analyzer = StreamingAnalyzer(self.grid, num_channels)
         self._feature_params = m.feature_params()
         # Stateful graphs see each frame once; stateless ones are re-run over the
@@ -237,10 +243,102 @@ def segment_weights(length: int, overlap: int, *, first: bool = False) -> np.nda
     return w.astype(np.float32)
 
 
-class Renderer:
+class StemRenderer(abc.ABC):
+    """What every renderer is: gain-weighted stem mixes of a stream, aligned with it.
+
+    A renderer is fed blocks at ``sample_rate`` (:meth:`push`) and returns, for
+    every block, ``n_outputs`` mixes of the model's stems, each sample ``j`` of
+    the output lined up with sample ``j`` of the input (the latency is trimmed);
+    :meth:`flush` returns the rest, so a stream's output is exactly as long as
+    its input.  The mixes are set per call by ``gains``, shape
+    (:attr:`n_gains`, stems): output ``o`` is ``sum_s gains[o, s] * stem_s``.
+
+    With ``residual=True`` the last output has no row of gains: it is the
+    (aligned) input minus the other outputs.  With one-hot gains over all but
+    one stem that is the remaining stem, and it costs a subtraction instead of
+    a masked inverse STFT.
+
+    Parameters
+    ----------
+    stems : sequence of str
+        The model's stems, in order (the columns of ``gains``).
+    num_channels : int
+    n_outputs : int
+    sample_rate : float
+        The rate of the blocks pushed.
+    mask_mode : {"soft", "binary"}
+    residual : bool
+    """
+
+    def __init__(self, stems, num_channels, n_outputs, sample_rate, *, mask_mode="soft",
+                 residual=False):
+        if int(num_channels) < 1 or int(n_outputs) < 1:
+            raise ValueError(f"a renderer needs at least one channel and one output, got "
+                             f"{num_channels} and {n_outputs}")
+        self.stems = tuple(stems)
+        self.num_channels = int(num_channels)
+        self.n_outputs = int(n_outputs)
+        self.sample_rate = sample_rate
+        self.residual = bool(residual)
+        self._mask_mode = check_mask_mode(mask_mode)
+
+    @property
+    def n_gains(self) -> int:
+        """Rows of ``gains``: one per output, but for the residual one."""
+        return self.n_outputs - self.residual
+
+    @property
+    def mask_mode(self) -> str:
+        """``"soft"`` or ``"binary"``; may change within a stream."""
+        return self._mask_mode
+
+    @mask_mode.setter
+    def mask_mode(self, value):
+        self._mask_mode = check_mask_mode(value)
+        for part in self._parts():
+            part.mask_mode = value
+
+    def _parts(self):
+        """The renderers this one drives (they follow its mask mode)."""
+        return ()
+
+    def _checked_gains(self, gains) -> np.ndarray:
+        """``gains`` as float32, or ``ValueError`` before any state changes (the Numba
+        kernel does not bounds-check: a wrong shape would write past its state)."""
+        shape = (self.n_gains, len(self.stems))
+        if np.shape(gains) != shape:
+            raise ValueError(f"gains must have shape {shape}, got {np.shape(gains)}")
+        return np.asarray(gains, np.float32)
+
+    @property
+    @abc.abstractmethod
+    def latency_samples(self) -> int:
+        """Streaming latency at :attr:`sample_rate`."""
+
+    @property
+    @abc.abstractmethod
+    def samples_in(self) -> int:
+        """Samples pushed since the last reset."""
+
+    @abc.abstractmethod
+    def push(self, block, gains) -> np.ndarray:
+        """Feed (channels, n) float32; ``gains`` is (n_gains, stems).
+        Returns (n_outputs, channels, m) float32."""
+
+    @abc.abstractmethod
+    def flush(self, gains) -> np.ndarray:
+        """Return the buffered tail, (n_outputs, channels, m), and reset."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget the stream: the next block starts a new one."""
+
+
+class Renderer(StemRenderer):
     """One or more gain-weighted stem mixes from a :class:`MaskStream`.
 
-    Each output ``o`` is ``istft(sum_s gains[o, s] * mask_s * X)``. Output is
+    Each output ``o`` is ``istft(sum_s gains[o, s] * mask_s * X)`` (the
+    residual output, if asked for, is the input minus the others).  Output is
     trimmed so sample ``j`` of the output lines up with sample ``j`` of the
     input (pedalboard's streaming semantics); :meth:`flush` returns the rest so
     the total output length equals the total input length.
@@ -248,56 +346,43 @@ class Renderer:
     A stereo stream whose model's manifest says ``"stereo_mode": "mid_side"``
     is separated as its mid and side signals, and each output is mapped back
     to left/right (both linear, so the outputs still add up to the input).
+
+    ``keep``: only these stems share each bin (a cascade's second model).
     """
 
-    def __init__(self, model, num_channels, n_outputs, mask_mode="soft", *,
-                 complement=False, keep=None):
-        self.stream = MaskStream(model, num_channels, mask_mode, keep=keep)
+    def __init__(self, model, num_channels, n_outputs, *, mask_mode="soft", residual=False,
+                 keep=None):
+        super().__init__(model.stems, num_channels, n_outputs, model.sample_rate,
+                         mask_mode=mask_mode, residual=residual)
+        self.stream = MaskStream(model, num_channels, keep=keep)
         self.grid = self.stream.grid
-        self.num_channels = num_channels
         self.mid_side = num_channels == 2 and model.manifest.stereo_mode == "mid_side"
-        self.n_outputs = n_outputs
         self._model_bins = model.manifest.model_bins
         self._high_stem = model.manifest.high_stem_index
-        # complement=True: when a stream's gains add up to one for every stem (all
-        # stems requested, one-hot), the outputs add up to the input, so the last
-        # one is the (aligned) input minus the others: one masked inverse STFT
-        # fewer.  Only for callers whose gains cannot change within a stream.
-        self._allow_complement = bool(complement)
+        self._latency = model.manifest.latency_samples
         self.reset()
 
     @property
     def latency_samples(self):
-        return self.stream.model.manifest.latency_samples
-
-    @property
-    def mask_mode(self):
-        return self.stream.mask_mode
-
-    @mask_mode.setter
-    def mask_mode(self, value):
-        self.stream.mask_mode = value
+        return self._latency
 
     @property
     def samples_in(self):
-        """Samples pushed since the last reset."""
         return self.stream.samples_in
 
     def reset(self):
         self.stream.reset()
-        self._ola = np.zeros((self.n_outputs, self.num_channels, self.grid.n_fft), np.float32)
+        self._ola = np.zeros((self.n_gains, self.num_channels, self.grid.n_fft), np.float32)
         self._to_trim = self.grid.pad
         self.samples_out = 0
-        self._complement = None          # decided by the first gains of a stream
         self._dry = np.zeros((self.num_channels, 0), np.float32)
 
     def push(self, block, gains):
-        """Feed (channels, n); ``gains`` is (n_outputs, stems). Returns (n_outputs, channels, m)."""
-        self._check_gains(gains)
+        gains = self._checked_gains(gains)
         block = np.asarray(block, np.float32)
         if self.mid_side:
             block = to_mid_side(block)
-        if self._complement:
+        if self.residual:
             self._dry = np.concatenate([self._dry, block], axis=1)
         return self._to_channels(self._render(*self.stream.push(block), gains))
 
@@ -305,24 +390,8 @@ class Renderer:
         """(n_outputs, channels, m) in the stream's coding -> left/right."""
         return from_mid_side(out, axis=1) if self.mid_side else out
 
-    def _check_gains(self, gains):
-        """Validate ``gains`` and settle the stream's complement mode, before any state changes."""
-        # The Numba kernel does not bounds-check, so a wrong shape would write
-        # past the overlap-add state.
-        shape = (self.n_outputs, len(self.stream.model.manifest.stems))
-        if np.shape(gains) != shape:
-            raise ValueError(f"gains must have shape {shape}, got {np.shape(gains)}")
-        sums_to_one = (self._allow_complement and shape[0] >= 2
-                       and bool(np.all(np.abs(np.sum(gains, axis=0) - 1.0) <= 1e-6)))
-        if self._complement is None:
-            self._complement = sums_to_one
-        elif self._complement != sums_to_one:
-            raise RuntimeError("Renderer(complement=True) needs the same kind of gains for "
-                               "a whole stream; call reset() first")
-
     def flush(self, gains):
-        """Return the buffered tail, (n_outputs, channels, m), and reset."""
-        self._check_gains(gains)
+        gains = self._checked_gains(gains)
         expected = self.stream.samples_in - self.samples_out
         out = self._render(*self.stream.finish(), gains)[:, :, :expected]
         self.reset()
@@ -330,24 +399,25 @@ class Renderer:
 
     def _render(self, spec, masks, gains):
         gains = np.ascontiguousarray(gains, np.float32)
-        binary = self.stream.mask_mode == "binary"
+        binary = self.mask_mode == "binary"
         g = self.grid
-        n_direct = gains.shape[0] - 1 if self._complement else gains.shape[0]
 
         def kernel(spec, masks, ola):
-            return masked_overlap_add(spec, masks, gains[:n_direct], self._model_bins,
-                                      self._high_stem, binary, ola, g.n_fft, g.hop,
-                                      g.synthesis_window)
+            return masked_overlap_add(spec, masks, gains, self._model_bins, self._high_stem,
+                                      binary, ola, g.n_fft, g.hop, g.synthesis_window)
 
-        # Channels in parallel threads for large calls (dsp/threads.py); the
-        # overlap-add state is updated in place through the views.
-        out = per_channel(kernel, spec.shape[1],
-                          (spec, np.ascontiguousarray(masks, np.float32), self._ola[:n_direct]),
-                          arg_axes=(0, 0, 1), axis=1)
+        if self.n_gains:
+            # Channels in parallel threads for large calls (dsp/threads.py); the
+            # overlap-add state is updated in place through the views.
+            out = per_channel(kernel, spec.shape[1],
+                              (spec, np.ascontiguousarray(masks, np.float32), self._ola),
+                              arg_axes=(0, 0, 1), axis=1)
+        else:
+            out = np.zeros((0, self.num_channels, spec.shape[1] * g.hop), np.float32)
         trim = min(self._to_trim, out.shape[2])
         self._to_trim -= trim
         out = out[:, :, trim:]
-        if self._complement:
+        if self.residual:
             # Output sample j lines up with input sample j; past the input's end
             # (the flush) the input is silence.
             m = out.shape[2]
@@ -360,8 +430,8 @@ class Renderer:
         return out
 
 
-class ResampledRenderer:
-    """A :class:`Renderer` at the model's rate behind pedalboard stream resamplers.
+class ResampledRenderer(StemRenderer):
+    """Any renderer at the model's rate behind pedalboard stream resamplers.
 
     Every stage trims its own latency, so the output stays aligned with the
     input. pedalboard's resamplers can only trim whole samples, which left the
@@ -369,7 +439,7 @@ class ResampledRenderer:
     front of the upsamplers make its delay a whole number of samples, which is
     trimmed here too (see :mod:`stemboard.dsp.resample`). :meth:`flush` pushes
     silence through so the tail comes out whole, and cuts it to the input's
-    length.
+    length.  The residual output, if any, is the inner renderer's.
     """
 
     # Input-rate samples of silence pushed past the end on flush, beyond the
@@ -377,16 +447,13 @@ class ResampledRenderer:
     # short, and those samples came out as exact zeros at 192 kHz.
     TAIL_MARGIN = 32
 
-    def __init__(self, model, num_channels, n_outputs, sample_rate, mask_mode="soft", *,
-                 complement=False):
-        from ..dsp.resample import ChannelsFirstResampler, round_trip_alignment
-
-        self.inner = make_renderer(model, num_channels, n_outputs, mask_mode,
-                                   complement=complement)
-        self.sample_rate = sample_rate
+    def __init__(self, model, num_channels, n_outputs, sample_rate, *, mask_mode="soft",
+                 residual=False):
+        super().__init__(model.stems, num_channels, n_outputs, sample_rate,
+                         mask_mode=mask_mode, residual=residual)
+        self.inner = make_renderer(model, num_channels, n_outputs, mask_mode=mask_mode,
+                                   residual=residual)
         self.model_rate = model.sample_rate
-        self.num_channels = num_channels
-        self.n_outputs = n_outputs
         self._down = ChannelsFirstResampler(sample_rate, self.model_rate, num_channels)
         self._up = [ChannelsFirstResampler(self.model_rate, sample_rate, num_channels)
                     for _ in range(n_outputs)]
@@ -394,13 +461,8 @@ class ResampledRenderer:
             sample_rate, self.model_rate, self._down.input_latency, self._up[0].input_latency)
         self.reset()
 
-    @property
-    def mask_mode(self):
-        return self.inner.mask_mode
-
-    @mask_mode.setter
-    def mask_mode(self, value):
-        self.inner.mask_mode = value
+    def _parts(self):
+        return (self.inner,)
 
     @property
     def latency_samples(self):
@@ -408,23 +470,29 @@ class ResampledRenderer:
         model_side = self.inner.latency_samples + self._pad + self._up[0].input_latency
         return int(round(self._down.input_latency + model_side * ratio))
 
+    @property
+    def samples_in(self):
+        return self._samples_in
+
     def reset(self):
         self.inner.reset()
         self._down.reset()
         for r in self._up:
             r.reset()
-        self.samples_in = 0
+        self._samples_in = 0
         self.samples_out = 0
         self._to_pad = self._pad
         self._to_trim = self._trim
 
     def push(self, block, gains):
-        self.samples_in += block.shape[1]
+        gains = self._checked_gains(gains)
+        self._samples_in += block.shape[1]
         y = self.inner.push(self._down.process(block), gains)
         return self._up_all(y, flush=False)
 
     def flush(self, gains):
-        expected = self.samples_in - self.samples_out
+        gains = self._checked_gains(gains)
+        expected = self._samples_in - self.samples_out
         silence = np.zeros((self.num_channels, self._trim + self.TAIL_MARGIN), np.float32)
         y = self.inner.push(np.concatenate([self._down.process(silence), self._down.process()],
                                            axis=1), gains)
@@ -457,53 +525,51 @@ class ResampledRenderer:
         return out
 
 
-class CascadeRenderer:
+class CascadeRenderer(StemRenderer):
     """A :class:`~stemboard.models.CascadeModel` rendered by two :class:`Renderer` in series.
 
     The first renders each of its stems alone; its split stem feeds the second,
-    which renders each kept stem alone.  Both use one-hot gains, so each saves
-    one masked inverse STFT (``complement``), and the outputs' gains are applied
-    to the stems' waveforms afterwards: the inverse STFT is linear, so that is
-    the same as gain-weighting the masks.  The first's stems wait in a queue
-    until the second has caught up, so every output stays aligned with the
-    input, and the latency is the sum of both.  Streaming equals offline
-    because each stage does.
+    which renders each kept stem alone.  Both use one-hot gains with the last
+    stem residual (one masked inverse STFT fewer each), and the outputs' gains
+    are applied to the stems' waveforms afterwards: the inverse STFT is
+    linear, so that is the same as gain-weighting the masks.  The first's
+    stems wait in a queue until the second has caught up, so every output
+    stays aligned with the input, and the latency is the sum of both.
+    Streaming equals offline because each stage does.
+
+    The stems add up to the input, so the residual output (if asked for) is
+    the stems weighted by one minus the other outputs' gains.
     """
 
-    def __init__(self, model, num_channels, n_outputs, mask_mode="soft"):
+    def __init__(self, model, num_channels, n_outputs, *, mask_mode="soft", residual=False):
+        super().__init__(model.stems, num_channels, n_outputs, model.sample_rate,
+                         mask_mode=mask_mode, residual=residual)
         self.model = model
-        self.num_channels = num_channels
-        self.n_outputs = n_outputs
         n1, n2 = len(model.first.stems), len(model.second.stems)
-        self.first = Renderer(model.first, num_channels, n1, mask_mode, complement=True)
-        self.second = Renderer(model.second, num_channels, len(model.keep_index), mask_mode,
-                               complement=True, keep=model.keep_index)
-        self._g1 = np.eye(n1, dtype=np.float32)
+        n_keep = len(model.keep_index)
+        self.first = Renderer(model.first, num_channels, n1, mask_mode=mask_mode,
+                              residual=n1 >= 2)
+        self.second = Renderer(model.second, num_channels, n_keep, mask_mode=mask_mode,
+                               residual=n_keep >= 2, keep=model.keep_index)
+        self._g1 = np.eye(n1, dtype=np.float32)[:self.first.n_gains]
         # One output per kept stem. Left-out stems have no mask, so their gains do
         # not matter; spreading them over the outputs keeps every stem's gains
-        # summing to one (complement).
-        n_keep = len(model.keep_index)
+        # summing to one (so the residual output is the last kept stem).
         g2 = np.full((n_keep, n2), 1.0 / n_keep, np.float32)
         g2[:, list(model.keep_index)] = np.eye(n_keep, dtype=np.float32)
-        self._g2 = g2
+        self._g2 = g2[:self.second.n_gains]
         stems = list(model.stems)
         self._direct = [(i, stems.index(s)) for i, s in enumerate(model.first.stems)
                         if i != model.split_index]
         self._split = [stems.index(model.second.stems[k]) for k in model.keep_index]
         self.reset()
 
+    def _parts(self):
+        return (self.first, self.second)
+
     @property
     def latency_samples(self):
         return self.first.latency_samples + self.second.latency_samples
-
-    @property
-    def mask_mode(self):
-        return self.first.mask_mode
-
-    @mask_mode.setter
-    def mask_mode(self, value):
-        self.first.mask_mode = value
-        self.second.mask_mode = value
 
     @property
     def samples_in(self):
@@ -514,11 +580,12 @@ class CascadeRenderer:
         self.second.reset()
         self._queue = np.zeros((len(self._direct), self.num_channels, 0), np.float32)
 
-    def _check_gains(self, gains):
-        shape = (self.n_outputs, len(self.model.stems))
-        if np.shape(gains) != shape:
-            raise ValueError(f"gains must have shape {shape}, got {np.shape(gains)}")
-        return np.asarray(gains, np.float32)
+    def _output_gains(self, gains):
+        """(n_outputs, stems): ``gains`` and, for the residual output, one minus their sum."""
+        gains = self._checked_gains(gains)
+        if self.residual:
+            gains = np.concatenate([gains, 1.0 - gains.sum(axis=0, keepdims=True)], axis=0)
+        return gains
 
     def _mix(self, y1, y2, gains):
         """Queue the first's direct stems, take as many samples as the second gave,
@@ -538,15 +605,13 @@ class CascadeRenderer:
         return out
 
     def push(self, block, gains):
-        """Feed (channels, n); ``gains`` is (n_outputs, stems). Returns (n_outputs, channels, m)."""
-        gains = self._check_gains(gains)
+        gains = self._output_gains(gains)
         y1 = self.first.push(block, self._g1)
         y2 = self.second.push(y1[self.model.split_index], self._g2)
         return self._mix(y1, y2, gains)
 
     def flush(self, gains):
-        """Return the buffered tail, (n_outputs, channels, m), and reset."""
-        gains = self._check_gains(gains)
+        gains = self._output_gains(gains)
         y1 = self.first.flush(self._g1)
         y2 = np.concatenate([self.second.push(y1[self.model.split_index], self._g2),
                              self.second.flush(self._g2)], axis=2)
@@ -555,9 +620,18 @@ class CascadeRenderer:
         return out
 
 
-def make_renderer(model, num_channels, n_outputs, mask_mode="soft", *, complement=False):
-    """The renderer for ``model`` at its own rate: a :class:`CascadeRenderer` for a
-    cascade, else a :class:`Renderer`."""
+def make_renderer(model, num_channels, n_outputs, *, sample_rate=None, mask_mode="soft",
+                  residual=False) -> StemRenderer:
+    """The renderer for ``model`` fed at ``sample_rate`` (default: the model's).
+
+    A :class:`ResampledRenderer` around the model-rate one when the rates
+    differ; at the model's rate a :class:`CascadeRenderer` for a cascade, else a
+    :class:`Renderer`.
+    """
+    if sample_rate is not None and sample_rate != model.sample_rate:
+        return ResampledRenderer(model, num_channels, n_outputs, sample_rate,
+                                 mask_mode=mask_mode, residual=residual)
     if isinstance(model, CascadeModel):
-        return CascadeRenderer(model, num_channels, n_outputs, mask_mode)
-    return Renderer(model, num_channels, n_outputs, mask_mode, complement=complement)
+        return CascadeRenderer(model, num_channels, n_outputs, mask_mode=mask_mode,
+                               residual=residual)
+    return Renderer(model, num_channels, n_outputs, mask_mode=mask_mode, residual=residual)

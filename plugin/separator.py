@@ -3,10 +3,11 @@
 import numpy as np
 
 from ..gains import db_to_gain
+from ..models.manifest import check_mask_mode
 from ..models.runtime import load_model
-from .base import MIN_OFFLINE_BLOCK, ChannelLayout, Processor
+from .base import MIN_OFFLINE_BUFFER_SIZE, ChannelLayout, Processor
 from .stem_controls import StemGainControls
-from .engine import ResampledRenderer, make_renderer
+from .engine import make_renderer
 
 
 class StemSeparator(StemGainControls, Processor):
@@ -48,14 +49,14 @@ class StemSeparator(StemGainControls, Processor):
                  num_threads=None, providers=None):
         super().__init__()
         self.model = load_model(model, num_threads=num_threads, providers=providers)
+        self._mix_renderer = None
+        self._stem_renderer = None
+        self._stem_names = None
         self._gains_db = {s: 0.0 for s in self.stems}
         self.mix = mix
         self.mask_mode = mask_mode
         for stem, db in (gains_db or {}).items():
             self.set_gain(stem, db)
-        self._mix_renderer = None
-        self._stem_renderer = None
-        self._stem_names = None
 
     # -- parameters -----------------------------------------------------------
     @property
@@ -85,12 +86,13 @@ class StemSeparator(StemGainControls, Processor):
 
     @mask_mode.setter
     def mask_mode(self, value):
-        if value not in ("soft", "binary"):
-            raise ValueError(f"mask_mode must be 'soft' or 'binary', got {value!r}")
-        self._mask_mode = value
-        for r in (getattr(self, "_mix_renderer", None), getattr(self, "_stem_renderer", None)):
-            if r is not None:
-                r.mask_mode = value
+        self._mask_mode = check_mask_mode(value)
+        for r in self._renderers():
+            r.mask_mode = value
+
+    def _renderers(self):
+        """The renderers built so far."""
+        return [r for r in (self._mix_renderer, self._stem_renderer) if r is not None]
 
     def gain_vector(self):
         """Linear gain per stem with dry/wet folded in, shape (stems,).
@@ -110,36 +112,31 @@ class StemSeparator(StemGainControls, Processor):
         return self.model.latency_samples
 
     # -- processing ---------------------------------------------------------------
-    def _renderer(self, current, x, sample_rate, n_outputs, reset, complement=False):
-        n_ch = x.shape[0]
-        fits = (current is not None and current.num_channels == n_ch
-                and current.n_outputs == n_outputs
-                and _rate_of(current, self.sample_rate) == sample_rate)
-        if fits:
+    def _renderer(self, current, x, sample_rate, n_outputs, reset, residual=False):
+        """``current`` if it renders this layout, else a new renderer (refused in the
+        middle of a stream)."""
+        layout = (x.shape[0], n_outputs, sample_rate, residual)
+        if current is not None and _layout(current) == layout:
             return current
-        if current is not None and not reset and _samples_in(current):
-            change = _stream_change(current, n_ch, n_outputs, sample_rate, self.sample_rate)
-            raise ValueError(f"{change} in the middle of a stream; call reset() or flush() "
-                             "first")
-        if sample_rate == self.sample_rate:
-            return make_renderer(self.model, n_ch, n_outputs, self._mask_mode,
-                                 complement=complement)
-        return ResampledRenderer(self.model, n_ch, n_outputs, sample_rate, self._mask_mode,
-                                 complement=complement)
+        if current is not None and not reset and current.samples_in:
+            raise ValueError(f"{_stream_change(current, layout)} in the middle of a stream; "
+                             "call reset() or flush() first")
+        return make_renderer(self.model, x.shape[0], n_outputs, sample_rate=sample_rate,
+                             mask_mode=self._mask_mode, residual=residual)
 
     def _run(self, renderer, x, gains, buffer_size, reset):
         if not reset:
             pieces = [renderer.push(x[:, i:i + buffer_size], gains)
                       for i in range(0, x.shape[1], buffer_size)]
             if not pieces:
-                return np.zeros((gains.shape[0], x.shape[0], 0), np.float32)
+                return np.zeros((renderer.n_outputs, x.shape[0], 0), np.float32)
             return np.concatenate(pieces, axis=2)
         # Offline: the output is exactly as long as the input, so fill it in
         # place rather than concatenating (one copy fewer of every stem).
         renderer.reset()
-        out = np.empty((gains.shape[0],) + x.shape, np.float32)
+        out = np.empty((renderer.n_outputs,) + x.shape, np.float32)
         pos = 0
-        step = max(buffer_size, MIN_OFFLINE_BLOCK)
+        step = max(buffer_size, MIN_OFFLINE_BUFFER_SIZE)
         for i in range(0, x.shape[1], step):
             y = renderer.push(x[:, i:i + step], gains)
             out[:, :, pos:pos + y.shape[2]] = y
@@ -163,9 +160,8 @@ class StemSeparator(StemGainControls, Processor):
         return self._mix_renderer.flush(self.gain_vector()[None])[0]
 
     def _reset(self):
-        for r in (self._mix_renderer, self._stem_renderer):
-            if r is not None:
-                r.reset()
+        for r in self._renderers():
+            r.reset()
 
     def separate(self, input_array, sample_rate, *, stems=None,
                  buffer_size=8192, reset=True):
@@ -196,14 +192,15 @@ class StemSeparator(StemGainControls, Processor):
         with self._exclusive("separate"):
             x, tag, sr, bs = self._validate(input_array, sample_rate, buffer_size)
             if (not reset and self._stem_names not in (None, names)
-                    and _samples_in(self._stem_renderer)):
+                    and self._stem_renderer.samples_in):
                 raise ValueError("the stems requested changed in the middle of a stream")
-            # The stems asked for are fixed for a stream, so their one-hot gains are
-            # too: with every stem requested the last is the input minus the others.
+            # With every stem requested, the stems add up to the input, so the last
+            # is the input minus the others (the renderer's residual output).
+            residual = len(names) >= 2 and sorted(names) == sorted(self.stems)
             renderer = self._renderer(self._stem_renderer, x, sr, len(names), reset,
-                                      complement=True)
+                                      residual=residual)
             self._stem_names, self._stem_renderer = names, renderer
-            out = self._run(renderer, x, self._one_hot(names), bs, reset)
+            out = self._run(renderer, x, self._stem_gains(names, renderer), bs, reset)
             self._accept(x, tag)
             return {s: ChannelLayout.restore(y, tag) for s, y in zip(names, out)}
 
@@ -212,12 +209,17 @@ class StemSeparator(StemGainControls, Processor):
         with self._exclusive("flush_stems"):
             if self._stem_renderer is None:
                 return {}
-            out = self._stem_renderer.flush(self._one_hot(self._stem_names))
+            out = self._stem_renderer.flush(self._stem_gains(self._stem_names,
+                                                             self._stem_renderer))
             tag = self._last_tag or "first"
             return {s: ChannelLayout.restore(y, tag) for s, y in zip(self._stem_names, out)}
 
-    def _one_hot(self, names):
-        return np.stack([(np.array(self.stems) == s).astype(np.float32) for s in names])
+    def _stem_gains(self, names, renderer):
+        """One-hot gains, (n_gains, stems): one row per stem in ``names``, but for the
+        renderer's residual output (the last)."""
+        rows = names[:renderer.n_gains]
+        return np.array([[float(s == t) for t in self.stems] for s in rows],
+                        np.float32).reshape(len(rows), len(self.stems))
 
     def __repr__(self):
         gains = ", ".join(f"{s}={g:+.1f}dB" for s, g in self._gains_db.items())
@@ -225,20 +227,17 @@ class StemSeparator(StemGainControls, Processor):
                 f"{gains}, mix={self._mix}, mask_mode={self._mask_mode!r})")
 
 
-def _rate_of(renderer, model_rate):
-    """The sample rate a renderer was built for (plain renderers run at the model's)."""
-    return getattr(renderer, "sample_rate", model_rate)
+def _layout(renderer):
+    """What a renderer was built for: (channels, outputs, sample rate, residual)."""
+    return (renderer.num_channels, renderer.n_outputs, renderer.sample_rate, renderer.residual)
 
 
-def _stream_change(current, n_ch, n_outputs, sample_rate, model_rate):
-    """Say what a block changed about a running stream: its rate or its channel count."""
-    old_rate = _rate_of(current, model_rate)
-    if old_rate != sample_rate:
-        return f"sample rate changed from {old_rate:g} Hz to {sample_rate:g} Hz"
+def _stream_change(current, layout):
+    """Say what a block changed about a running stream: its rate, its channel
+    count, or (a different set of stems asked for) its outputs."""
+    n_ch, n_outputs, sample_rate, _ = layout
+    if current.sample_rate != sample_rate:
+        return (f"sample rate changed from {current.sample_rate:g} Hz to {sample_rate:g} Hz")
     if current.num_channels != n_ch:
         return f"channel count changed from {current.num_channels} to {n_ch}"
     return f"output count changed from {current.n_outputs} to {n_outputs}"
-
-
-def _samples_in(renderer):
-    return 0 if renderer is None else renderer.samples_in

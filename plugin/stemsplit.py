@@ -331,7 +331,7 @@ class StemSplit(StemGainControls, StreamedProcessor):
         self._feed_stems(stems, sample_rate, buffer_size)
 
     def _drain(self):
-        self._feed_stems(self.separator.flush_stems(), self._rate, 8192, tail=True)
+        self._feed_stems(self.separator.flush_stems(), self._rate, self._buffer_size, tail=True)
 
     def _samples_emitted(self):
         return self._mix._pos

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..gains import check_gain_db
+from ..models.manifest import check_mask_mode
 from ..versioning import check_version
 
 BUILTIN_DIR = Path(__file__).resolve().parent
@@ -120,10 +121,10 @@ class Preset:
         if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 <= mix <= 1:
             raise PresetError(f"{source}: 'mix' must be a number from 0 to 1, got {mix!r}")
         p.mix = float(mix)
-        mode = data.get("mask_mode", "soft")
-        if mode not in ("soft", "binary"):
-            raise PresetError(f"{source}: 'mask_mode' must be 'soft' or 'binary', got {mode!r}")
-        p.mask_mode = mode
+        try:
+            p.mask_mode = check_mask_mode(data.get("mask_mode", "soft"), name="'mask_mode'")
+        except ValueError as e:
+            raise PresetError(f"{source}: {e}") from None
         return p
 
     def to_dict(self):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from . import audio
+from .plugin.base import DEFAULT_BUFFER_SIZE
 
 # Errors that belong to one input; anything else (a bug, a stop signal) ends the batch.
 FILE_ERRORS = (ValueError, TypeError, OSError)
@@ -370,7 +371,7 @@ def expand_sources(items, *, recursive=False):
 
 def run(sources, out, *, model=None, stems=None, two_stems=None, preset=None, format="wav",
         bit_depth=None, bitrate=None, filename=None, mask_mode=None,
-        block_size=audio.DEFAULT_BLOCK, threads=None, providers=None, engine="local",
+        block_size=DEFAULT_BUFFER_SIZE, threads=None, providers=None, engine="local",
         workers=None, address=None, retries=2, recursive=False, rehash=False,
         progress=False):
     """Separate a catalog into ``out``, resumably: ``stemboard batch`` from Python.
@@ -488,7 +489,7 @@ def _workers(engine, workers):
 
 def job_spec(out, *, model=None, stems=None, two_stems=None, preset=None, format="wav",
              bit_depth=None, bitrate=None, filename=None, mask_mode=None,
-             block_size=audio.DEFAULT_BLOCK, threads=None, providers=None, engine="local",
+             block_size=DEFAULT_BUFFER_SIZE, threads=None, providers=None, engine="local",
              workers=None):
     """A checked :class:`~stemboard.jobs.JobSpec` and its output names, from the manifests.
 

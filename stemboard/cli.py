@@ -9,6 +9,8 @@ from pathlib import Path
 
 from . import audio
 from .gains import check_gain_db
+from .models.manifest import MASK_MODES
+from .plugin.base import DEFAULT_BUFFER_SIZE
 
 EXIT_ERROR = 1
 # Output names as Demucs lays them out (OUT/{track}/{stem}.{ext}), one folder per song.
@@ -281,7 +283,7 @@ def cmd_separate(args):
     def job(path, outcome, progress):
         sr, frames = read_duration(path, outcome)
         outcome.outputs = render_stems(
-            path, out, sep, stems=stems, two_stems=args.two_stems, block_size=args.block_size,
+            path, out, sep, stems=stems, two_stems=args.two_stems, buffer_size=args.buffer_size,
             format=args.format, bit_depth=args.bit_depth, bitrate=args.bitrate,
             name_template=template, progress=progress.start(path, sr, frames, "separating"))
 
@@ -339,7 +341,7 @@ def cmd_remix(args):
         dest = path_for(path)
         made = [] if target is not None else _make_parents([dest], _made_root(out))
         try:
-            outcome.outputs = [render(path, dest, sep, block_size=args.block_size, format=fmt,
+            outcome.outputs = [render(path, dest, sep, buffer_size=args.buffer_size, format=fmt,
                                       bit_depth=args.bit_depth, bitrate=args.bitrate,
                                       progress=progress.start(path, sr, frames, "remixing"))]
         except BaseException:
@@ -377,7 +379,7 @@ def cmd_batch(args):
         summary = run(args.inputs, args.output, model=args.model, stems=stems,
                       two_stems=args.two_stems, preset=args.preset, format=args.format,
                       bit_depth=args.bit_depth, bitrate=args.bitrate, filename=args.filename, mask_mode=args.mask_mode,
-                      block_size=args.block_size, threads=args.threads, providers=providers,
+                      block_size=args.buffer_size, threads=args.threads, providers=providers,
                       engine=args.engine, workers=args.workers, address=args.address,
                       retries=args.retries, recursive=args.recursive, rehash=args.rehash,
                       progress=not args.quiet and sys.stderr.isatty())
@@ -481,13 +483,28 @@ def _common(p, *, filename, when=None):
     device.add_argument("--providers", default=None, metavar="NAME[,NAME]",
                         help="onnxruntime execution providers in order of preference, e.g. "
                              "TensorrtExecutionProvider,CUDAExecutionProvider or cuda,cpu")
-    p.add_argument("--mask-mode", choices=("soft", "binary"), default="soft")
-    p.add_argument("--block-size", type=int, default=audio.DEFAULT_BLOCK,
-                   help="samples read per block (memory use, not results)")
+    p.add_argument("--mask-mode", choices=MASK_MODES, default="soft")
+    add_buffer_size(p)
     p.add_argument("--json", action="store_true",
                    help="print a JSON summary (inputs, outputs, model, durations, seconds, "
                         "real-time factor) instead of the output paths")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def add_buffer_size(p):
+    """``--buffer-size``, and its deprecated old name ``--block-size``."""
+    p.add_argument("--buffer-size", type=int, default=DEFAULT_BUFFER_SIZE,
+                   help="samples per block read, processed and written (default "
+                        f"{DEFAULT_BUFFER_SIZE}; memory use, not results)")
+    p.add_argument("--block-size", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _old_names(args):
+    """Map deprecated options to their new names, saying so once on stderr."""
+    if vars(args).get("block_size") is not None:
+        print("stemboard: --block-size is deprecated; use --buffer-size", file=sys.stderr)
+        args.buffer_size = args.block_size
+    return args
 
 
 class _Parser(argparse.ArgumentParser):
@@ -571,7 +588,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _old_names(parser.parse_args(argv))
     except SystemExit as e:  # --help, --version, or a bad option (printed already)
         return e.code
     try:

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from . import audio
+from .cli import add_buffer_size
 
 
 # One mix per input into a folder; {preset} keeps renders of several presets apart.
@@ -26,8 +27,7 @@ def _options(p):
                    help="model name (hq, hq-vocals, offline, live) or .onnx path; overrides "
                         "the preset's")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
-    p.add_argument("--block-size", type=int, default=audio.DEFAULT_BLOCK,
-                   help="samples per block read from disk (memory use, not results)")
+    add_buffer_size(p)
     p.add_argument("--bit-depth", type=int, default=None,
                    help="output bit depth (default: keeps the input's precision)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -165,7 +165,7 @@ def cmd_render(args):
         if not args.automation:
             unused.append(proc)
         try:
-            outcome.outputs = [render(path, dest, proc, block_size=args.block_size, format=fmt,
+            outcome.outputs = [render(path, dest, proc, buffer_size=args.buffer_size, format=fmt,
                                       bit_depth=args.bit_depth, bitrate=args.bitrate,
                                       progress=progress.start(path, sr, frames, "rendering"),
                                       automation=args.automation, midi_map=args.midi_map)]
@@ -271,7 +271,7 @@ def _render_sides(args, presets, paths):
         bar, cb = _bar(args, args.input, f"{side}: {preset.name}")
         try:
             render(args.input, path, _separator_for(preset, args),
-                   block_size=args.block_size, bit_depth=args.bit_depth, progress=cb)
+                   buffer_size=args.buffer_size, bit_depth=args.bit_depth, progress=cb)
         finally:
             if bar is not None:
                 bar.close()
@@ -280,7 +280,7 @@ def _render_sides(args, presets, paths):
     for side, preset, path, level, gain in zip("AB", presets, paths, lufs, gains):
         if gain != 0.0:
             # Rewritten atomically in place: read fully before the rename.
-            render(path, path, [Gain(gain)], block_size=args.block_size,
+            render(path, path, [Gain(gain)], buffer_size=args.buffer_size,
                    bit_depth=args.bit_depth)
         shown = "-inf" if level == -math.inf else f"{level:.1f}"
         print(f"{side} {preset.name}: {shown} LUFS, gain {gain:+.1f} dB -> {path}")

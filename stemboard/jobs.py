@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import audio
+from .plugin.base import DEFAULT_BUFFER_SIZE
 
 JOURNAL_NAME = "stemboard-batch.jsonl"
 JOURNAL_VERSION = 1
@@ -80,7 +81,7 @@ class JobSpec:
     bitrate: int | None = None
     filename: str = SEPARATE_FILENAME
     mask_mode: str = "soft"
-    block_size: int = audio.DEFAULT_BLOCK
+    block_size: int = DEFAULT_BUFFER_SIZE   # the render's buffer_size
     threads: int | None = None
     providers: tuple | None = None
     preset: str | None = None
@@ -204,7 +205,7 @@ def _render_item(spec, sep, path):
     if spec.preset is None:
         return render_stems(path, spec.out, sep, stems=None if spec.stems is None
                             else list(spec.stems), two_stems=spec.two_stems,
-                            block_size=spec.block_size, format=spec.format,
+                            buffer_size=spec.block_size, format=spec.format,
                             bit_depth=spec.bit_depth, bitrate=spec.bitrate,
                             name_template=spec.template())
     (dest,) = spec.output_paths(path, [MIX])
@@ -212,7 +213,7 @@ def _render_item(spec, sep, path):
     out.mkdir(parents=True, exist_ok=True)
     made = _make_parents([dest], out)
     try:
-        return {MIX: render(path, dest, sep, block_size=spec.block_size, format=spec.format,
+        return {MIX: render(path, dest, sep, buffer_size=spec.block_size, format=spec.format,
                             bit_depth=spec.bit_depth, bitrate=spec.bitrate)}
     except BaseException:
         _remove_empty(made)

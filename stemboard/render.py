@@ -1,17 +1,18 @@
 """Scripted renders: files through any chain, streamed in blocks, written atomically.
 
-Memory stays bounded by the block size: each file is read, processed with
-``reset=False`` and written one block at a time, then the processor is
+Memory stays bounded by the buffer size: each file is read, processed with
+``reset=False`` and written one block of ``buffer_size`` samples at a time, then the processor is
 flushed so the output is exactly as long as the input and aligned with it.
 Outputs appear under their name only when complete (see ``stemboard.audio``).
 """
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import audio
-from .audio import DEFAULT_BLOCK
 from .naming import NameTemplate, track_name
+from .plugin.base import DEFAULT_BUFFER_SIZE
 
 # pedalboard.io reads the first six everywhere; the rest go through ffmpeg when
 # pedalboard cannot read them (see stemboard.decode).
@@ -65,9 +66,18 @@ def _prime(processor, n_ch):
         processor.expect_layout(n_ch)
 
 
-def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=None,
+def _buffer_size(buffer_size, block_size):
+    """``buffer_size``, or the value of its deprecated old name ``block_size``."""
+    if block_size is None:
+        return buffer_size
+    warnings.warn("block_size= is deprecated; use buffer_size=", DeprecationWarning,
+                  stacklevel=3)
+    return block_size
+
+
+def render(in_path, out_path, processor, *, buffer_size=DEFAULT_BUFFER_SIZE, format=None,
            bit_depth=None, bitrate=None, progress=None, automation=None, midi_map=None,
-           model=None):
+           model=None, block_size=None):
     """Render one file through a processor (or chain, or preset) to another file.
 
     Parameters
@@ -75,8 +85,11 @@ def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=Non
     in_path, out_path : str or Path
     processor : processor, pedalboard plugin, list, Preset or preset name
         See :func:`as_processor`. It is reset first and flushed at the end.
-    block_size : int
-        Samples per block read from disk; bounds memory, never changes the result.
+    buffer_size : int
+        Samples per block read from disk, processed (the processor's
+        ``buffer_size``) and written; bounds memory.
+    block_size : int, optional
+        Deprecated name of ``buffer_size``.
     format : str, optional
         ``"wav"``, ``"flac"``, ``"aiff"``, ``"ogg"`` or ``"mp3"``; replaces
         ``out_path``'s extension. By default the extension decides.
@@ -102,6 +115,7 @@ def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=Non
     """
     from .plugin.base import check_sample_rate
 
+    buffer_size = _buffer_size(buffer_size, block_size)
     sr, n_ch, frames, dtype = audio.read_info(in_path)
     check_sample_rate(sr)  # before a model is loaded or anything is written
     out_path = _output_path(out_path, format)
@@ -114,14 +128,14 @@ def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=Non
         raise ValueError("automation needs a midi_map that says what the messages control")
     processor.reset()
     _prime(processor, n_ch)
-    blocks = audio.iter_blocks(in_path, block_size)
+    blocks = audio.iter_blocks(in_path, buffer_size)
     if automation is not None:
         from .plugin.midi import MidiController, automate, midi_file_events
 
         controller = MidiController(processor, midi_map)
         pieces = automate(processor, blocks, sr, midi_file_events(automation, sr), controller)
     else:
-        pieces = _plain(processor, blocks, sr)
+        pieces = _plain(processor, blocks, sr, buffer_size)
     done = 0
     with audio.AtomicWriter(out_path, sr, n_ch, bit_depth=bit_depth, bitrate=bitrate) as w:
         for y, consumed in pieces:
@@ -132,15 +146,15 @@ def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=Non
     return out_path
 
 
-def _plain(processor, blocks, sr):
+def _plain(processor, blocks, sr, buffer_size):
     for block in blocks:
-        yield processor.process(block, sr, reset=False), block.shape[1]
+        yield processor.process(block, sr, buffer_size=buffer_size, reset=False), block.shape[1]
     yield processor.flush(), 0
 
 
 def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None,
-                 block_size=DEFAULT_BLOCK, format="wav", bit_depth=None, bitrate=None,
-                 progress=None, model=None, name_template=None):
+                 buffer_size=DEFAULT_BUFFER_SIZE, format="wav", bit_depth=None, bitrate=None,
+                 progress=None, model=None, name_template=None, block_size=None):
     """Write one file per stem, all published together (or none on failure).
 
     Every target is checked before anything is written (a folder under a
@@ -161,7 +175,7 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None
     two_stems : str, optional
         Write this stem and ``no_<stem>``, the sum of all the others, instead
         (Demucs's ``--two-stems``): the two add up to the input.
-    format, bit_depth, bitrate, block_size, progress
+    format, bit_depth, bitrate, buffer_size, progress, block_size
         As in :func:`render`.
     name_template : str or NameTemplate, optional
         Output path under ``out_dir``, with the fields ``{stem}`` (required),
@@ -176,6 +190,7 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None
     from .plugin.base import check_sample_rate
     from .plugin.separator import StemSeparator
 
+    buffer_size = _buffer_size(buffer_size, block_size)
     template = stems_template(name_template)  # a bad template fails before any reading
     fmt = audio.output_format(f"x.{format}")
     audio.check_write_options(fmt, bit_depth=bit_depth, bitrate=bitrate)
@@ -204,7 +219,7 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None
     made = _make_parents(paths.values(), out_dir)
     try:
         _write_groups(in_path, sep, groups, paths, sr=sr, n_ch=n_ch, frames=frames,
-                      bit_depth=bit_depth, bitrate=bitrate, block_size=block_size,
+                      bit_depth=bit_depth, bitrate=bitrate, buffer_size=buffer_size,
                       progress=progress)
     except BaseException:
         _remove_empty(made)
@@ -289,7 +304,7 @@ def _remove_empty(folders):
 
 
 def _write_groups(in_path, sep, groups, paths, *, sr, n_ch, frames, bit_depth, bitrate,
-                  block_size, progress):
+                  buffer_size, progress):
     """Stream ``in_path`` through ``sep`` and write each output group, all or none."""
     needed = list(dict.fromkeys(s for members in groups.values() for s in members))
     writers = {name: audio.AtomicWriter(paths[name], sr, n_ch, bit_depth=bit_depth,
@@ -306,8 +321,8 @@ def _write_groups(in_path, sep, groups, paths, *, sr, n_ch, frames, bit_depth, b
     _prime(sep, n_ch)
     done = 0
     with audio.WriterGroup(writers.values()):
-        for block in audio.iter_blocks(in_path, block_size):
-            write(sep.separate(block, sr, stems=needed, reset=False))
+        for block in audio.iter_blocks(in_path, buffer_size):
+            write(sep.separate(block, sr, stems=needed, buffer_size=buffer_size, reset=False))
             done += block.shape[1]
             if progress is not None:
                 progress(done, frames)
@@ -344,7 +359,7 @@ def render_folder(in_dir, out_dir, processor, *, suffix="", format=None, stems=F
     progress : callable, optional
         ``progress(in_path, done_frames, total_frames)``.
     **kwargs
-        ``block_size``, ``bit_depth``, ``automation``, ``midi_map``.
+        ``buffer_size``, ``bit_depth``, ``automation``, ``midi_map``.
 
     Returns
     -------

@@ -1,3 +1,5 @@
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -6,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from onnx_fixtures import band_split_model  # noqa: E402
+from onnx_fixtures import band_split_model, segment_model  # noqa: E402
 
 SR = 44100
 
@@ -31,6 +33,28 @@ def model_factory(tmp_path_factory):
 @pytest.fixture(scope="session")
 def model_path(model_factory):
     return model_factory()
+
+@pytest.fixture(scope="session")
+def seg_paths(tmp_path_factory):
+    """Segmented stereo-joint fixture graphs: ``"framewise"`` masks and ``"context"``
+    masks that depend on the whole segment."""
+    pytest.importorskip("onnx")
+    root = tmp_path_factory.mktemp("segmented")
+    return {"framewise": str(segment_model(root / "framewise.onnx", context=False)),
+            "context": str(segment_model(root / "context.onnx", context=True))}
+
+
+def copy_model(model_path, tmp_path, name="m"):
+    """Copy a model's .onnx and .json to ``tmp_path/name.*``; returns the .onnx path."""
+    onnx_path = tmp_path / f"{name}.onnx"
+    shutil.copy(model_path, onnx_path)
+    shutil.copy(str(model_path).replace(".onnx", ".json"), onnx_path.with_suffix(".json"))
+    return onnx_path
+
+
+def read_manifest(path):
+    """The manifest dict beside ``path`` (.onnx or .json)."""
+    return json.loads(open(str(path).replace(".onnx", ".json")).read())
 
 
 def noise(channels=2, seconds=1.0, seed=0, sr=SR, scale=0.2):

@@ -109,7 +109,6 @@ def band_split_model(path, *, model_bins=513, context=3, lookahead=2, stems=STEM
         "context_frames": context,
         "lookahead_frames": lookahead,
         "input_normalization": {"type": "log1p", "scale": 1.0, "mean": 0.0, "std": 1.0},
-        "mask_type": "soft",
         "demo_only": True,
     }
     if stateful:
@@ -181,7 +180,7 @@ def segment_model(path, *, segment=64, overlap=8, context=True, model_bins=257,
         "sample_rate": sample_rate, "n_fft": n_fft, "hop": hop, "model_bins": model_bins,
         "stems": ["vocals", "accompaniment"],
         "context_frames": segment - 1, "lookahead_frames": segment - 1,
-        "input_normalization": {"type": "none"}, "mask_type": "soft",
+        "input_normalization": {"type": "none"},
         "high_band_rule": high_band_rule, "input_layout": "stereo_joint",
         "segment_frames": segment, "segment_overlap": overlap, "demo_only": True,
     }

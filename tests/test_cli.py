@@ -30,7 +30,7 @@ def song(tmp_path):
 def test_separate_writes_every_stem(song, tmp_path, model_path, capsys):
     out = tmp_path / "stems"
     assert main(["separate", str(song), "-o", str(out), "--model", model_path, "-q",
-                 "--block-size", "10000"]) == 0
+                 "--buffer-size", "10000"]) == 0
     assert [p.name for p in out.iterdir()] == ["song"]  # OUT/{track}/{stem}.{ext}
     names = sorted(p.name for p in (out / "song").iterdir())
     assert names == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
@@ -38,6 +38,26 @@ def test_separate_writes_every_stem(song, tmp_path, model_path, capsys):
     stems = [read(out / "song" / n)[0] for n in names]
     assert all(s.shape == x.shape for s in stems)
     assert np.max(np.abs(sum(stems) - x)) < 1e-4  # 32-bit float files: lossless sum
+
+
+def test_buffer_size_reaches_the_engine(song, tmp_path, model_path, monkeypatch, capsys):
+    from stemboard.plugin.separator import StemSeparator
+
+    seen = set()
+    real = StemSeparator._run
+
+    def spy(self, renderer, x, gains, buffer_size, reset):
+        seen.add(buffer_size)
+        return real(self, renderer, x, gains, buffer_size, reset)
+
+    monkeypatch.setattr(StemSeparator, "_run", spy)
+    base = ["separate", str(song), "--model", model_path, "-q"]
+    assert main(base + ["-o", str(tmp_path / "a"), "--buffer-size", "3000"]) == 0
+    assert seen == {3000} and "deprecated" not in capsys.readouterr().err
+    seen.clear()
+    assert main(base + ["-o", str(tmp_path / "b"), "--block-size", "2000"]) == 0
+    assert seen == {2000}
+    assert "--block-size is deprecated; use --buffer-size" in capsys.readouterr().err
 
 
 def test_separate_keeps_rate_and_channels(tmp_path, model_path):

@@ -1,12 +1,10 @@
 """Mid/side stereo mode: models whose manifest says ``"stereo_mode": "mid_side"``."""
-import json
 
 import numpy as np
 import pytest
 
 from conftest import SR, music_like, stream
 from stemboard.dsp import from_mid_side, to_mid_side
-from stemboard.models import Manifest, MaskModel, ModelError
 from stemboard.plugin import StemSeparator
 
 MS = {"stereo_mode": "mid_side"}
@@ -21,21 +19,6 @@ def test_coding_round_trip():
     np.testing.assert_allclose(from_mid_side(ms, axis=1), x, atol=1e-6)
     spec = (x + 1j * x[::-1]).astype(np.complex64)
     np.testing.assert_allclose(from_mid_side(to_mid_side(spec, axis=1), axis=1), spec, atol=1e-6)
-
-
-def test_manifest_field(model_factory):
-    m = MaskModel(model_factory(manifest_overrides=MS)).manifest
-    assert m.stereo_mode == "mid_side"
-    assert Manifest.from_dict(m.to_dict()).stereo_mode == "mid_side"
-    plain = MaskModel(model_factory()).manifest
-    assert plain.stereo_mode == "left_right" and "stereo_mode" not in plain.to_dict()
-
-
-def test_bad_stereo_mode(model_path, tmp_path):
-    d = json.loads(open(model_path[:-5] + ".json").read())
-    d["stereo_mode"] = "side_mid"
-    with pytest.raises(ModelError, match="stereo_mode must be one of"):
-        Manifest.from_dict(d)
 
 
 @pytest.fixture(scope="module")

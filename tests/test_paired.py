@@ -10,8 +10,7 @@ import pytest
 
 from conftest import SR, dbfs, music_like, stream
 from onnx_fixtures import band_split_model
-from stemboard.models.manifest import MANIFEST_VERSION
-from stemboard.models import Manifest, MaskModel, ModelError, pair_features
+from stemboard.models import MaskModel, ModelError, pair_features
 from stemboard.plugin import StemSeparator
 
 GAINS = {"vocals": -20.0, "bass": 4.0, "other": -3.0}
@@ -96,14 +95,3 @@ def test_layout_must_match_the_graph(paired, tmp_path):
                            manifest_overrides={"input_layout": "stereo"})
     with pytest.raises(ModelError, match="input_layout must be one of"):
         MaskModel(bad)
-
-
-def test_manifest_version_says_paired():
-    m = Manifest(sample_rate=SR, n_fft=2048, hop=512, model_bins=513, stems=("a", "b"),
-                 context_frames=1, lookahead_frames=1, input_layout="stereo_pair")
-    d = m.to_dict()
-    assert d["version"] == 3 and d["input_layout"] == "stereo_pair"
-    assert Manifest.from_dict(d).input_layout == "stereo_pair"
-    assert "input_layout" not in Manifest(**{**m.__dict__, "input_layout": "channel"}).to_dict()
-    with pytest.raises(ModelError, match="newer"):
-        Manifest.from_dict({**d, "version": MANIFEST_VERSION + 1})

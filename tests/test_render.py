@@ -29,10 +29,11 @@ class Recorder(Processor):
 
     def __init__(self, fail_after=None):
         super().__init__()
-        self.sizes, self.fail_after = [], fail_after
+        self.sizes, self.buffer_sizes, self.fail_after = [], set(), fail_after
 
     def _process(self, x, sample_rate, buffer_size, reset):
         self.sizes.append(x.shape[1])
+        self.buffer_sizes.add(buffer_size)
         if self.fail_after is not None and len(self.sizes) > self.fail_after:
             raise RuntimeError("boom")
         return x
@@ -56,7 +57,7 @@ def song(tmp_path_factory):
 def test_render_preset_matches_offline_processing(tmp_path, song, model_path):
     path, x = song
     seen = []
-    out = render(path, tmp_path / "k.wav", "karaoke", model=model_path, block_size=3000,
+    out = render(path, tmp_path / "k.wav", "karaoke", model=model_path, buffer_size=3000,
                  progress=lambda d, t: seen.append((d, t)))
     y, dtype = read(out)
     want = load_preset("karaoke").make_separator(model_path)(x, SR)
@@ -69,17 +70,28 @@ def test_render_preset_matches_offline_processing(tmp_path, song, model_path):
 def test_blocks_are_bounded_and_format_selectable(tmp_path, song):
     path, x = song
     rec = Recorder()
-    out = render(path, tmp_path / "o.wav", [Gain(0.0), rec], block_size=1024,
+    out = render(path, tmp_path / "o.wav", [Gain(0.0), rec], buffer_size=1024,
                  format="flac", bit_depth=16)
     assert out.suffix == ".flac" and max(rec.sizes) <= 1024 and sum(rec.sizes) == x.shape[1]
     y, dtype = read(out)
     assert dtype == "int16" and np.abs(y - x).max() < 2 / 32768
 
 
+def test_buffer_size_reaches_the_processor_and_block_size_still_works(tmp_path, song):
+    path, x = song
+    rec = Recorder()
+    render(path, tmp_path / "o.wav", rec, buffer_size=700)
+    assert rec.buffer_sizes == {700} and max(rec.sizes) <= 700
+    old = Recorder()
+    with pytest.warns(DeprecationWarning, match="buffer_size"):
+        render(path, tmp_path / "p.wav", old, block_size=900)
+    assert old.buffer_sizes == {900} and max(old.sizes) <= 900
+
+
 def test_failed_render_leaves_nothing(tmp_path, song):
     path, _ = song
     with pytest.raises(RuntimeError, match="boom"):
-        render(path, tmp_path / "o.wav", Recorder(fail_after=2), block_size=1024)
+        render(path, tmp_path / "o.wav", Recorder(fail_after=2), buffer_size=1024)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(OSError, match="format"):
         render(path, tmp_path / "o.xyz", Gain(0.0))
@@ -90,7 +102,7 @@ def test_render_stems_sum_to_input(tmp_path, song, model_path):
 
     path, x = song
     paths = render_stems(path, tmp_path / "stems", StemSeparator(model_path),
-                         stems=["vocals", "drums", "bass", "other"], block_size=5000)
+                         stems=["vocals", "drums", "bass", "other"], buffer_size=5000)
     total = sum(read(p)[0] for p in paths.values())
     assert sorted(p.name for p in paths.values()) == ["bass.wav", "drums.wav", "other.wav",
                                                       "vocals.wav"]
@@ -125,7 +137,7 @@ def test_render_with_midi_automation_file(tmp_path, song, model_path):
         {"mappings": [{"cc": 7, "param": "gain:vocals"}]}))
     proc = load_preset("vocals-up-3db").make_stemsplit(model=model_path)
     out = render(path, tmp_path / "auto.wav", proc, automation=tmp_path / "a.mid",
-                 midi_map=tmp_path / "map.json", block_size=4000)
+                 midi_map=tmp_path / "map.json", buffer_size=4000)
     y = read(out)[0]
     up = load_preset("vocals-up-3db").make_separator(model_path)(x, SR)
     kar = load_preset("karaoke").make_separator(model_path)(x, SR)

@@ -4,20 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SR, music_like
-from onnx_fixtures import segment_model, segment_reference_masks
+from conftest import SR, music_like, read_manifest
+from onnx_fixtures import segment_reference_masks
 from stemboard.dsp import StftGrid, istft, stft
-from stemboard.models import CascadeModel, Manifest, MaskModel, ModelError, load_model
-from stemboard.plugin.engine import segment_weights
+from stemboard.models import CascadeModel, MaskModel, ModelError, load_model
 from stemboard.plugin.separator import StemSeparator
-
-
-@pytest.fixture(scope="module")
-def seg_paths(tmp_path_factory):
-    pytest.importorskip("onnx")
-    root = tmp_path_factory.mktemp("segmented")
-    return {"framewise": str(segment_model(root / "framewise.onnx", context=False)),
-            "context": str(segment_model(root / "context.onnx", context=True))}
 
 
 def stream_stems(sep, x, block):
@@ -25,16 +16,6 @@ def stream_stems(sep, x, block):
              for i in range(0, x.shape[-1], block)]
     parts.append(sep.flush_stems())
     return {s: np.concatenate([p[s] for p in parts], axis=-1) for s in sep.stems}
-
-
-@pytest.mark.parametrize("length,overlap", [(64, 8), (64, 0), (512, 64), (9, 4)])
-def test_segment_weights_sum_to_one(length, overlap):
-    step = length - overlap
-    n = 5 * length
-    total = np.zeros(n + length)
-    for k, start in enumerate(range(0, n, step)):
-        total[start:start + length] += segment_weights(length, overlap, first=k == 0)
-    np.testing.assert_allclose(total[:n], 1.0, atol=1e-6)
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -89,34 +70,12 @@ def test_segment_context_changes_masks(seg_paths):
     assert np.max(np.abs(a - b)) > 1e-3
 
 
-def _manifest(path):
-    return json.loads(open(str(path).replace(".onnx", ".json")).read())
-
-
-@pytest.mark.parametrize("change,message", [
-    ({"lookahead_frames": 10}, "segment_frames - 1"),
-    ({"segment_overlap": 40}, "less than half"),
-    ({"segment_frames": 0}, "segment_overlap needs segment_frames"),
-    ({"high_band_stem": "drums"}, "high_band_stem"),
-    ({"high_band_rule": "average"}, "high_band_rule"),
-    ({"input_layout": "stereo_pair"}, "stereo_pair"),
-    ({"stateful": True}, "both segmented and stateful"),
-    ({"hop": 768}, "multiple of hop"),
-    ({"hop": 1024, "n_fft": 1024}, "at most n_fft / 2"),
-])
-def test_bad_segment_manifests_are_refused(seg_paths, change, message):
-    d = _manifest(seg_paths["context"])
-    d.update(change)
-    with pytest.raises(ModelError, match=message):
-        Manifest.from_dict(d)
-
-
 def test_segmented_graph_of_wrong_length_is_refused(seg_paths, tmp_path):
     # The manifest claims segments the graph cannot keep: a probe catches it.
     import shutil
     onnx_path = tmp_path / "m.onnx"
     shutil.copy(seg_paths["context"], onnx_path)
-    d = _manifest(seg_paths["context"])
+    d = read_manifest(seg_paths["context"])
     d.update(stems=["vocals", "accompaniment", "other"])
     (tmp_path / "m.json").write_text(json.dumps(d))
     with pytest.raises(ModelError, match="graph returns"):

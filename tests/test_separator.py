@@ -259,38 +259,3 @@ def test_top_level_separate(model_path):
     stems = stemboard.separate(x.T, SR, model=model_path, stems=["vocals", "other"])
     assert list(stems) == ["vocals", "other"] and stems["vocals"].shape == x.T.shape
     assert stemboard._loaded_model(model_path) is stemboard._loaded_model(model_path)
-
-
-def test_complement_stem_equals_direct_rendering(model_factory):
-    """separate() renders the last stem as input minus the others; check it against a direct render."""
-    from stemboard.plugin.engine import Renderer
-
-    from stemboard.models import MaskModel
-
-    model = MaskModel(model_factory())
-    rng = np.random.default_rng(11)
-    x = (0.2 * rng.standard_normal((2, 30000))).astype(np.float32)
-    gains = np.eye(len(model.manifest.stems), dtype=np.float32)
-    for block in (512, 4099, 30000):
-        outs = []
-        for complement in (False, True):
-            r = Renderer(model, 2, gains.shape[0], complement=complement)
-            ys = [r.push(x[:, i:i + block], gains) for i in range(0, x.shape[1], block)]
-            ys.append(r.flush(gains))
-            outs.append(np.concatenate(ys, axis=2))
-        assert outs[0].shape == outs[1].shape == (gains.shape[0], 2, x.shape[1])
-        np.testing.assert_allclose(outs[1], outs[0], atol=2e-6, rtol=0)
-    # gains that do not add up to one per stem are rendered directly...
-    r = Renderer(model, 2, 2, complement=True)
-    part = gains[:2]
-    y = np.concatenate([r.push(x, part), r.flush(part)], axis=2)
-    d = Renderer(model, 2, 2)
-    np.testing.assert_array_equal(y, np.concatenate([d.push(x, part), d.flush(part)], axis=2))
-    # ...switching kinds within one stream is refused...
-    r = Renderer(model, 2, 4, complement=True)
-    r.push(x[:, :5000], gains)
-    with pytest.raises(RuntimeError, match="reset"):
-        r.push(x[:, 5000:10000], np.roll(gains, 1, axis=1) * 0.5)
-    # ...and so are gains of the wrong shape (the kernel would write out of bounds)
-    with pytest.raises(ValueError, match="shape"):
-        r.push(x[:, :100], gains[:2])

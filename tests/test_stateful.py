@@ -12,7 +12,7 @@ import pytest
 
 from conftest import SR, dbfs, music_like, stream
 from onnx_fixtures import band_split_model
-from stemboard.models import Manifest, MaskModel, ModelError
+from stemboard.models import MaskModel, ModelError
 from stemboard.plugin import StemSeparator
 
 GAINS = {"vocals": -20.0, "bass": 4.0, "other": -3.0}
@@ -115,12 +115,3 @@ def test_stateful_flag_must_be_boolean(pair, tmp_path):
     p = _variant(pair[1], tmp_path, {"stateful": "yes"})
     with pytest.raises(ModelError, match="stateful must be true or false"):
         MaskModel(p)
-
-
-def test_manifest_versions():
-    m = Manifest(sample_rate=SR, n_fft=2048, hop=512, model_bins=513, stems=("a", "b"),
-                 context_frames=1, lookahead_frames=1)
-    assert m.to_dict()["version"] == 1 and "stateful" not in m.to_dict()
-    d = Manifest(**{**m.__dict__, "stateful": True}).to_dict()
-    assert d["version"] == 2 and d["stateful"] is True
-    assert Manifest.from_dict(d).stateful

@@ -241,7 +241,7 @@ def manifest(precision: str, pkg: Path) -> Manifest:
         sample_rate=44100, n_fft=N_FFT, hop=HOP, model_bins=BINS,
         stems=("vocals", "accompaniment"),
         context_frames=SEGMENT_FRAMES - 1, lookahead_frames=SEGMENT_FRAMES - 1,
-        input_normalization={"type": "none"}, mask_type="soft",
+        input_normalization={"type": "none"},
         high_band_rule="to_stem", input_layout="stereo_joint",
         segment_frames=SEGMENT_FRAMES, segment_overlap=SEGMENT_OVERLAP,
         high_band_stem="accompaniment",

@@ -82,10 +82,31 @@ def write_card(path, summary):
     sp = summary["speed"]
     tm = summary["timings"]
     off = tr["offline"]["config"]
+    live = tr.get("live", {}).get("config", {})
     ablations = Path(path).with_name("ablations.json")
     ablation_rows = json.loads(ablations.read_text()) if ablations.is_file() else None
     lines = []
     add = lines.append
+    _card_intro(add)
+    _card_license(add)
+    _card_data(add, live, off)
+    _card_architecture(add, live, off, summary, tr)
+    _card_training(add, off, summary, tm, tr)
+    _card_metrics(add, ablation_rows, off, sdr, summary)
+    _card_vad(add, sdr)
+    _card_speed(add, sp)
+    _card_comparisons(add, sdr, tr)
+    if ablation_rows is not None:
+        _ablations(add, ablation_rows)
+    lines.extend(hq_section(Path(path).parent))
+    _card_limitations(add)
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)
+
+
+def _card_intro(add):
+    """The title and what the models are."""
     add("# stemboard separation models (`offline`, `live`, `hq-vocals`, `hq-vocals-ft`, `hq`)")
     add("")
     add("Two 4-stem (vocals, drums, bass, other) spectrogram-mask CNNs exported to ONNX, "
@@ -95,6 +116,10 @@ def write_card(path, summary):
         "written by the training pipeline; every number below was measured by it or by "
         "the scripts it names.")
     add("")
+
+
+def _card_license(add):
+    """The data license caveat."""
     add("## License caveat — read first")
     add("")
     add("The weights are trained on **MUSDB18** (7-second preview excerpts, MUSDB18-7). "
@@ -102,6 +127,10 @@ def write_card(path, summary):
         "are CC BY-NC-SA. Treat these weights as research artefacts: do not use them "
         "commercially without clearing the data's license.")
     add("")
+
+
+def _card_data(add, live, off):
+    """What the models were trained on."""
     add("## Data")
     add("")
     add("- MUSDB18-7 `train` subset: the official 80/14 split. Training uses the 80 "
@@ -115,7 +144,6 @@ def write_card(path, summary):
         "come from one song/channel/offset; per-stem random gain in [-6, +3] dB; each stem is "
         "silenced with probability 0.1; random crops at hop granularity; channel choice = "
         "channel swap (the model is per channel).")
-    live = tr.get("live", {}).get("config", {})
     by_model = [(n, tuple(c.get("pitch_shifts") or ())) for n, c in
                 (("offline", off), ("live", live))]
     if any(sh for _, sh in by_model):
@@ -145,6 +173,10 @@ def write_card(path, summary):
         "melody/piano/bass lines through the FluidR3 GM soundfont, `models/train/synth.py`), "
         "and a random per-stem EQ augmentation.")
     add("")
+
+
+def _card_architecture(add, live, off, summary, tr):
+    """The networks, their inputs, masks and export."""
     add("## Architecture")
     add("")
     add("- Input: STFT magnitudes on the runtime grid (44.1 kHz, n_fft 2048, hop 512, "
@@ -186,7 +218,7 @@ def write_card(path, summary):
                 "scored lower than training on left/right and running on mid/side (the "
                 "`*_s2400_ms` rows), so the models are trained on left/right channels.")
     add("- Bins above 513 (11–22 kHz): `hold_top_bin` — they take the mask of bin 512.")
-    add("- Masks are soft (ratio) masks (`mask_type: soft`).")
+    add("- Masks are soft (ratio) masks (`mask_mode=\"soft\"`, the default).")
     add("- Exported as a *stateful* ONNX graph (opset 17, dynamic batch and time axes; "
         "`models/train/export.py:StepNet`): besides the magnitudes it takes and returns the "
         "last input frames of each dilated block (24 frames in all), so a stream sends each "
@@ -194,6 +226,10 @@ def write_card(path, summary):
         "field. With zero states and the first 24 output frames dropped it gives exactly the "
         "plain (valid-convolution) output, which is how whole files are run.")
     add("")
+
+
+def _card_training(add, off, summary, tm, tr):
+    """How to reproduce the training, and what it cost."""
     add("## Training")
     add("")
     add("Exact command, from the repository root, from scratch (decodes the data into the "
@@ -241,6 +277,10 @@ def write_card(path, summary):
             f"{_fmt_s(tm['train_s'])}, evaluation (SDR and VAD, all systems) "
             f"{_fmt_s(tm['eval_s'])}; sum {_fmt_s(tm['data_s'] + tm['train_s'] + tm['eval_s'])}.")
     add("")
+
+
+def _card_metrics(add, ablation_rows, off, sdr, summary):
+    """SDR on the valid excerpts."""
     add("## Metrics (measured on the 14 MUSDB18-7 `valid` excerpts)")
     add("")
     add("museval BSSEval v4 SDR in dB, 1 s windows, median over windows then median over "
@@ -272,6 +312,10 @@ def write_card(path, summary):
             + ". The seed alone moves these scores; the targets above are the shipped "
               "seed's.")
     add("")
+
+
+def _card_vad(add, sdr):
+    """Vocal activity detection accuracy."""
     add("### Vocal activity detection (per STFT frame)")
     add("")
     add("Truth: the vocal stem's frame energy is ≥ 10 % of the mixture's frame energy. "
@@ -287,6 +331,10 @@ def write_card(path, summary):
             add(f"| {key} | {100 * sdr[key]['vad_accuracy']:.1f} % | "
                 f"{100 * sdr[key]['vad_vocal_frame_share']:.1f} % |")
     add("")
+
+
+def _card_speed(add, sp):
+    """Separation speed."""
     add("### Speed (60 s of stereo, 4 stems, onnxruntime CPU, this 2-core machine)")
     add("")
     add("| model | model only (× real time) | STFT + model + 4 ISTFTs, numpy glue "
@@ -306,6 +354,10 @@ def write_card(path, summary):
         "`models/train/evaluate.py:separation_speed` (numba STFT, ONNX, mask extension and "
         "four ISTFTs); the third is the package's public one-call API (streaming engine).")
     add("")
+
+
+def _card_comparisons(add, sdr, tr):
+    """The short comparison runs, if any."""
     cmp_names = [n for n in sdr if n.startswith("cmp_")]
     if cmp_names:
         add("### Comparisons (short runs)")
@@ -331,9 +383,10 @@ def write_card(path, summary):
             add(f"| {n} | {target} | {c['hidden']} | {mode} | " + " | ".join(
                 f"{r[s]:.2f}" for s in STEMS) + f" | {r['avg']:.2f} |")
         add("")
-    if ablation_rows is not None:
-        _ablations(add, ablation_rows)
-    lines.extend(hq_section(Path(path).parent))
+
+
+def _card_limitations(add):
+    """What the models cannot do."""
     add("## Limitations")
     add("")
     add("- Trained on ~9 minutes of audio (80 × 7 s excerpts); it is a small model and "
@@ -344,9 +397,6 @@ def write_card(path, summary):
     add("- Music that does not resemble MUSDB18's pop/rock mixes is out of distribution.")
     add("- Non-commercial research data (see above).")
     add("")
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
 
 
 def _network(cfg: dict) -> str:

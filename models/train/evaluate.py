@@ -36,7 +36,7 @@ def model_masks(model, spec, mode=None):
     m = model.manifest
     mag = np.abs(spec[:, :, : m.model_bins]).transpose(0, 2, 1)
     mag = np.pad(mag, ((0, 0), (0, 0), (m.context_frames, m.lookahead_frames)))
-    masks = model.masks(np.ascontiguousarray(mag, np.float32), mode=mode or "soft")
+    masks = model.masks(np.ascontiguousarray(mag, np.float32), mask_mode=mode or "soft")
     return extend_masks(masks, spec.shape[2])
 
 

@@ -322,7 +322,7 @@ def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict, *,
     return Manifest(
         sample_rate=SAMPLE_RATE, n_fft=GRID.n_fft, hop=GRID.hop, model_bins=MODEL_BINS,
         stems=STEMS, context_frames=cfg.context, lookahead_frames=cfg.lookahead,
-        input_normalization=norm, mask_type=cfg.mask_type, high_band_rule="hold_top_bin",
+        input_normalization=norm, high_band_rule="hold_top_bin",
         name=f"stemboard-{cfg.name}", description=description,
         stateful=exports_stateful(cfg), stereo_mode=stereo_mode,
         input_layout=cfg.input_layout, extra=extra)
@@ -381,7 +381,7 @@ def _sha(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/data", help="folder holding musdb18-7/")
     ap.add_argument("--out", default="models/weights", help="where the shipped files go")
@@ -435,21 +435,11 @@ def main(argv=None):
                          "AMX/AVX512-BF16; torch emulates it slowly elsewhere) or fp32")
     ap.add_argument("--valid-limit", type=int, default=None,
                     help="score only the first N valid excerpts (smoke tests only)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    if args.precision == "bf16" and not bf16_is_fast():
-        print("[pipeline] warning: this CPU has no AVX512-BF16/AMX; bfloat16 training will be "
-              "emulated and slow (--precision fp32 avoids that)", file=sys.stderr)
-    work, out = Path(args.work), Path(args.out)
-    work.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.time()
-    timings = {}
 
-    def log(msg):
-        print(f"[{time.time() - t_start:7.1f}s] {msg}", flush=True)
-
+def select_configs(args):
+    """The runs to train, from the command line: ``(configs, pitch shifts, feature scale)``."""
     configs = run_configs(args.steps, args.cmp_steps, args.live_steps,
                           offline_arch=args.offline_arch, live_arch=args.live_arch,
                           offline_pitch=args.offline_pitch, live_pitch=args.live_pitch,
@@ -468,44 +458,44 @@ def main(argv=None):
     scales = sorted({float(c.feature_scale) for c in configs})
     if len(scales) > 1:
         raise SystemExit(f"runs disagree on feature_scale {scales}; one per pipeline")
+    return configs, shifts, scales[0] if scales else 1.0
 
-    worker_wall = None
-    todo = [c for c in configs
-            if args.fresh or not is_cached(c, work, run_key(c, args.synth_count))]
-    if args.workers > 1 and len(todo) > 1:
-        own = list(sys.argv[1:] if argv is None else argv)
-        worker_wall = train_in_workers(own, split_runs(todo, args.workers), work, log)
-        timings["train_wall_s"] = round(worker_wall, 1)
 
-    # -- data ----------------------------------------------------------------
-    t = time.time()
+def prepare_data(args, configs, shifts, feature_scale, *, must_train, log):
+    """Decode MUSDB18-7 and build the training spectra (with pitch-shifted and
+    synthetic copies only when this process trains something itself).
+
+    Returns ``(valid_tracks, (spectra, lengths, norm, n_real))``.
+    """
     train_tracks = decode_musdb(args.data, args.cache, "train", log=log)
     valid_tracks = decode_musdb(args.data, args.cache, "valid", log=log)[: args.valid_limit]
     train_names = {x["name"] for x in train_tracks}
     assert not train_names & {x["name"] for x in valid_tracks}, "valid leaked into train"
-    # Extra training material only when this process trains something itself.
-    must_train = worker_wall is None and bool(todo)
     synth = must_train and any(c.synth_share > 0 for c in configs)
     spectra, lengths, norm, n_real, n_pitched = training_data(
         train_tracks, pitch_shifts=shifts if must_train else (),
         synth_count=args.synth_count if synth else 0,
         synth_root=args.synth_data or args.data, cache=args.cache,
-        feature_scale=scales[0] if scales else 1.0, log=log)
+        feature_scale=feature_scale, log=log)
     del train_tracks
     log(f"data: {n_real} train songs, {int(lengths[:n_real].sum())} frames/channel; "
         f"{len(valid_tracks)} valid songs")
     if synth:
         log(f"data: + {spectra.shape[0] - n_real - n_pitched} synthetic MIDI-rendered excerpts")
-    timings["data_s"] = round(time.time() - t, 1)
+    return valid_tracks, (spectra, lengths, norm, n_real)
 
-    # -- training + export ------------------------------------------------------
+
+def train_and_export(args, configs, work, data, shifts, *, after_workers, log):
+    """Train each run (or reuse its cached checkpoint), export its ONNX graph and
+    manifest into ``work``; return ``{name: training info}``."""
+    spectra, lengths, norm, n_real = data
     infos = {}
     for cfg in configs:
         ckpt, info_path, onnx_path = (work / f"{cfg.name}.pt", work / f"{cfg.name}.train.json",
                                       work / f"{cfg.name}.onnx")
         key = run_key(cfg, args.synth_count)
         # After the workers, their (fresh) checkpoints are the ones to use.
-        cached = (not args.fresh or worker_wall is not None) and is_cached(cfg, work, key)
+        cached = (not args.fresh or after_workers) and is_cached(cfg, work, key)
         if cached:
             info = json.loads(info_path.read_text())
             state = torch.load(ckpt, map_location="cpu")
@@ -515,7 +505,7 @@ def main(argv=None):
             log(f"{cfg.name}: reusing checkpoint ({info['train_seconds']} s of training)")
         else:
             log(f"{cfg.name}: training {cfg.steps} steps")
-            if worker_wall is not None:
+            if after_workers:
                 raise SystemExit(f"{cfg.name}: no checkpoint after the training workers")
             rows = run_rows(cfg, spectra, lengths, n_real, shifts)
             model, info = train(cfg, *rows[:2], norm, log=log, n_real=n_real,
@@ -528,27 +518,24 @@ def main(argv=None):
         manifest_for(cfg, norm, cfg.name, {}, stereo_mode=args.stereo_mode).save(
             onnx_path.with_suffix(".json"))
         infos[cfg.name] = info
-    timings["train_s"] = round(sum(i["train_seconds"] for i in infos.values()), 1)
-    if args.workers > 1 and not args.only:
-        # What a from-scratch run's workers take: the same split of every run.
-        groups = split_runs(configs, args.workers)
-        timings["workers"] = args.workers
-        timings["worker_groups"] = groups
-        timings["train_wall_from_scratch_s"] = round(max(
-            sum(infos[n]["train_seconds"] for n in g) for g in groups), 1)
-        worker_data = [json.loads(p.read_text())["data_s"] for p in work.glob("data_s.*.json")]
-        if worker_data:
-            timings["worker_data_s"] = max(worker_data)
-    del spectra
-    if args.train_only:
-        # The parent of --workers reads this to account for the workers' own data stage.
-        (work / f"data_s.{'+'.join(c.name for c in configs)}.json").write_text(
-            json.dumps({"data_s": timings["data_s"]}))
-        log("--train-only: stopping after training and export")
-        return
+    return infos
 
-    # -- evaluation ---------------------------------------------------------------
-    t = time.time()
+
+def worker_timings(args, configs, infos, work) -> dict:
+    """What a from-scratch run's workers take: the same split of every run."""
+    groups = split_runs(configs, args.workers)
+    timings = {"workers": args.workers, "worker_groups": groups,
+               "train_wall_from_scratch_s": round(max(
+                   sum(infos[n]["train_seconds"] for n in g) for g in groups), 1)}
+    worker_data = [json.loads(p.read_text())["data_s"] for p in work.glob("data_s.*.json")]
+    if worker_data:
+        timings["worker_data_s"] = max(worker_data)
+    return timings
+
+
+def evaluate_runs(args, configs, work, valid_tracks, *, log):
+    """Score the oracles, the mixture and every exported run on the valid excerpts
+    (cached by graph hash); return ``(table by system name, models by run name)``."""
     eval_cache = work / "eval_cache.json"
     cache = json.loads(eval_cache.read_text()) if eval_cache.is_file() and not args.fresh else {}
     systems, keys = {}, {}
@@ -578,17 +565,11 @@ def main(argv=None):
         for n, r in res.items():
             cache[keys[n]] = r
         eval_cache.write_text(json.dumps(cache, indent=1))
-    table = {n: cache[keys[n]] for n in systems}
-    timings["eval_s_this_invocation"] = round(time.time() - t, 1)
-    timings["eval_s"] = round(sum(r.get("eval_seconds", 0.0) for r in table.values()), 1)
+    return {n: cache[keys[n]] for n in systems}, models
 
-    speed = {}
-    for name in ("offline", "live"):
-        speed[name] = separation_speed(models[name])
-        log(f"speed {name}: {speed[name]}")
 
-    # -- ship -----------------------------------------------------------------------
-    timings["pipeline_wall_s_this_invocation"] = round(time.time() - t_start, 1)
+def ship(args, argv, configs, out, work, norm, *, table, infos, speed, timings):
+    """Write metrics.json, the shipped offline/live graphs and manifests, and the card."""
     summary = {
         "sdr_valid": {n: {k: v for k, v in r.items() if k != "per_track"}
                       for n, r in table.items()},
@@ -634,6 +615,69 @@ def main(argv=None):
     from .card import write_card
 
     write_card(out / "MODEL_CARD.md", summary)
+
+
+def main(argv=None):
+    """Data, training and export, evaluation, then ship (see the module notes)."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.precision == "bf16" and not bf16_is_fast():
+        print("[pipeline] warning: this CPU has no AVX512-BF16/AMX; bfloat16 training will be "
+              "emulated and slow (--precision fp32 avoids that)", file=sys.stderr)
+    work, out = Path(args.work), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    timings = {}
+
+    def log(msg):
+        print(f"[{time.time() - t_start:7.1f}s] {msg}", flush=True)
+
+    configs, shifts, feature_scale = select_configs(args)
+    worker_wall = None
+    todo = [c for c in configs
+            if args.fresh or not is_cached(c, work, run_key(c, args.synth_count))]
+    if args.workers > 1 and len(todo) > 1:
+        own = list(sys.argv[1:] if argv is None else argv)
+        worker_wall = train_in_workers(own, split_runs(todo, args.workers), work, log)
+        timings["train_wall_s"] = round(worker_wall, 1)
+
+    # -- data ----------------------------------------------------------------
+    t = time.time()
+    # Extra training material only when this process trains something itself.
+    valid_tracks, data = prepare_data(args, configs, shifts, feature_scale,
+                                      must_train=worker_wall is None and bool(todo), log=log)
+    timings["data_s"] = round(time.time() - t, 1)
+
+    # -- training + export ------------------------------------------------------
+    infos = train_and_export(args, configs, work, data, shifts,
+                             after_workers=worker_wall is not None, log=log)
+    timings["train_s"] = round(sum(i["train_seconds"] for i in infos.values()), 1)
+    if args.workers > 1 and not args.only:
+        timings.update(worker_timings(args, configs, infos, work))
+    norm = data[2]
+    del data
+    if args.train_only:
+        # The parent of --workers reads this to account for the workers' own data stage.
+        (work / f"data_s.{'+'.join(c.name for c in configs)}.json").write_text(
+            json.dumps({"data_s": timings["data_s"]}))
+        log("--train-only: stopping after training and export")
+        return
+
+    # -- evaluation ---------------------------------------------------------------
+    t = time.time()
+    table, models = evaluate_runs(args, configs, work, valid_tracks, log=log)
+    timings["eval_s_this_invocation"] = round(time.time() - t, 1)
+    timings["eval_s"] = round(sum(r.get("eval_seconds", 0.0) for r in table.values()), 1)
+    speed = {}
+    for name in ("offline", "live"):
+        speed[name] = separation_speed(models[name])
+        log(f"speed {name}: {speed[name]}")
+
+    # -- ship -----------------------------------------------------------------------
+    timings["pipeline_wall_s_this_invocation"] = round(time.time() - t_start, 1)
+    ship(args, argv, configs, out, work, norm, table=table, infos=infos, speed=speed,
+         timings=timings)
     log(f"done: wrote {out}/offline.*, live.*, metrics.json, MODEL_CARD.md")
 
 

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
+from stemboard.dsp.normalization import log1p_normalization
+
 from .data import STEMS, RemixSampler
 from .model import EnsembleNet, build_net
 
@@ -95,6 +97,10 @@ def net_config(cfg: TrainConfig, *, bins: int, stems: int) -> dict:
     return net | ({"dropout": cfg.dropout} if cfg.dropout else {})
 
 
+#: The runtime's one definition of the ``log1p`` normalisation, on torch tensors.
+_normalize_log1p = log1p_normalization(torch.log1p)
+
+
 def log1p_features(mag, norm):
     """Torch version of the runtime's ``log1p`` input normalisation.
 
@@ -106,7 +112,7 @@ def log1p_features(mag, norm):
         mean = mean[:, None]
     if std.ndim:
         std = std[:, None]
-    return (torch.log1p(float(norm.get("scale", 1.0)) * mag) - mean) / std
+    return _normalize_log1p(mag, float(norm.get("scale", 1.0)), mean, std)
 
 
 def normalization_stats(spectra, lengths, scale: float = 1.0) -> dict:
