@@ -44,8 +44,8 @@ from quality import CACHE, DEFAULT_DATA, load_tracks  # noqa: E402
 # The training package's evaluation helpers need only numpy and stemboard.dsp (no torch):
 # the same mask extraction (hold_top_bin above the model's bins) and masking the
 # pipeline scores with.
-from stemboard.models.train.evaluate import apply_masks as apply  # noqa: E402
-from stemboard.models.train.evaluate import (bss_sdr, model_masks, onnx_system,  # noqa: E402
+from stemboard.train.evaluate import apply_masks as apply  # noqa: E402
+from stemboard.train.evaluate import (bss_sdr, model_masks, onnx_system,  # noqa: E402
                                              system_estimates)
 
 

@@ -5,9 +5,9 @@ Python only concatenates the carried-over tail with the new block.
 """
 import numpy as np
 
-from .kernels import analyze_frames, overlap_add
-from .stft import StftGrid
-from .threads import per_channel
+from stemboard.dsp.kernels import analyze_frames, overlap_add
+from stemboard.dsp.stft import StftGrid
+from stemboard.dsp.threads import per_channel
 
 
 class StreamingAnalyzer:

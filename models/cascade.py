@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .manifest import ModelError, Named
+from stemboard.models.manifest import ModelError, Named
 
 CASCADE_FORMAT = "stemboard-cascade"
 CASCADE_VERSION = 1

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..gains import check_gain_db, db_to_gain
-from .base import StreamedProcessor
-from .chain import flat_parts
-from .stemsplit import LaneAligner, ScheduledValue, as_branch
+from stemboard.dsp.gains import check_gain_db, db_to_gain
+from stemboard.plugin.base import StreamedProcessor
+from stemboard.plugin.chain import flat_parts
+from stemboard.plugin.stemsplit import LaneAligner, ScheduledValue, as_branch
 
 SIDES = ("a", "b")
 
 
 def _side(obj, name, model):
-    from ..presets import Preset, load_preset
+    from stemboard.presets import Preset, load_preset
 
     if isinstance(obj, (str, Path, Preset)):
         preset = load_preset(obj)
@@ -79,7 +79,7 @@ class ABSwitch(StreamedProcessor):
     selected : {"a", "b"}
     gains_db : tuple of float
         Level trim per side in dB, e.g. from :meth:`match_loudness`: -120 to
-        +24 dB or ``-inf`` (``stemboard.gains``).
+        +24 dB or ``-inf`` (``stemboard.dsp.gains``).
 
     Notes
     -----

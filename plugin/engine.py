@@ -10,13 +10,13 @@ streaming output equals offline output by construction.
 """
 import numpy as np
 
-from ..dsp.kernels import MASK_FLOOR, TINY, flush_tiny, log_features, masked_overlap_add
-from ..dsp.midside import from_mid_side, to_mid_side
-from ..dsp.stft import StftGrid, num_frames
-from ..dsp.stream import StreamingAnalyzer
-from ..dsp.threads import per_channel
-from ..models.cascade import CascadeModel
-from ..models.runtime import normalize_masks
+from stemboard.dsp.kernels import MASK_FLOOR, TINY, flush_tiny, log_features, masked_overlap_add
+from stemboard.dsp.midside import from_mid_side, to_mid_side
+from stemboard.dsp.stft import StftGrid, num_frames
+from stemboard.dsp.stream import StreamingAnalyzer
+from stemboard.dsp.threads import per_channel
+from stemboard.models.cascade import CascadeModel
+from stemboard.models.runtime import normalize_masks
 
 
 class MaskStream:
@@ -379,7 +379,7 @@ class ResampledRenderer:
 
     def __init__(self, model, num_channels, n_outputs, sample_rate, mask_mode="soft", *,
                  complement=False):
-        from ..dsp.resample import ChannelsFirstResampler, round_trip_alignment
+        from stemboard.dsp.resample import ChannelsFirstResampler, round_trip_alignment
 
         self.inner = make_renderer(model, num_channels, n_outputs, mask_mode,
                                    complement=complement)

@@ -27,8 +27,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..gains import check_gain_db
-from ..versioning import check_version
+from stemboard.dsp.gains import check_gain_db
+from stemboard.models.versioning import check_version
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 PRESET_VERSION = 1
@@ -144,7 +144,7 @@ class Preset:
         """``model`` if given, else the preset's, with paths relative to the preset file."""
         if model is not None:
             return model
-        from ..models.runtime import bundled_models
+        from stemboard.models.runtime import bundled_models
 
         m = self.model
         if m is None or m in bundled_models() or self.path is None:
@@ -180,14 +180,14 @@ class Preset:
         **kwargs
             Passed on to ``StemSeparator`` (``num_threads``, ``providers``).
         """
-        from ..plugin.separator import StemSeparator
+        from stemboard.plugin.separator import StemSeparator
 
         sep = StemSeparator(self.resolved_model(model), mask_mode=self.mask_mode, **kwargs)
         return self.apply(sep)
 
     def make_stemsplit(self, branches=None, *, model=None, **kwargs):
         """A ``StemSplit`` (time-domain, sample-accurate gains) set up by this preset."""
-        from ..plugin.stemsplit import StemSplit
+        from stemboard.plugin.stemsplit import StemSplit
 
         sep = self.make_separator(model)
         return self.apply(StemSplit(branches, separator=sep, **kwargs))
@@ -292,7 +292,7 @@ def preset_from(obj, *, name="untitled", description=""):
     if not hasattr(obj, "gains_db") or not hasattr(sep, "model"):
         raise TypeError(f"cannot make a preset from {type(obj).__name__}; pass a "
                         "StemSeparator, StemSplit, Preset or dict")
-    from ..models.runtime import bundled_models
+    from stemboard.models.runtime import bundled_models
 
     path = Path(sep.model.path)
     bundled = {p.resolve(): n for n, p in bundled_models().items()}

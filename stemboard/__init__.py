@@ -9,12 +9,12 @@ Quick start::
 """
 from functools import lru_cache
 
-from .dsp import StftGrid, istft, stft
-from .models import CascadeModel, MaskModel, ModelError, load_model
-from .plugin import ABSwitch, Chain, Processor, StemSeparator, StemSplit
-from .plugin.midi import LiveMidi, MidiController, MidiMap
-from .presets import Preset, apply_preset, list_presets, load_preset, save_preset
-from .render import render, render_folder, render_stems
+from stemboard.dsp import StftGrid, istft, stft
+from stemboard.models import CascadeModel, MaskModel, ModelError, load_model
+from stemboard.plugin import ABSwitch, Chain, Processor, StemSeparator, StemSplit
+from stemboard.plugin.midi import LiveMidi, MidiController, MidiMap
+from stemboard.presets import Preset, apply_preset, list_presets, load_preset, save_preset
+from stemboard.plugin.render import render, render_folder, render_stems
 
 __version__ = "0.1.0"
 

@@ -1,7 +1,7 @@
 """Several inputs in one command: expanding them, progress, failure isolation, summary.
 
 One bad file does not stop the others: each input runs on its own, its
-outputs published all or none (see ``stemboard.audio``), and the run ends
+outputs published all or none (see ``stemboard.plugin.audio``), and the run ends
 with a summary. Stop signals still stop the whole batch.
 """
 import glob
@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import audio
+from stemboard.plugin import audio
 
 # Errors that belong to one input; anything else (a bug, a stop signal) ends the batch.
 FILE_ERRORS = (ValueError, TypeError, OSError)
@@ -51,7 +51,7 @@ def expand_inputs(items, *, recursive=False, suffixes=None):
         When a folder holds no audio files or a glob matches nothing.
     """
     if suffixes is None:
-        from .render import READ_SUFFIXES as suffixes
+        from stemboard.plugin.render import READ_SUFFIXES as suffixes
     found = []
     for item in items:
         path = Path(item)
@@ -374,7 +374,7 @@ def run(sources, out, *, model=None, stems=None, two_stems=None, format="wav",
     InputError, JobError, ValueError
         Before anything runs, for bad inputs or options.
     """
-    from . import jobs
+    from stemboard import jobs
 
     jobs.check_engine(engine, address)
     if isinstance(sources, (str, Path)):
@@ -422,7 +422,7 @@ def run(sources, out, *, model=None, stems=None, two_stems=None, format="wav",
 
 
 def _workers(engine, workers):
-    from .jobs import JobError
+    from stemboard.jobs import JobError
 
     if workers is None:
         return (os.cpu_count() or 1) if engine == "local" else 2
@@ -443,13 +443,13 @@ def job_spec(out, *, model=None, stems=None, two_stems=None, format="wav", bit_d
     ValueError
         For an unknown model, stem, format, bit depth, bitrate or template.
     """
-    from .jobs import SEPARATE_FILENAME, JobSpec
-    from .models import model_info
+    from stemboard.jobs import SEPARATE_FILENAME, JobSpec
+    from stemboard.models import model_info
 
     if two_stems is not None and stems is not None:
         raise ValueError("choose stems or two_stems, not both")
     if two_stems is not None and model is None:
-        from .cli import two_stem_model
+        from stemboard.cli import two_stem_model
 
         model = two_stem_model(two_stems)
     info = model_info(model)

@@ -7,8 +7,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import audio
-from .gains import check_gain_db
+from stemboard.plugin import audio
+from stemboard.dsp.gains import check_gain_db
 
 EXIT_ERROR = 1
 # Output names as Demucs lays them out (OUT/{track}/{stem}.{ext}), one folder per song.
@@ -166,7 +166,7 @@ def _provider_name(text, known, option):
 
 
 def _make_separator(args, model=None):
-    from .plugin import StemSeparator
+    from stemboard.plugin import StemSeparator
 
     return StemSeparator(args.model if model is None else model, mask_mode=args.mask_mode,
                          num_threads=args.threads,
@@ -184,7 +184,7 @@ def two_stem_model(stem, model=None):
     """
     if model is not None:
         return model
-    from .models import bundled_models, model_info
+    from stemboard.models import bundled_models, model_info
 
     def two_stem(path):
         stems = model_info(path)["stems"]
@@ -200,7 +200,7 @@ def two_stem_model(stem, model=None):
 
 
 def _inputs(args):
-    from .batch import InputError, expand_inputs
+    from stemboard.batch import InputError, expand_inputs
 
     try:
         inputs = expand_inputs(args.inputs, recursive=args.recursive)
@@ -212,7 +212,7 @@ def _inputs(args):
 
 
 def _template(text, *, available, required):
-    from .naming import NameTemplate, TemplateError
+    from stemboard.plugin.naming import NameTemplate, TemplateError
 
     try:
         return NameTemplate(text, available=available, required=required)
@@ -239,23 +239,23 @@ def _first_input_checked(inputs):
 
 
 def _progress_for(args, n):
-    from .batch import BatchProgress
+    from stemboard.batch import BatchProgress
 
     return BatchProgress(n, enabled=False if args.quiet else None)
 
 
 def _run_fields(args, sep, providers):
     """The run-wide part of the ``--json`` summary."""
-    from . import __version__
+    from stemboard import __version__
 
     return {"stemboard": __version__, "command": args.command, "model": sep.model.name,
             "stems": list(sep.stems), "providers": providers or DEVICES["cpu"]}
 
 
 def cmd_separate(args):
-    from .batch import read_duration, report, run_batch
-    from .naming import track_name
-    from .render import render_stems, stem_groups
+    from stemboard.batch import read_duration, report, run_batch
+    from stemboard.plugin.naming import track_name
+    from stemboard.plugin.render import render_stems, stem_groups
 
     if args.two_stems is not None and args.stems is not None:
         raise CliError("--two-stems and --stems do not go together; choose one")
@@ -307,9 +307,9 @@ def _remix_target(args, inputs):
 
 
 def cmd_remix(args):
-    from .batch import read_duration, report, run_batch
-    from .naming import track_name
-    from .render import _make_parents, _remove_empty, render
+    from stemboard.batch import read_duration, report, run_batch
+    from stemboard.plugin.naming import track_name
+    from stemboard.plugin.render import _make_parents, _remove_empty, render
 
     inputs = _inputs(args)
     target, template = _remix_target(args, inputs)
@@ -362,8 +362,8 @@ def _made_root(out):
 
 def cmd_batch(args):
     """``stemboard batch``: a resumable catalog job, or ``--status`` of one."""
-    from .batch import InputError, print_job_summary, run
-    from .jobs import JobError
+    from stemboard.batch import InputError, print_job_summary, run
+    from stemboard.jobs import JobError
 
     if args.status is not None:
         return _batch_status(args)
@@ -397,8 +397,8 @@ def _batch_status(args):
     """``--status OUT``: the journal's summary; exit 1 unless every item is done."""
     import json
 
-    from .batch import print_job_summary
-    from .jobs import JobError, status
+    from stemboard.batch import print_job_summary
+    from stemboard.jobs import JobError, status
 
     if args.inputs or args.output is not None:
         raise CliError("--status OUT takes no SOURCES and no -o")
@@ -444,7 +444,7 @@ def _batch_parser(sub):
 
 
 def cmd_models(args):
-    from .models import DEFAULT_MODEL, bundled_models, model_info
+    from stemboard.models import DEFAULT_MODEL, bundled_models, model_info
 
     for name, path in bundled_models().items():
         m = model_info(path)
@@ -495,7 +495,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    from . import __version__
+    from stemboard import __version__
 
     parser = _Parser(
         prog="stemboard",
@@ -535,7 +535,7 @@ def build_parser():
     p.set_defaults(func=cmd_models)
 
     try:
-        from .cli_daw import add_commands
+        from stemboard.cli_daw import add_commands
     except ImportError:
         pass
     else:

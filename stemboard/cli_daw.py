@@ -7,11 +7,11 @@ sets ``func(args) -> int``. Errors are raised (``CliError``, ``ValueError``,
 import math
 from pathlib import Path
 
-from . import audio
+from stemboard.plugin import audio
 
 
 def _error(msg):
-    from .cli import CliError
+    from stemboard.cli import CliError
 
     return CliError(msg)
 
@@ -75,8 +75,8 @@ def _separator_for(preset, args, *, automated=False):
     kw = {} if args.threads is None else {"num_threads": args.threads}
     if automated:
         # Time-domain gains: automation lands on its exact sample.
-        from .plugin.separator import StemSeparator
-        from .plugin.stemsplit import StemSplit
+        from stemboard.plugin.separator import StemSeparator
+        from stemboard.plugin.stemsplit import StemSplit
 
         sep = StemSeparator(preset.resolved_model(args.model), mask_mode=preset.mask_mode, **kw)
         return preset.apply(StemSplit(separator=sep))
@@ -84,8 +84,8 @@ def _separator_for(preset, args, *, automated=False):
 
 
 def cmd_render(args):
-    from .presets import load_preset
-    from .render import render
+    from stemboard.presets import load_preset
+    from stemboard.plugin.render import render
 
     if args.automation and not args.midi_map:
         raise _error("--automation needs --midi-map to say what the MIDI messages control")
@@ -98,7 +98,7 @@ def cmd_render(args):
     preset = load_preset(args.preset)
     proc = _separator_for(preset, args, automated=bool(args.automation))
     if args.b is not None:
-        from .plugin.ab import ABSwitch
+        from stemboard.plugin.ab import ABSwitch
 
         proc = ABSwitch(proc, _separator_for(load_preset(args.b), args, automated=True))
     bar, cb = _bar(args, args.input, f"rendering {Path(args.input).name}")
@@ -119,7 +119,7 @@ def _check_ab_sides(args):
     Without this the render fails on "needs an A/B switch, but the target
     (StemSplit) has none", which does not name the option that fixes it.
     """
-    from .plugin.midi import MidiMap
+    from stemboard.plugin.midi import MidiMap
 
     midi_map = MidiMap.load(args.midi_map)
     for i, m in enumerate(midi_map.mappings):
@@ -129,7 +129,7 @@ def _check_ab_sides(args):
 
 
 def cmd_presets(args):
-    from .presets import list_presets, user_preset_dir
+    from stemboard.presets import list_presets, user_preset_dir
 
     presets = list_presets()
     width = max(map(len, presets), default=0)
@@ -143,7 +143,7 @@ def file_lufs(path):
     """Integrated loudness of an audio file (the whole file is read; BS.1770 needs it)."""
     import numpy as np
 
-    from .plugin.ab import integrated_lufs
+    from stemboard.plugin.ab import integrated_lufs
 
     sr, _, _, _ = audio.read_info(path)
     x = np.concatenate(list(audio.iter_blocks(path)), axis=1)
@@ -151,7 +151,7 @@ def file_lufs(path):
 
 
 def cmd_ab(args):
-    from .presets import load_preset
+    from stemboard.presets import load_preset
 
     presets = [load_preset(args.a), load_preset(args.b)]
     out_dir = Path(args.output)
@@ -176,8 +176,8 @@ def _render_sides(args, presets, paths):
     """Render both sides, measure them, and (unless --no-match) level-match them."""
     from pedalboard import Gain
 
-    from .plugin.ab import matching_gains
-    from .render import render
+    from stemboard.plugin.ab import matching_gains
+    from stemboard.plugin.render import render
 
     for side, preset, path in zip("AB", presets, paths):
         bar, cb = _bar(args, args.input, f"{side}: {preset.name}")

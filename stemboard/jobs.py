@@ -2,8 +2,8 @@
 
 ``stemboard batch`` (and :func:`stemboard.batch.run`) separate many inputs the
 way ``stemboard separate`` separates one: each item goes through the same
-:func:`~stemboard.render.render_stems` call, so its outputs are bit for bit
-the same and are published all or none (see ``stemboard.audio``).
+:func:`~stemboard.plugin.render.render_stems` call, so its outputs are bit for bit
+the same and are published all or none (see ``stemboard.plugin.audio``).
 
 What this module adds is the job around them:
 
@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import audio
+from stemboard.plugin import audio
 
 JOURNAL_NAME = "stemboard-batch.jsonl"
 JOURNAL_VERSION = 1
@@ -86,25 +86,25 @@ class JobSpec:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def template(self):
-        from .naming import NameTemplate
+        from stemboard.plugin.naming import NameTemplate
 
         return NameTemplate(self.filename, available=TEMPLATE_FIELDS, required=("stem",))
 
     def separator(self):
         """A new ``StemSeparator`` for this spec (what each worker loads once)."""
-        from .plugin import StemSeparator
+        from stemboard.plugin import StemSeparator
 
         return StemSeparator(self.model, mask_mode=self.mask_mode, num_threads=self.threads,
                              providers=None if self.providers is None else list(self.providers))
 
     def output_names(self, model_stems):
-        from .render import stem_groups
+        from stemboard.plugin.render import stem_groups
 
         return list(stem_groups(model_stems, stems=self.stems, two_stems=self.two_stems))
 
     def output_paths(self, path, names):
         """Where ``path``'s outputs go: the paths ``render_stems`` writes."""
-        from .naming import track_name
+        from stemboard.plugin.naming import track_name
 
         template = self.template()
         return [template.path(Path(self.out), track=track_name(path), stem=name,
@@ -127,7 +127,7 @@ def file_sha256(path, chunk=1 << 20):
 
 def error_line(path, error):
     """One line naming the input and what went wrong with it."""
-    from .batch import one_line
+    from stemboard.batch import one_line
 
     msg = one_line(error)
     if not isinstance(error, (OSError, ValueError, TypeError)):
@@ -148,7 +148,7 @@ def process_item(spec, sep, path):
         and when known ``sha256``, ``size``, ``mtime_ns``, ``duration_s``,
         ``sample_rate``, ``outputs`` (stem -> path) and ``error``.
     """
-    from .render import render_stems
+    from stemboard.plugin.render import render_stems
 
     result = {"worker": worker_id(), "started": round(time.time(), 3)}
     start = time.perf_counter()

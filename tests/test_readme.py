@@ -61,7 +61,7 @@ SKIPPED_LINES = {
         "needs a Ray cluster at head:6379 (tests/test_jobs_ray.py runs a local one)",
 }
 # Untagged blocks are only allowed to hold these (not run: hours of CPU and MUSDB18).
-TRAINING_COMMANDS = ("pip install", "python -m stemboard.models.train")
+TRAINING_COMMANDS = ("pip install", "python -m stemboard.train")
 
 
 # -- reading the README -----------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pedalboard.io import AudioFile
 from conftest import SR, music_like
 from stemboard.plugin.base import Processor
 from stemboard.presets import load_preset
-from stemboard.render import render, render_folder, render_stems
+from stemboard.plugin.render import render, render_folder, render_stems
 
 
 def write_wav(path, x, bit_depth=32):

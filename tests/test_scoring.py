@@ -5,7 +5,7 @@ Needs museval (the ``[bench]`` extra); no torch, no dataset.
 import numpy as np
 import pytest
 
-from stemboard.models.train.evaluate import (evaluate_systems, museval_sdr_windows,
+from stemboard.train.evaluate import (evaluate_systems, museval_sdr_windows,
                                              oracle_system, sdr_windows, windows_differ)
 
 SR = 44100
@@ -62,7 +62,7 @@ def test_evaluate_systems_runs_models_in_their_stereo_mode(model_factory):
     """A mid/side model is scored on exactly what the runtime makes of the track."""
     pytest.importorskip("museval")
     from stemboard.models import MaskModel
-    from stemboard.models.train.evaluate import bss_sdr, onnx_system
+    from stemboard.train.evaluate import bss_sdr, onnx_system
     from stemboard.plugin import StemSeparator
 
     stems = _track(seconds=2.0, seed=1)

@@ -3,18 +3,18 @@
 Memory stays bounded by the block size: each file is read, processed with
 ``reset=False`` and written one block at a time, then the processor is
 flushed so the output is exactly as long as the input and aligned with it.
-Outputs appear under their name only when complete (see ``stemboard.audio``).
+Outputs appear under their name only when complete (see ``stemboard.plugin.audio``).
 """
 from pathlib import Path
 
 import numpy as np
 
-from . import audio
-from .audio import DEFAULT_BLOCK
-from .naming import NameTemplate, track_name
+from stemboard.plugin import audio
+from stemboard.plugin.audio import DEFAULT_BLOCK
+from stemboard.plugin.naming import NameTemplate, track_name
 
 # pedalboard.io reads the first six everywhere; the rest go through ffmpeg when
-# pedalboard cannot read them (see stemboard.decode).
+# pedalboard cannot read them (see stemboard.plugin.decode).
 READ_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif", ".m4a", ".aac", ".opus",
                  ".mp4", ".webm", ".wma")
 
@@ -33,9 +33,9 @@ def as_processor(obj, *, model=None, automated=False):
         Build presets as a ``StemSplit`` (time-domain gains), so MIDI
         automation lands on its exact sample instead of an STFT frame.
     """
-    from .plugin.base import Processor
-    from .plugin.chain import Chain, is_native
-    from .presets import Preset, load_preset
+    from stemboard.plugin.base import Processor
+    from stemboard.plugin.chain import Chain, is_native
+    from stemboard.presets import Preset, load_preset
 
     if isinstance(obj, (str, Path, Preset)):
         preset = load_preset(obj)
@@ -100,7 +100,7 @@ def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=Non
     Path
         The file written.
     """
-    from .plugin.base import check_sample_rate
+    from stemboard.plugin.base import check_sample_rate
 
     sr, n_ch, frames, dtype = audio.read_info(in_path)
     check_sample_rate(sr)  # before a model is loaded or anything is written
@@ -116,7 +116,7 @@ def render(in_path, out_path, processor, *, block_size=DEFAULT_BLOCK, format=Non
     _prime(processor, n_ch)
     blocks = audio.iter_blocks(in_path, block_size)
     if automation is not None:
-        from .plugin.midi import MidiController, automate, midi_file_events
+        from stemboard.plugin.midi import MidiController, automate, midi_file_events
 
         controller = MidiController(processor, midi_map)
         pieces = automate(processor, blocks, sr, midi_file_events(automation, sr), controller)
@@ -146,7 +146,7 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None
     Every target is checked before anything is written (a folder under a
     stem's name is refused up front), and if publishing fails part-way the
     files already published are removed or restored (see
-    :class:`stemboard.audio.WriterGroup`). Subfolders the template made are
+    :class:`stemboard.plugin.audio.WriterGroup`). Subfolders the template made are
     removed again when nothing was published in them.
 
     Parameters
@@ -173,8 +173,8 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None
     -------
     dict of str to Path
     """
-    from .plugin.base import check_sample_rate
-    from .plugin.separator import StemSeparator
+    from stemboard.plugin.base import check_sample_rate
+    from stemboard.plugin.separator import StemSeparator
 
     template = stems_template(name_template)  # a bad template fails before any reading
     fmt = audio.output_format(f"x.{format}")
@@ -182,7 +182,7 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None
     sr, n_ch, frames, dtype = audio.read_info(in_path)
     check_sample_rate(sr)
     if isinstance(separator, (str, Path)) or hasattr(separator, "make_separator"):
-        from .presets import load_preset
+        from stemboard.presets import load_preset
 
         separator = load_preset(separator).make_separator(model)  # its model; gains unused
     sep = separator if separator is not None else StemSeparator(model)
@@ -213,7 +213,7 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None
 
 
 def stems_template(name_template):
-    """A :class:`~stemboard.naming.NameTemplate` for per-stem outputs (default ``{stem}``)."""
+    """A :class:`~stemboard.plugin.naming.NameTemplate` for per-stem outputs (default ``{stem}``)."""
     if isinstance(name_template, NameTemplate):
         return name_template
     return NameTemplate(name_template or "{stem}", available=STEM_FIELDS, required=("stem",),

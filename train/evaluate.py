@@ -13,7 +13,7 @@ import numpy as np
 
 from stemboard.dsp import StftGrid, from_mid_side, istft, stft, to_mid_side
 
-from .data import STEMS
+from stemboard.train.data import STEMS
 
 # Vocal activity per STFT frame (fixed before looking at any results, not tuned):
 # truth: the vocal stem's frame energy is >= VAD_SHARE of the mixture's frame energy;

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from .data import STEMS, RemixSampler
-from .model import EnsembleNet, build_net
+from stemboard.train.data import STEMS, RemixSampler
+from stemboard.train.model import EnsembleNet, build_net
 
 
 @dataclass
