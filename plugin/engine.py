@@ -12,6 +12,7 @@ import numpy as np
 
 from stemboard.dsp.kernels import MASK_FLOOR, TINY, flush_tiny, log_features, masked_overlap_add
 from stemboard.dsp.midside import from_mid_side, to_mid_side
+from stemboard.dsp.resample import ChannelsFirstResampler, round_trip_alignment
 from stemboard.dsp.stft import StftGrid, num_frames
 from stemboard.dsp.stream import StreamingAnalyzer
 from stemboard.dsp.threads import per_channel
@@ -379,8 +380,6 @@ class ResampledRenderer:
 
     def __init__(self, model, num_channels, n_outputs, sample_rate, mask_mode="soft", *,
                  complement=False):
-        from stemboard.dsp.resample import ChannelsFirstResampler, round_trip_alignment
-
         self.inner = make_renderer(model, num_channels, n_outputs, mask_mode,
                                    complement=complement)
         self.sample_rate = sample_rate

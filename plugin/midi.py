@@ -48,6 +48,7 @@ from stemboard.dsp.gains import check_gain_db
 from stemboard.models.versioning import check_version
 from stemboard.plugin.ab import has_stem_gains
 from stemboard.plugin.chain import flat_parts
+from stemboard.presets import load_preset
 
 MAP_VERSION = 1
 _MAPPING_KEYS = {"cc", "note", "program", "param", "preset", "min", "max", "action",
@@ -261,8 +262,6 @@ class MidiController:
 
     def _bind(self, m, where):
         """Check one mapping against the target and find the part it drives."""
-        from stemboard.presets import load_preset
-
         if m.get("param") == "ab":
             self._switch = _find_part(self.target, _is_switch, "an A/B switch (param 'ab')",
                                       where)

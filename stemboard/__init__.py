@@ -13,6 +13,7 @@ from stemboard.dsp import StftGrid, istft, stft
 from stemboard.models import CascadeModel, MaskModel, ModelError, load_model
 from stemboard.plugin import ABSwitch, Chain, Processor, StemSeparator, StemSplit
 from stemboard.plugin.midi import LiveMidi, MidiController, MidiMap
+from stemboard.plugin.presets import separator_from_preset, stemsplit_from_preset
 from stemboard.presets import Preset, apply_preset, list_presets, load_preset, save_preset
 from stemboard.plugin.render import render, render_folder, render_stems
 
@@ -46,5 +47,6 @@ def separate(audio, sample_rate, *, model=None, stems=None):
 __all__ = ["StemSeparator", "Chain", "StemSplit", "ABSwitch", "Processor", "MaskModel",
            "CascadeModel", "load_model",
            "ModelError", "StftGrid", "stft", "istft", "separate", "Preset", "load_preset",
-           "list_presets", "save_preset", "apply_preset", "render", "render_stems",
+           "list_presets", "save_preset", "apply_preset", "separator_from_preset",
+           "stemsplit_from_preset", "render", "render_stems",
            "render_folder", "MidiMap", "MidiController", "LiveMidi", "__version__"]

@@ -11,7 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+from stemboard import jobs
+from stemboard.cli_common import one_line
+from stemboard.jobs import SEPARATE_FILENAME, JobError, JobSpec
+from stemboard.models import model_info
 from stemboard.plugin import audio
+from stemboard.plugin.render import READ_SUFFIXES, two_stem_model
 
 # Errors that belong to one input; anything else (a bug, a stop signal) ends the batch.
 FILE_ERRORS = (ValueError, TypeError, OSError)
@@ -51,7 +56,7 @@ def expand_inputs(items, *, recursive=False, suffixes=None):
         When a folder holds no audio files or a glob matches nothing.
     """
     if suffixes is None:
-        from stemboard.plugin.render import READ_SUFFIXES as suffixes
+        suffixes = READ_SUFFIXES
     found = []
     for item in items:
         path = Path(item)
@@ -123,12 +128,6 @@ def _rtf(duration, seconds):
     if not duration or not seconds:
         return None
     return round(duration / seconds, 2)
-
-
-def one_line(error):
-    """An exception as the one line the CLI prints."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class BatchProgress:
@@ -374,8 +373,6 @@ def run(sources, out, *, model=None, stems=None, two_stems=None, format="wav",
     InputError, JobError, ValueError
         Before anything runs, for bad inputs or options.
     """
-    from stemboard import jobs
-
     jobs.check_engine(engine, address)
     if isinstance(sources, (str, Path)):
         sources = [sources]
@@ -422,8 +419,6 @@ def run(sources, out, *, model=None, stems=None, two_stems=None, format="wav",
 
 
 def _workers(engine, workers):
-    from stemboard.jobs import JobError
-
     if workers is None:
         return (os.cpu_count() or 1) if engine == "local" else 2
     if workers < 1:
@@ -443,14 +438,9 @@ def job_spec(out, *, model=None, stems=None, two_stems=None, format="wav", bit_d
     ValueError
         For an unknown model, stem, format, bit depth, bitrate or template.
     """
-    from stemboard.jobs import SEPARATE_FILENAME, JobSpec
-    from stemboard.models import model_info
-
     if two_stems is not None and stems is not None:
         raise ValueError("choose stems or two_stems, not both")
     if two_stems is not None and model is None:
-        from stemboard.cli import two_stem_model
-
         model = two_stem_model(two_stems)
     info = model_info(model)
     fmt = audio.output_format(f"x.{format}")

@@ -7,17 +7,22 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from stemboard.plugin import audio
+from stemboard import __version__
+from stemboard.batch import (BatchProgress, InputError, expand_inputs, print_job_summary,
+                             read_duration, report, run, run_batch)
+from stemboard.cli_common import EXIT_ERROR, CliError, one_line
+from stemboard.cli_daw import add_commands
 from stemboard.dsp.gains import check_gain_db
+from stemboard.jobs import JobError, status
+from stemboard.models import DEFAULT_MODEL, bundled_models, model_info
+from stemboard.plugin import StemSeparator, audio
+from stemboard.plugin.naming import NameTemplate, TemplateError, track_name
+from stemboard.plugin.render import (_make_parents, _remove_empty, render, render_stems,
+                                     stem_groups, two_stem_model)
 
-EXIT_ERROR = 1
 # Output names as Demucs lays them out (OUT/{track}/{stem}.{ext}), one folder per song.
 SEPARATE_FILENAME = "{track}/{stem}.{ext}"
 REMIX_FILENAME = "{track}.{ext}"
-
-
-class CliError(Exception):
-    """An error to report as one line, exiting non-zero."""
 
 
 class Stopped(KeyboardInterrupt):
@@ -166,42 +171,12 @@ def _provider_name(text, known, option):
 
 
 def _make_separator(args, model=None):
-    from stemboard.plugin import StemSeparator
-
     return StemSeparator(args.model if model is None else model, mask_mode=args.mask_mode,
                          num_threads=args.threads,
                          providers=execution_providers(args.device, args.providers))
 
 
-def two_stem_model(stem, model=None):
-    """The model ``--two-stems STEM`` separates with.
-
-    The model asked for, if any; otherwise the default model's first stage when
-    the default is a cascade that starts with a 2-stem model having ``stem``
-    (``hq-vocals-ft`` for vocals), else any bundled 2-stem model that has it
-    (its other stem is then the complement); otherwise None, the default model,
-    whose other stems are summed.
-    """
-    if model is not None:
-        return model
-    from stemboard.models import bundled_models, model_info
-
-    def two_stem(path):
-        stems = model_info(path)["stems"]
-        return len(stems) == 2 and stem in stems
-
-    first = model_info(None).get("parts", (None,))[0]
-    if first is not None and two_stem(first):
-        return str(first)
-    for name, path in bundled_models().items():
-        if two_stem(path):
-            return name
-    return None
-
-
 def _inputs(args):
-    from stemboard.batch import InputError, expand_inputs
-
     try:
         inputs = expand_inputs(args.inputs, recursive=args.recursive)
     except InputError as e:
@@ -212,8 +187,6 @@ def _inputs(args):
 
 
 def _template(text, *, available, required):
-    from stemboard.plugin.naming import NameTemplate, TemplateError
-
     try:
         return NameTemplate(text, available=available, required=required)
     except TemplateError as e:
@@ -239,24 +212,16 @@ def _first_input_checked(inputs):
 
 
 def _progress_for(args, n):
-    from stemboard.batch import BatchProgress
-
     return BatchProgress(n, enabled=False if args.quiet else None)
 
 
 def _run_fields(args, sep, providers):
     """The run-wide part of the ``--json`` summary."""
-    from stemboard import __version__
-
     return {"stemboard": __version__, "command": args.command, "model": sep.model.name,
             "stems": list(sep.stems), "providers": providers or DEVICES["cpu"]}
 
 
 def cmd_separate(args):
-    from stemboard.batch import read_duration, report, run_batch
-    from stemboard.plugin.naming import track_name
-    from stemboard.plugin.render import render_stems, stem_groups
-
     if args.two_stems is not None and args.stems is not None:
         raise CliError("--two-stems and --stems do not go together; choose one")
     template = _template(args.filename or SEPARATE_FILENAME,
@@ -307,10 +272,6 @@ def _remix_target(args, inputs):
 
 
 def cmd_remix(args):
-    from stemboard.batch import read_duration, report, run_batch
-    from stemboard.plugin.naming import track_name
-    from stemboard.plugin.render import _make_parents, _remove_empty, render
-
     inputs = _inputs(args)
     target, template = _remix_target(args, inputs)
     fmt = audio.output_format(target or "x.wav", args.format)
@@ -362,9 +323,6 @@ def _made_root(out):
 
 def cmd_batch(args):
     """``stemboard batch``: a resumable catalog job, or ``--status`` of one."""
-    from stemboard.batch import InputError, print_job_summary, run
-    from stemboard.jobs import JobError
-
     if args.status is not None:
         return _batch_status(args)
     if not args.inputs or args.output is None:
@@ -396,9 +354,6 @@ def cmd_batch(args):
 def _batch_status(args):
     """``--status OUT``: the journal's summary; exit 1 unless every item is done."""
     import json
-
-    from stemboard.batch import print_job_summary
-    from stemboard.jobs import JobError, status
 
     if args.inputs or args.output is not None:
         raise CliError("--status OUT takes no SOURCES and no -o")
@@ -444,8 +399,6 @@ def _batch_parser(sub):
 
 
 def cmd_models(args):
-    from stemboard.models import DEFAULT_MODEL, bundled_models, model_info
-
     for name, path in bundled_models().items():
         m = model_info(path)
         latency = m["latency_samples"] / m["sample_rate"] * 1000
@@ -495,8 +448,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    from stemboard import __version__
-
     parser = _Parser(
         prog="stemboard",
         description="Neural stem separation as an audio effect: separate, remix, render.")
@@ -534,12 +485,7 @@ def build_parser():
     p = sub.add_parser("models", help="list the bundled models")
     p.set_defaults(func=cmd_models)
 
-    try:
-        from stemboard.cli_daw import add_commands
-    except ImportError:
-        pass
-    else:
-        add_commands(sub)
+    add_commands(sub)  # render, presets, ab
     return parser
 
 
@@ -558,7 +504,7 @@ def main(argv=None):
               "kept", file=sys.stderr)
         return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     except (CliError, ValueError, TypeError, OSError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = one_line(e)
         print(f"stemboard: error: {msg}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -7,13 +7,18 @@ sets ``func(args) -> int``. Errors are raised (``CliError``, ``ValueError``,
 import math
 from pathlib import Path
 
+import numpy as np
+from pedalboard import Gain
+
+from stemboard.cli_common import CliError
 from stemboard.plugin import audio
-
-
-def _error(msg):
-    from stemboard.cli import CliError
-
-    return CliError(msg)
+from stemboard.plugin.ab import ABSwitch, integrated_lufs, matching_gains
+from stemboard.plugin.midi import MidiMap
+from stemboard.plugin.presets import separator_from_preset
+from stemboard.plugin.render import render
+from stemboard.plugin.separator import StemSeparator
+from stemboard.plugin.stemsplit import StemSplit
+from stemboard.presets import list_presets, load_preset, user_preset_dir
 
 
 def _options(p):
@@ -75,31 +80,23 @@ def _separator_for(preset, args, *, automated=False):
     kw = {} if args.threads is None else {"num_threads": args.threads}
     if automated:
         # Time-domain gains: automation lands on its exact sample.
-        from stemboard.plugin.separator import StemSeparator
-        from stemboard.plugin.stemsplit import StemSplit
-
         sep = StemSeparator(preset.resolved_model(args.model), mask_mode=preset.mask_mode, **kw)
         return preset.apply(StemSplit(separator=sep))
-    return preset.make_separator(args.model, **kw)
+    return separator_from_preset(preset, args.model, **kw)
 
 
 def cmd_render(args):
-    from stemboard.presets import load_preset
-    from stemboard.plugin.render import render
-
     if args.automation and not args.midi_map:
-        raise _error("--automation needs --midi-map to say what the MIDI messages control")
+        raise CliError("--automation needs --midi-map to say what the MIDI messages control")
     if args.midi_map and not args.automation:
-        raise _error("--midi-map is only used with --automation FILE.mid")
+        raise CliError("--midi-map is only used with --automation FILE.mid")
     if args.b is not None and not args.automation:
-        raise _error("--b is only used with --automation FILE.mid (a MIDI map switches A/B)")
+        raise CliError("--b is only used with --automation FILE.mid (a MIDI map switches A/B)")
     if args.automation:
         _check_ab_sides(args)
     preset = load_preset(args.preset)
     proc = _separator_for(preset, args, automated=bool(args.automation))
     if args.b is not None:
-        from stemboard.plugin.ab import ABSwitch
-
         proc = ABSwitch(proc, _separator_for(load_preset(args.b), args, automated=True))
     bar, cb = _bar(args, args.input, f"rendering {Path(args.input).name}")
     try:
@@ -119,18 +116,14 @@ def _check_ab_sides(args):
     Without this the render fails on "needs an A/B switch, but the target
     (StemSplit) has none", which does not name the option that fixes it.
     """
-    from stemboard.plugin.midi import MidiMap
-
     midi_map = MidiMap.load(args.midi_map)
     for i, m in enumerate(midi_map.mappings):
         if m.get("param") == "ab" and args.b is None:
-            raise _error(f"{args.midi_map}: mappings[{i}] switches A/B (param 'ab'); "
+            raise CliError(f"{args.midi_map}: mappings[{i}] switches A/B (param 'ab'); "
                          "give side B with --b PRESET (side A is --preset)")
 
 
 def cmd_presets(args):
-    from stemboard.presets import list_presets, user_preset_dir
-
     presets = list_presets()
     width = max(map(len, presets), default=0)
     for name, desc in presets.items():
@@ -141,18 +134,12 @@ def cmd_presets(args):
 
 def file_lufs(path):
     """Integrated loudness of an audio file (the whole file is read; BS.1770 needs it)."""
-    import numpy as np
-
-    from stemboard.plugin.ab import integrated_lufs
-
     sr, _, _, _ = audio.read_info(path)
     x = np.concatenate(list(audio.iter_blocks(path)), axis=1)
     return integrated_lufs(x, sr)
 
 
 def cmd_ab(args):
-    from stemboard.presets import load_preset
-
     presets = [load_preset(args.a), load_preset(args.b)]
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,11 +161,6 @@ def cmd_ab(args):
 
 def _render_sides(args, presets, paths):
     """Render both sides, measure them, and (unless --no-match) level-match them."""
-    from pedalboard import Gain
-
-    from stemboard.plugin.ab import matching_gains
-    from stemboard.plugin.render import render
-
     for side, preset, path in zip("AB", presets, paths):
         bar, cb = _bar(args, args.input, f"{side}: {preset.name}")
         try:

@@ -28,7 +28,10 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from stemboard.plugin import audio
+from stemboard.cli_common import one_line
+from stemboard.plugin import StemSeparator, audio
+from stemboard.plugin.naming import NameTemplate, track_name
+from stemboard.plugin.render import render_stems, stem_groups
 
 JOURNAL_NAME = "stemboard-batch.jsonl"
 JOURNAL_VERSION = 1
@@ -86,26 +89,18 @@ class JobSpec:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def template(self):
-        from stemboard.plugin.naming import NameTemplate
-
         return NameTemplate(self.filename, available=TEMPLATE_FIELDS, required=("stem",))
 
     def separator(self):
         """A new ``StemSeparator`` for this spec (what each worker loads once)."""
-        from stemboard.plugin import StemSeparator
-
         return StemSeparator(self.model, mask_mode=self.mask_mode, num_threads=self.threads,
                              providers=None if self.providers is None else list(self.providers))
 
     def output_names(self, model_stems):
-        from stemboard.plugin.render import stem_groups
-
         return list(stem_groups(model_stems, stems=self.stems, two_stems=self.two_stems))
 
     def output_paths(self, path, names):
         """Where ``path``'s outputs go: the paths ``render_stems`` writes."""
-        from stemboard.plugin.naming import track_name
-
         template = self.template()
         return [template.path(Path(self.out), track=track_name(path), stem=name,
                               ext=self.format, model=self.model_name) for name in names]
@@ -127,8 +122,6 @@ def file_sha256(path, chunk=1 << 20):
 
 def error_line(path, error):
     """One line naming the input and what went wrong with it."""
-    from stemboard.batch import one_line
-
     msg = one_line(error)
     if not isinstance(error, (OSError, ValueError, TypeError)):
         msg = f"{type(error).__name__}: {msg}"  # not a file problem: say what kind
@@ -148,8 +141,6 @@ def process_item(spec, sep, path):
         and when known ``sha256``, ``size``, ``mtime_ns``, ``duration_s``,
         ``sample_rate``, ``outputs`` (stem -> path) and ``error``.
     """
-    from stemboard.plugin.render import render_stems
-
     result = {"worker": worker_id(), "started": round(time.time(), 3)}
     start = time.perf_counter()
     try:

@@ -101,7 +101,7 @@ def test_two_stem_model_choice_follows_the_bundled_models():
 
 
 def test_two_stem_model_choice_reads_stems_not_names(monkeypatch, tmp_path):
-    import stemboard.models as models
+    import stemboard.plugin.render as models  # where two_stem_model looks the registry up
 
     fake = {"a": tmp_path / "a.onnx", "b": tmp_path / "b.onnx"}
     stems = {"a": ("x", "y", "z"), "b": ("piano", "rest")}

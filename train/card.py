@@ -14,8 +14,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from stemboard.train.data import STEMS
 from stemboard.train.card_hq import hq_section
+from stemboard.train.data import STEMS, resample_ratio
 
 LABELS = {
     "offline": "**offline** (shipped, 12 past + 12 future frames)",
@@ -119,8 +119,6 @@ def write_card(path, summary):
     by_model = [(n, tuple(c.get("pitch_shifts") or ())) for n, c in
                 (("offline", off), ("live", live))]
     if any(sh for _, sh in by_model):
-        from stemboard.train.data import resample_ratio
-
         parts = []
         for shifts in dict.fromkeys(sh for _, sh in by_model):
             users = " and ".join(f"`{n}`" for n, sh in by_model if sh == shifts)
@@ -381,6 +379,7 @@ def _network(cfg: dict) -> str:
 def config_defaults() -> dict:
     """TrainConfig's defaults as a recorded (JSON) config holds them: tuples as lists.
     A field missing from an older record means this default."""
+    # train.train imports torch; the card's other tables are written without it.
     from stemboard.train.train import TrainConfig
 
     return {k: list(v) if isinstance(v, tuple) else v

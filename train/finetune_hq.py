@@ -37,6 +37,7 @@ import torch
 from stemboard.dsp import StftGrid
 from stemboard.models.convert import spleeter as sp
 from stemboard.models.manifest import Manifest
+from stemboard.models.runtime import sha256
 
 from stemboard.train.data import RemixSampler, decode_musdb, stem_spectra
 
@@ -124,8 +125,6 @@ def average(paths, out, *, name="hq-vocals-ft") -> Path:
     """
     import onnx
     from onnx import numpy_helper
-
-    from stemboard.models.runtime import sha256
 
     if len(paths) < 2:
         raise ValueError("average needs at least two fine-tuned graphs")

@@ -40,11 +40,13 @@ from stemboard.dsp import StftGrid
 from stemboard.models import Manifest, MaskModel
 from stemboard.models.manifest import STEREO_MODES
 
+from stemboard.train.card import write_card
 from stemboard.train.data import SAMPLE_RATE, STEMS, decode_musdb, pitch_shifted, stem_spectra
 from stemboard.train.evaluate import (evaluate_systems, onnx_system, oracle_system,
                        separation_speed)
 from stemboard.train.export import export_onnx
 from stemboard.train.model import build_net
+from stemboard.train.synth import render_synthetic
 from stemboard.train.train import TrainConfig, normalization_stats, train
 
 MODEL_BINS = 513
@@ -342,8 +344,6 @@ def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, ca
     copies = pitch_shifted(tracks, pitch_shifts, log, lazy=True)
     synth = []
     if synth_count:
-        from stemboard.train.synth import render_synthetic
-
         synth = render_synthetic(synth_root, cache, count=synth_count, log=log)
     # One allocation for everything: appending a stack afterwards would briefly
     # hold both (~2x the memory).
@@ -631,8 +631,6 @@ def main(argv=None):
         manifest_for(cfg, norm, descriptions[name], extra,
                      stereo_mode=args.stereo_mode).save(out / f"{name}.json")
         MaskModel(out / f"{name}.onnx")  # validate what ships
-    from stemboard.train.card import write_card
-
     write_card(out / "MODEL_CARD.md", summary)
     log(f"done: wrote {out}/offline.*, live.*, metrics.json, MODEL_CARD.md")
 
