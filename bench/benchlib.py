@@ -7,6 +7,7 @@ import json
 import platform
 import os
 import statistics
+import re
 import sys
 import tempfile
 import time
@@ -121,6 +122,7 @@ BASELINE_REV = "975e4d3"
 
 #: The repository's folders that become the package (setup.py's package_dir).
 _PACKAGE_DIRS = ("dsp", "plugin", "models", "presets")
+_ABSOLUTE_IMPORT = re.compile(r"^(\s*)(from|import) stemboard\b(\.|\s)", re.MULTILINE)
 
 
 def load_baseline(rev=BASELINE_REV, name="stemboard_base"):
@@ -157,6 +159,14 @@ def load_baseline(rev=BASELINE_REV, name="stemboard_base"):
     (src / "stemboard").rename(pkg)
     for d in _PACKAGE_DIRS:
         (src / d).rename(pkg / d)
+    # Since issue 27 the modules import each other absolutely (``from stemboard.dsp
+    # import ...``): point those at ``name``, or the baseline would run this checkout's
+    # modules. Relative imports (older commits) are left as they are.
+    for path in pkg.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        new = _ABSOLUTE_IMPORT.sub(rf"\1\2 {name}\3", text)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
     sys.path.insert(0, str(site))
     return importlib.import_module(name)
 
