@@ -24,6 +24,9 @@ FLOOR = {"dsp": 0, "models": 1, "presets": 2, "plugin": 3, "train": 4, "stemboar
 DEFERRED = {
     ("stemboard.train.card", "stemboard.train.train"):
         "train.train imports torch; the card's other tables are written without it",
+    ("stemboard", "stemboard.models"): "the lazy top layer: stemboard.separate loads the "
+        "runtime on first call, so `import stemboard` does not (issue 25 item 5)",
+    ("stemboard", "stemboard.plugin"): "the lazy top layer, as above",
     ("stemboard.presets", "stemboard.plugin.presets"):
         "deprecated Preset.make_separator/make_stemsplit forward to the plugin factories "
         "(README code before issue 27); the arrow goes with them",

@@ -31,3 +31,22 @@ def test_runtime_and_test_dependencies(metadata):
     test = {r.split(">")[0].split("=")[0] for r in requires if 'extra == "test"' in r}
     assert "pyloudnorm" in runtime  # `stemboard ab` needs it on a plain install
     assert {"pytest", "onnx", "hypothesis", "museval"} <= test
+
+
+
+def test_import_stemboard_is_lazy(tmp_path):
+    """`import stemboard` loads no engine (Numba kernels, onnxruntime) until a name is used."""
+    code = ("import sys, stemboard\n"
+            "heavy = ('numba', 'onnxruntime', 'stemboard.dsp.kernels', 'stemboard.plugin.engine')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n"
+            "stemboard.StemSeparator, stemboard.render, stemboard.plugin.midi.MidiMap\n"
+            "print('stemboard.plugin.engine' in sys.modules, 'StemSeparator' in dir(stemboard))\n")
+    # Run outside the checkout: its top-level folders are not the installed package.
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["[]", "True True"]
+    import stemboard
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        stemboard.nope  # noqa: B018
