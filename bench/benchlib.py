@@ -4,9 +4,9 @@ The bench scripts are run as files (``python bench/speed.py``); they import this
 module by putting their own folder on ``sys.path``.
 """
 import json
+import os
 import platform
 import re
-import os
 import statistics
 import sys
 import tempfile
@@ -122,6 +122,7 @@ BASELINE_REV = "975e4d3"
 
 #: The repository's folders that become the package (setup.py's package_dir).
 _PACKAGE_DIRS = ("dsp", "plugin", "models", "presets")
+_ABSOLUTE_IMPORT = re.compile(r"^(\s*)(from|import) stemboard\b(\.|\s)", re.MULTILINE)
 
 
 def load_baseline(rev=BASELINE_REV, name="stemboard_base"):
@@ -158,13 +159,14 @@ def load_baseline(rev=BASELINE_REV, name="stemboard_base"):
     (src / "stemboard").rename(pkg)
     for d in _PACKAGE_DIRS:
         (src / d).rename(pkg / d)
-    # Absolute imports name the package: point them at this copy, or the copy would
-    # run the checkout's modules wherever it imports one by its full name.
-    absolute = re.compile(r"^(\s*(?:from|import)\s+)stemboard\b", re.M)
-    for f in pkg.rglob("*.py"):
-        text = f.read_text()
-        if absolute.search(text):
-            f.write_text(absolute.sub(rf"\g<1>{name}", text))
+    # Since issue 27 the modules import each other absolutely (``from stemboard.dsp
+    # import ...``): point those at ``name``, or the baseline would run this checkout's
+    # modules. Relative imports (older commits) are left as they are.
+    for path in pkg.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        new = _ABSOLUTE_IMPORT.sub(rf"\1\2 {name}\3", text)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
     sys.path.insert(0, str(site))
     return importlib.import_module(name)
 

@@ -44,9 +44,9 @@ from quality import CACHE, DEFAULT_DATA, load_tracks  # noqa: E402
 # The training package's evaluation helpers need only numpy and stemboard.dsp (no torch):
 # the same mask extraction (hold_top_bin above the model's bins) and masking the
 # pipeline scores with.
-from stemboard.models.train.evaluate import apply_masks as apply  # noqa: E402
-from stemboard.models.train.evaluate import (bss_sdr, model_masks, onnx_system,  # noqa: E402
-                                             system_estimates)
+from stemboard.train.evaluate import apply_masks as apply  # noqa: E402
+from stemboard.train.evaluate import (bss_sdr, mask_system, model_masks,  # noqa: E402
+                                     system_estimates)
 
 
 def wiener_em(spec, masks, n, grid, iterations=1):
@@ -107,7 +107,7 @@ def main(argv=None):
         mid = model_masks(model, stft(mix.mean(axis=0, keepdims=True), grid))
         ests = {"masks": lambda: apply(X, masks, n, grid),
                 "mid-side": lambda: system_estimates(
-                    onnx_system(model, stereo_mode="mid_side"), X, None, n, grid),
+                    mask_system(model, stereo_mode="mid_side"), X, None, n, grid),
                 "wiener-em-1": lambda: wiener_em(X, masks, n, grid),
                 "mid-tta": lambda: apply(X, 0.5 * (masks + mid), n, grid),
                 **{f"power-{p:g}": (lambda p=p: apply(X, sharpen(masks, p), n, grid))

@@ -197,7 +197,7 @@ def score(stems, est):
 # The direct BSSEval v4 SDR (see its docstring) lives with the training package's
 # evaluation, which the pipeline scores with; it needs only numpy.
 from stemboard.dsp import StftGrid  # noqa: E402
-from stemboard.models.train.evaluate import (museval_sdr_windows, sdr_windows,  # noqa: E402
+from stemboard.train.evaluate import (museval_sdr_windows, sdr_windows,  # noqa: E402
                                              vad_frames, windows_differ)
 
 VAD_GRID = StftGrid(2048, 512)   # the model card's vocal-activity frames

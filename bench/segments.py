@@ -46,7 +46,7 @@ def main(argv=None):
     warnings.filterwarnings("ignore")
     from stemboard.dsp import StftGrid, num_frames
     from stemboard.models import resolve_model_path
-    from stemboard.models.train.evaluate import sdr_windows
+    from stemboard.train.evaluate import sdr_windows
     from stemboard.plugin.separator import StemSeparator
 
     tracks = load_tracks(args.data, cache=args.cache)

@@ -10,9 +10,9 @@ offline and the streaming paths, so that streaming output equals offline output:
   exactly ``n_fft // hop`` frames (full overlap, hence perfect reconstruction);
 * ``num_frames(n)`` frames cover ``n`` samples completely.
 """
-from .midside import from_mid_side, to_mid_side
-from .stft import StftGrid, istft, num_frames, stft
-from .stream import StreamingAnalyzer
+from stemboard.dsp.midside import from_mid_side, to_mid_side
+from stemboard.dsp.stft import StftGrid, istft, num_frames, stft
+from stemboard.dsp.stream import StreamingAnalyzer
 
 __all__ = [
     "StftGrid",

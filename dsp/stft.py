@@ -4,7 +4,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .kernels import analyze_frames, overlap_add
+from stemboard.dsp.kernels import analyze_frames, overlap_add
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ Python only concatenates the carried-over tail with the new block.
 """
 import numpy as np
 
-from .kernels import analyze_frames
-from .stft import StftGrid
-from .threads import per_channel
+from stemboard.dsp.kernels import analyze_frames
+from stemboard.dsp.stft import StftGrid
+from stemboard.dsp.threads import per_channel
 
 
 class StreamingAnalyzer:

@@ -21,9 +21,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stemboard.versioning import check_version
-
-from .manifest import ModelError, Named
+from stemboard.models.manifest import ModelError, Named
+from stemboard.models.versioning import check_version
 
 CASCADE_FORMAT = "stemboard-cascade"
 CASCADE_VERSION = 1

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from stemboard.dsp.normalization import LOG1P, normalize_log1p
-from stemboard.versioning import check_version
+from stemboard.models.versioning import check_version
 
 MANIFEST_FORMAT = "stemboard-mask-model"
 #: The version that introduced each manifest feature.  A manifest is written with

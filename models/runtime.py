@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cascade import CascadeManifest, CascadeModel, is_cascade, part_path
-from .manifest import Manifest, ModelError, Named, check_mask_mode
+from stemboard.models.cascade import CascadeManifest, CascadeModel, is_cascade, part_path
+from stemboard.models.manifest import Manifest, ModelError, Named, check_mask_mode
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "hq"   # best valid quality at >= 20x real time (docs/benchmarks.md)

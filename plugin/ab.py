@@ -16,20 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..gains import check_gain_db, db_to_gain
-from .base import StreamedProcessor
-from .chain import flat_parts
-from .stemsplit import LaneAligner, ScheduledValue, as_branch
+from stemboard.dsp.gains import check_gain_db, db_to_gain
+from stemboard.plugin.base import StreamedProcessor
+from stemboard.plugin.chain import flat_parts
+from stemboard.plugin.presets import separator_from_preset
+from stemboard.plugin.stemsplit import LaneAligner, ScheduledValue, as_branch
+from stemboard.presets import Preset, load_preset
 
 SIDES = ("a", "b")
 
 
 def _side(obj, name, model):
-    from ..presets import Preset, load_preset
-
     if isinstance(obj, (str, Path, Preset)):
         preset = load_preset(obj)
-        return preset.name, preset.make_separator(model)
+        return preset.name, separator_from_preset(preset, model)
     label = getattr(obj, "name", None) or type(obj).__name__
     return label, as_branch(name, obj)
 
@@ -79,7 +79,7 @@ class ABSwitch(StreamedProcessor):
     selected : {"a", "b"}
     gains_db : tuple of float
         Level trim per side in dB, e.g. from :meth:`match_loudness`: -120 to
-        +24 dB or ``-inf`` (``stemboard.gains``).
+        +24 dB or ``-inf`` (``stemboard.dsp.gains``).
 
     Notes
     -----

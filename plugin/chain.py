@@ -8,7 +8,7 @@ its state (reverb tails, filter memory) survives ``reset=False`` calls.
 import numpy as np
 import pedalboard
 
-from .base import Processor
+from stemboard.plugin.base import Processor
 
 
 def is_native(plugin):

@@ -15,15 +15,15 @@ import abc
 
 import numpy as np
 
-from ..dsp.kernels import MASK_FLOOR, TINY, flush_tiny, log_features, masked_overlap_add
-from ..dsp.midside import from_mid_side, to_mid_side
-from ..dsp.stft import StftGrid, num_frames
-from ..dsp.stream import StreamingAnalyzer
-from ..dsp.threads import per_channel
-from ..dsp.resample import ChannelsFirstResampler, round_trip_alignment
-from ..models.cascade import CascadeModel
-from ..models.manifest import check_mask_mode
-from ..models.runtime import normalize_masks
+from stemboard.dsp.kernels import MASK_FLOOR, TINY, flush_tiny, log_features, masked_overlap_add
+from stemboard.dsp.midside import from_mid_side, to_mid_side
+from stemboard.dsp.resample import ChannelsFirstResampler, round_trip_alignment
+from stemboard.dsp.stft import StftGrid, num_frames
+from stemboard.dsp.stream import StreamingAnalyzer
+from stemboard.dsp.threads import per_channel
+from stemboard.models.cascade import CascadeModel
+from stemboard.models.manifest import check_mask_mode
+from stemboard.models.runtime import normalize_masks
 
 
 class MaskStream:

@@ -44,10 +44,11 @@ from pathlib import Path
 
 import mido
 
-from ..gains import check_gain_db
-from ..versioning import check_version
-from .ab import has_stem_gains
-from .chain import flat_parts
+from stemboard.dsp.gains import check_gain_db
+from stemboard.models.versioning import check_version
+from stemboard.plugin.ab import has_stem_gains
+from stemboard.plugin.chain import flat_parts
+from stemboard.presets import load_preset
 
 MAP_VERSION = 1
 _MAPPING_KEYS = {"cc", "note", "program", "param", "preset", "min", "max", "action",
@@ -261,8 +262,6 @@ class MidiController:
 
     def _bind(self, m, where):
         """Check one mapping against the target and find the part it drives."""
-        from ..presets import load_preset
-
         if m.get("param") == "ab":
             self._switch = _find_part(self.target, _is_switch, "an A/B switch (param 'ab')",
                                       where)
@@ -315,7 +314,7 @@ class MidiController:
             db = m["min"] + (m["max"] - m["min"]) * value / 127.0
             if value == 0 and m["zero_mutes"]:
                 db = -math.inf
-            # set_gain re-checks the range (stemboard.gains), as for any other caller.
+            # set_gain re-checks the range (stemboard.dsp.gains), as for any other caller.
             self._stem_target().set_gain(param[5:], db)
 
 

@@ -2,12 +2,12 @@
 
 import numpy as np
 
-from ..gains import db_to_gain
-from ..models.manifest import check_mask_mode
-from ..models.runtime import load_model
-from .base import MIN_OFFLINE_BUFFER_SIZE, ChannelLayout, Processor
-from .stem_controls import StemGainControls
-from .engine import make_renderer
+from stemboard.dsp.gains import db_to_gain
+from stemboard.models.manifest import check_mask_mode
+from stemboard.models.runtime import load_model
+from stemboard.plugin.base import MIN_OFFLINE_BUFFER_SIZE, ChannelLayout, Processor
+from stemboard.plugin.stem_controls import StemGainControls
+from stemboard.plugin.engine import make_renderer
 
 
 class StemSeparator(StemGainControls, Processor):
@@ -25,7 +25,7 @@ class StemSeparator(StemGainControls, Processor):
         ``.json`` manifest beside it, a cascade manifest, or a loaded model.
     gains_db : dict, optional
         Gain per stem in dB, from -120 to +24 dB, or ``-inf`` to mute (see
-        ``stemboard.gains``). Stems not named stay at 0 dB.
+        ``stemboard.dsp.gains``). Stems not named stay at 0 dB.
     mix : float
         Dry/wet balance, 0 (input only) to 1 (remix only).
     mask_mode : {"soft", "binary"}

@@ -1,7 +1,7 @@
 """Per-stem gain controls shared by every processor that remixes stems."""
 import math
 
-from ..gains import check_gain_db
+from stemboard.dsp.gains import check_gain_db
 
 
 class GainsView(dict):
@@ -48,7 +48,7 @@ class StemGainControls:
         stem : str
         db : float
             ``-inf`` mutes; otherwise from -120 to +24 dB
-            (``stemboard.gains``).
+            (``stemboard.dsp.gains``).
 
         Raises
         ------

@@ -14,10 +14,10 @@ short linear de-click ramp, so MIDI automation is sample-accurate.
 
 import numpy as np
 
-from .base import StreamedProcessor
-from .chain import Chain, is_native, is_processor
-from .separator import StemSeparator, db_to_gain
-from .stem_controls import StemGainControls
+from stemboard.plugin.base import StreamedProcessor
+from stemboard.plugin.chain import Chain, is_native, is_processor
+from stemboard.plugin.separator import StemSeparator, db_to_gain
+from stemboard.plugin.stem_controls import StemGainControls
 
 DEFAULT_RAMP_MS = 5.0
 

@@ -1,5 +1,9 @@
 """Stem-mix presets: JSON files that set stem gains, dry/wet and the model.
 
+This room holds the data and its loader; the processors a preset builds
+(``separator_from_preset``, ``stemsplit_from_preset``) live in
+:mod:`stemboard.plugin.presets`, above it.
+
 A preset file looks like::
 
     {"version": 1, "name": "karaoke", "description": "...", "model": "offline",
@@ -24,12 +28,14 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..gains import check_gain_db
-from ..models.manifest import check_mask_mode
-from ..versioning import check_version
+from stemboard.dsp.gains import check_gain_db
+from stemboard.models.manifest import check_mask_mode
+from stemboard.models.runtime import bundled_models
+from stemboard.models.versioning import check_version
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 PRESET_VERSION = 1
@@ -61,8 +67,9 @@ class Preset:
     ----------
     name, description : str
     model : str or None
-        ``"offline"``, ``"live"`` or a model path; not loaded until a
-        separator is built.
+        A bundled model's name (``stemboard.models.bundled_models``) or a
+        model path; not loaded until a processor is built from the preset
+        (``stemboard.separator_from_preset``).
     gains_db : dict of str to float
         ``-inf`` mutes.
     solo : tuple of str
@@ -145,8 +152,6 @@ class Preset:
         """``model`` if given, else the preset's, with paths relative to the preset file."""
         if model is not None:
             return model
-        from ..models.runtime import bundled_models
-
         m = self.model
         if m is None or m in bundled_models() or self.path is None:
             return m
@@ -172,26 +177,30 @@ class Preset:
         return target
 
     def make_separator(self, model=None, **kwargs):
-        """A ``StemSeparator`` set up by this preset.
+        """Deprecated: use :func:`stemboard.separator_from_preset` (``plugin.presets``).
 
-        Parameters
-        ----------
-        model : str, Path or MaskModel, optional
-            Overrides the preset's model (tests pass a fixture model).
-        **kwargs
-            Passed on to ``StemSeparator`` (``num_threads``, ``providers``).
+        Kept so code written against stemboard 0.1's README keeps working; the
+        preset room holds data and its loader, and the processors are built
+        above it, in ``plugin``.
         """
-        from ..plugin.separator import StemSeparator
+        warnings.warn("Preset.make_separator is deprecated; use "
+                      "stemboard.separator_from_preset(preset, model)", DeprecationWarning,
+                      stacklevel=2)
+        # The one import up a floor in the package: a deprecated forwarder
+        # (tests/test_layers.py lists it); it goes with this method.
+        from stemboard.plugin.presets import separator_from_preset
 
-        sep = StemSeparator(self.resolved_model(model), mask_mode=self.mask_mode, **kwargs)
-        return self.apply(sep)
+        return separator_from_preset(self, model, **kwargs)
 
     def make_stemsplit(self, branches=None, *, model=None, **kwargs):
-        """A ``StemSplit`` (time-domain, sample-accurate gains) set up by this preset."""
-        from ..plugin.stemsplit import StemSplit
+        """Deprecated: use :func:`stemboard.stemsplit_from_preset` (``plugin.presets``)."""
+        warnings.warn("Preset.make_stemsplit is deprecated; use "
+                      "stemboard.stemsplit_from_preset(preset, branches, model=model)",
+                      DeprecationWarning, stacklevel=2)
+        # Deprecated forwarder, as make_separator above.
+        from stemboard.plugin.presets import stemsplit_from_preset
 
-        sep = self.make_separator(model)
-        return self.apply(StemSplit(branches, separator=sep, **kwargs))
+        return stemsplit_from_preset(self, branches, model=model, **kwargs)
 
 
 def _parse_db(value, where):
@@ -293,8 +302,6 @@ def preset_from(obj, *, name="untitled", description=""):
     if not hasattr(obj, "gains_db") or not hasattr(sep, "model"):
         raise TypeError(f"cannot make a preset from {type(obj).__name__}; pass a "
                         "StemSeparator, StemSplit, Preset or dict")
-    from ..models.runtime import bundled_models
-
     path = Path(sep.model.path)
     bundled = {p.resolve(): n for n, p in bundled_models().items()}
     model = bundled.get(path.resolve(), str(path))

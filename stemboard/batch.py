@@ -1,7 +1,7 @@
 """Several inputs in one command: expanding them, progress, failure isolation, summary.
 
 One bad file does not stop the others: each input runs on its own, its
-outputs published all or none (see ``stemboard.audio``), and the run ends
+outputs published all or none (see ``stemboard.plugin.audio``), and the run ends
 with a summary. Stop signals still stop the whole batch.
 """
 import glob
@@ -11,8 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import audio
-from .plugin.base import DEFAULT_BUFFER_SIZE
+from stemboard import jobs
+from stemboard.cli_common import one_line
+from stemboard.jobs import RENDER_FILENAME, SEPARATE_FILENAME, JobError, JobSpec
+from stemboard.models import model_info
+from stemboard.plugin import audio
+from stemboard.plugin.base import DEFAULT_BUFFER_SIZE
+from stemboard.plugin.naming import NameTemplate
+from stemboard.plugin.render import READ_SUFFIXES, two_stem_model
+from stemboard.presets import PresetError, load_preset
 
 # Errors that belong to one input; anything else (a bug, a stop signal) ends the batch.
 FILE_ERRORS = (ValueError, TypeError, OSError)
@@ -52,7 +59,7 @@ def expand_inputs(items, *, recursive=False, suffixes=None):
         When a folder holds no audio files or a glob matches nothing.
     """
     if suffixes is None:
-        from .render import READ_SUFFIXES as suffixes
+        suffixes = READ_SUFFIXES
     found = []
     for item in items:
         path = Path(item)
@@ -124,12 +131,6 @@ def _rtf(duration, seconds):
     if not duration or not seconds:
         return None
     return round(duration / seconds, 2)
-
-
-def one_line(error):
-    """An exception as the one line the CLI prints."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class BatchProgress:
@@ -297,8 +298,6 @@ def output_target(output, inputs, *, filename, format, default, available):
     ------
     InputError, TemplateError, AudioError
     """
-    from .naming import NameTemplate
-
     out = Path(output)
     if out.suffix and not out.is_dir() and not output.endswith(("/", "\\")):
         if filename is not None:
@@ -429,8 +428,6 @@ def run(sources, out, *, model=None, stems=None, two_stems=None, preset=None, fo
     InputError, JobError, ValueError
         Before anything runs, for bad inputs or options.
     """
-    from . import jobs
-
     jobs.check_engine(engine, address)
     if isinstance(sources, (str, Path)):
         sources = [sources]
@@ -478,8 +475,6 @@ def run(sources, out, *, model=None, stems=None, two_stems=None, preset=None, fo
 
 
 def _workers(engine, workers):
-    from .jobs import JobError
-
     if workers is None:
         return (os.cpu_count() or 1) if engine == "local" else 2
     if workers < 1:
@@ -500,9 +495,6 @@ def job_spec(out, *, model=None, stems=None, two_stems=None, preset=None, format
     ValueError
         For an unknown model, stem, preset, format, bit depth, bitrate or template.
     """
-    from .jobs import RENDER_FILENAME, SEPARATE_FILENAME, JobSpec
-    from .models import model_info
-
     if two_stems is not None and stems is not None:
         raise ValueError("choose stems or two_stems, not both")
     settings = None
@@ -514,8 +506,6 @@ def job_spec(out, *, model=None, stems=None, two_stems=None, preset=None, format
         model = preset.resolved_model(model)
         mask_mode = mask_mode or preset.mask_mode
     if two_stems is not None and model is None:
-        from .cli import two_stem_model
-
         model = two_stem_model(two_stems)
     info = model_info(model)
     fmt = audio.output_format(f"x.{format}")
@@ -536,8 +526,6 @@ def job_spec(out, *, model=None, stems=None, two_stems=None, preset=None, format
     spec.template()  # a bad template fails now, naming itself
     names = spec.output_names(info["stems"])
     if preset is not None:
-        from .presets import PresetError
-
         # The stems it names against the model's, now rather than in every worker.
         unknown = [s for s in (*preset.solo, *preset.gains_db) if s not in info["stems"]]
         if unknown:
@@ -548,10 +536,6 @@ def job_spec(out, *, model=None, stems=None, two_stems=None, preset=None, format
 
 def _preset_settings(preset):
     """The loaded preset and its settings (gains, solo, mix, mask mode) as canonical JSON."""
-    import json
-
-    from .presets import load_preset
-
     preset = load_preset(preset)
     settings = preset.to_dict()
     # Labels are not settings; the model is recorded by name with the other options.

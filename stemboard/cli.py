@@ -7,19 +7,24 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import audio
-from .gains import check_gain_db
-from .models.manifest import MASK_MODES
-from .plugin.base import DEFAULT_BUFFER_SIZE
+from stemboard import __version__
+from stemboard.batch import InputError, print_job_summary, read_duration, report, run, run_batch
+from stemboard.cli_common import EXIT_ERROR, CliError, one_line
+from stemboard.cli_daw import add_commands
+from stemboard.cli_inputs import (add_buffer_size, first_input_checked, input_paths, made_root,
+                                  progress_for, refuse_collisions)
+from stemboard.dsp.gains import check_gain_db
+from stemboard.jobs import JobError, status
+from stemboard.models import DEFAULT_MODEL, bundled_models, model_info
+from stemboard.models.manifest import MASK_MODES
+from stemboard.plugin import StemSeparator, audio
+from stemboard.plugin.naming import NameTemplate, TemplateError, track_name
+from stemboard.plugin.render import (_make_parents, _remove_empty, render, render_stems,
+                                     stem_groups, two_stem_model)
 
-EXIT_ERROR = 1
 # Output names as Demucs lays them out (OUT/{track}/{stem}.{ext}), one folder per song.
 SEPARATE_FILENAME = "{track}/{stem}.{ext}"
 REMIX_FILENAME = "{track}.{ext}"
-
-
-class CliError(Exception):
-    """An error to report as one line, exiting non-zero."""
 
 
 class Stopped(KeyboardInterrupt):
@@ -168,97 +173,25 @@ def _provider_name(text, known, option):
 
 
 def _make_separator(args, model=None):
-    from .plugin import StemSeparator
-
     return StemSeparator(args.model if model is None else model, mask_mode=args.mask_mode,
                          num_threads=args.threads,
                          providers=execution_providers(args.device, args.providers))
 
 
-def two_stem_model(stem, model=None):
-    """The model ``--two-stems STEM`` separates with.
-
-    The model asked for, if any; otherwise the default model's first stage when
-    the default is a cascade that starts with a 2-stem model having ``stem``
-    (``hq-vocals-ft`` for vocals), else any bundled 2-stem model that has it
-    (its other stem is then the complement); otherwise None, the default model,
-    whose other stems are summed.
-    """
-    if model is not None:
-        return model
-    from .models import bundled_models, model_info
-
-    def two_stem(path):
-        stems = model_info(path)["stems"]
-        return len(stems) == 2 and stem in stems
-
-    first = model_info(None).get("parts", (None,))[0]
-    if first is not None and two_stem(first):
-        return str(first)
-    for name, path in bundled_models().items():
-        if two_stem(path):
-            return name
-    return None
-
-
-def _inputs(args):
-    from .batch import InputError, expand_inputs
-
-    try:
-        inputs = expand_inputs(args.inputs, recursive=args.recursive)
-    except InputError as e:
-        raise CliError(str(e)) from None
-    if not inputs:
-        raise CliError("no input files")
-    return inputs
-
-
 def _template(text, *, available, required):
-    from .naming import NameTemplate, TemplateError
-
     try:
         return NameTemplate(text, available=available, required=required)
     except TemplateError as e:
         raise CliError(str(e)) from None
 
 
-def _planned(paths):
-    """Refuse a batch whose outputs collide, before anything is written."""
-    seen = {}
-    for src, path in paths:
-        key = str(Path(path).resolve())
-        if key in seen and seen[key] != src:
-            raise CliError(f"{seen[key]} and {src} would both write {path}; put {{track}} in "
-                           "--filename")
-        seen[key] = src
-
-
-def _first_input_checked(inputs):
-    # With one input, a bad file fails before a model is loaded (seconds saved);
-    # in a batch it fails on its own and the others run.
-    if len(inputs) == 1:
-        audio.read_info(inputs[0])
-
-
-def _progress_for(args, n):
-    from .batch import BatchProgress
-
-    return BatchProgress(n, enabled=False if args.quiet else None)
-
-
 def _run_fields(args, sep, providers):
     """The run-wide part of the ``--json`` summary."""
-    from . import __version__
-
     return {"stemboard": __version__, "command": args.command, "model": sep.model.name,
             "stems": list(sep.stems), "providers": providers or DEVICES["cpu"]}
 
 
 def cmd_separate(args):
-    from .batch import read_duration, report, run_batch
-    from .naming import track_name
-    from .render import render_stems, stem_groups
-
     if args.two_stems is not None and args.stems is not None:
         raise CliError("--two-stems and --stems do not go together; choose one")
     template = _template(args.filename or SEPARATE_FILENAME,
@@ -266,8 +199,8 @@ def cmd_separate(args):
                          required=("stem",))
     _check_format(args, args.format)
     providers = execution_providers(args.device, args.providers)  # before any file is read
-    inputs = _inputs(args)
-    _first_input_checked(inputs)
+    inputs = input_paths(args)
+    first_input_checked(inputs)
     model = two_stem_model(args.two_stems, args.model) if args.two_stems else args.model
     sep = _make_separator(args, model)
     if args.two_stems is not None and args.two_stems not in sep.stems:
@@ -276,7 +209,7 @@ def cmd_separate(args):
     stems = None if args.stems is None else _parse_stems(args.stems, sep.stems)
     names = list(stem_groups(sep.stems, stems=stems, two_stems=args.two_stems))
     out = Path(args.output)
-    _planned((src, template.path(out, track=track_name(src), stem=name, ext=args.format,
+    refuse_collisions((src, template.path(out, track=track_name(src), stem=name, ext=args.format,
                                  model=sep.model.name))
              for src in inputs for name in names)
 
@@ -287,7 +220,7 @@ def cmd_separate(args):
             format=args.format, bit_depth=args.bit_depth, bitrate=args.bitrate,
             name_template=template, progress=progress.start(path, sr, frames, "separating"))
 
-    outcomes = run_batch(inputs, job, progress=_progress_for(args, len(inputs)))
+    outcomes = run_batch(inputs, job, progress=progress_for(args, len(inputs)))
     return report(outcomes, as_json=args.json, **_run_fields(args, sep, providers))
 
 
@@ -309,16 +242,12 @@ def _remix_target(args, inputs):
 
 
 def cmd_remix(args):
-    from .batch import read_duration, report, run_batch
-    from .naming import track_name
-    from .render import _make_parents, _remove_empty, render
-
-    inputs = _inputs(args)
+    inputs = input_paths(args)
     target, template = _remix_target(args, inputs)
     fmt = audio.output_format(target or "x.wav", args.format)
     _check_format(args, fmt)
     providers = execution_providers(args.device, args.providers)
-    _first_input_checked(inputs)
+    first_input_checked(inputs)
     sep = _make_separator(args)
     for text in args.gain or []:
         stem, db = _parse_gain(text)
@@ -334,12 +263,12 @@ def cmd_remix(args):
             return target.with_suffix(f".{fmt}")
         return template.path(out, track=track_name(src), ext=fmt, model=sep.model.name)
 
-    _planned((src, path_for(src)) for src in inputs)
+    refuse_collisions((src, path_for(src)) for src in inputs)
 
     def job(path, outcome, progress):
         sr, frames = read_duration(path, outcome)
         dest = path_for(path)
-        made = [] if target is not None else _make_parents([dest], _made_root(out))
+        made = [] if target is not None else _make_parents([dest], made_root(out))
         try:
             outcome.outputs = [render(path, dest, sep, buffer_size=args.buffer_size, format=fmt,
                                       bit_depth=args.bit_depth, bitrate=args.bitrate,
@@ -348,25 +277,12 @@ def cmd_remix(args):
             _remove_empty(made)
             raise
 
-    outcomes = run_batch(inputs, job, progress=_progress_for(args, len(inputs)))
+    outcomes = run_batch(inputs, job, progress=progress_for(args, len(inputs)))
     return report(outcomes, as_json=args.json, **_run_fields(args, sep, providers))
-
-
-def _made_root(out):
-    """The output folder, created (it stays, like ``separate``'s), for template subfolders."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise audio.AudioError(f"{out}: cannot create the output folder "
-                               f"({e.strerror or e})") from None
-    return out
 
 
 def cmd_batch(args):
     """``stemboard batch``: a resumable catalog job, or ``--status`` of one."""
-    from .batch import InputError, print_job_summary, run
-    from .jobs import JobError
-
     if args.status is not None:
         return _batch_status(args)
     if not args.inputs or args.output is None:
@@ -398,9 +314,6 @@ def cmd_batch(args):
 def _batch_status(args):
     """``--status OUT``: the journal's summary; exit 1 unless every item is done."""
     import json
-
-    from .batch import print_job_summary
-    from .jobs import JobError, status
 
     if args.inputs or args.output is not None:
         raise CliError("--status OUT takes no SOURCES and no -o")
@@ -449,8 +362,6 @@ def _batch_parser(sub):
 
 
 def cmd_models(args):
-    from .models import DEFAULT_MODEL, bundled_models, model_info
-
     for name, path in bundled_models().items():
         m = model_info(path)
         latency = m["latency_samples"] / m["sample_rate"] * 1000
@@ -491,14 +402,6 @@ def _common(p, *, filename, when=None):
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
-def add_buffer_size(p):
-    """``--buffer-size``, and its deprecated old name ``--block-size``."""
-    p.add_argument("--buffer-size", type=int, default=DEFAULT_BUFFER_SIZE,
-                   help="samples per block read, processed and written (default "
-                        f"{DEFAULT_BUFFER_SIZE}; memory use, not results)")
-    p.add_argument("--block-size", type=int, default=None, help=argparse.SUPPRESS)
-
-
 def _old_names(args):
     """Map deprecated options to their new names, saying so once on stderr."""
     if vars(args).get("block_size") is not None:
@@ -536,8 +439,6 @@ class _CommandParser(_Parser):
 
 
 def build_parser():
-    from . import __version__
-
     parser = _Parser(
         prog="stemboard",
         description="Neural stem separation as an audio effect: separate, remix, render.")
@@ -576,12 +477,7 @@ def build_parser():
     p = sub.add_parser("models", help="list the bundled models")
     p.set_defaults(func=cmd_models)
 
-    try:
-        from .cli_daw import add_commands
-    except ImportError:
-        pass
-    else:
-        add_commands(sub)
+    add_commands(sub)  # render, presets, ab
     return parser
 
 
@@ -600,7 +496,7 @@ def main(argv=None):
               "kept", file=sys.stderr)
         return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     except (CliError, ValueError, TypeError, OSError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = one_line(e)
         print(f"stemboard: error: {msg}", file=sys.stderr)
         return EXIT_ERROR
 

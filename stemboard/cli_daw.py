@@ -7,19 +7,28 @@ sets ``func(args) -> int``. Errors are raised (``CliError``, ``ValueError``,
 import math
 from pathlib import Path
 
-from . import audio
-from .cli import add_buffer_size
+import numpy as np
+from pedalboard import Gain
 
+from stemboard import __version__
+from stemboard.batch import InputError, output_target, read_duration, report, run_batch
+from stemboard.cli_common import CliError
+from stemboard.cli_inputs import (add_buffer_size, first_input_checked, input_paths, made_root,
+                                  progress_for, refuse_collisions)
+from stemboard.models import model_info
+from stemboard.plugin import audio
+from stemboard.plugin.ab import ABSwitch, integrated_lufs, matching_gains
+from stemboard.plugin.midi import MidiController, MidiMap, midi_file_events
+from stemboard.plugin.presets import separator_from_preset
+from stemboard.plugin.naming import TemplateError, track_name
+from stemboard.plugin.render import _make_parents, _remove_empty, _with_ext, render
+from stemboard.plugin.separator import StemSeparator
+from stemboard.plugin.stemsplit import StemSplit
+from stemboard.presets import list_presets, load_preset, user_preset_dir
 
 # One mix per input into a folder; {preset} keeps renders of several presets apart.
 RENDER_FILENAME = "{track}-{preset}.{ext}"
 RENDER_FIELDS = ("track", "preset", "model", "ext")
-
-
-def _error(msg):
-    from .cli import CliError
-
-    return CliError(msg)
 
 
 def _options(p):
@@ -94,50 +103,38 @@ def _separator_for(preset, args, *, automated=False):
     kw = {} if args.threads is None else {"num_threads": args.threads}
     if automated:
         # Time-domain gains: automation lands on its exact sample.
-        from .plugin.separator import StemSeparator
-        from .plugin.stemsplit import StemSplit
-
         sep = StemSeparator(preset.resolved_model(args.model), mask_mode=preset.mask_mode, **kw)
         return preset.apply(StemSplit(separator=sep))
-    return preset.make_separator(args.model, **kw)
+    return separator_from_preset(preset, args.model, **kw)
 
 
 def cmd_render(args):
-    """``stemboard render``: each input through a preset (and its automation), one mix each."""
-    from .batch import InputError, output_target, read_duration, report, run_batch
-    from .cli import _first_input_checked, _inputs, _planned, _progress_for
-    from .naming import TemplateError, track_name
-    from .presets import load_preset
-    from .render import _make_parents, _remove_empty, _with_ext, render
-
     if args.automation and not args.midi_map:
-        raise _error("--automation needs --midi-map to say what the MIDI messages control")
+        raise CliError("--automation needs --midi-map to say what the MIDI messages control")
     if args.midi_map and not args.automation:
-        raise _error("--midi-map is only used with --automation FILE.mid")
+        raise CliError("--midi-map is only used with --automation FILE.mid")
     if args.b is not None and not args.automation:
-        raise _error("--b is only used with --automation FILE.mid (a MIDI map switches A/B)")
+        raise CliError("--b is only used with --automation FILE.mid (a MIDI map switches A/B)")
     if args.automation:
         _check_ab_sides(args)
     preset = load_preset(args.preset)
-    inputs = _inputs(args)
+    inputs = input_paths(args)
     try:
         target, template = output_target(args.output, inputs, filename=args.filename,
                                          format=args.format, default=RENDER_FILENAME,
                                          available=RENDER_FIELDS)
     except (InputError, TemplateError) as e:
-        raise _error(str(e)) from None
+        raise CliError(str(e)) from None
     fmt = audio.output_format(target or "x.wav", args.format)
     try:
         audio.check_write_options(fmt, bit_depth=args.bit_depth, bitrate=args.bitrate)
     except audio.AudioError as e:
-        raise _error(f"--format {fmt}: {e}") from None
-    _first_input_checked(inputs)
+        raise CliError(f"--format {fmt}: {e}") from None
+    first_input_checked(inputs)
 
     def make_processor():
         proc = _separator_for(preset, args, automated=bool(args.automation))
         if args.b is not None:
-            from .plugin.ab import ABSwitch
-
             proc = ABSwitch(proc, _separator_for(load_preset(args.b), args, automated=True))
         return proc
 
@@ -153,12 +150,12 @@ def cmd_render(args):
         return _with_ext(template.path(out, track=track_name(src), preset=preset.name,
                                        model=model, ext=fmt), template, fmt)
 
-    _planned((src, path_for(src)) for src in inputs)
+    refuse_collisions((src, path_for(src)) for src in inputs)
 
     def job(path, outcome, progress):
         sr, frames = read_duration(path, outcome)
         dest = path_for(path)
-        made = [] if target is not None else _make_parents([dest], _made_root(out))
+        made = [] if target is not None else _make_parents([dest], made_root(out))
         # Automation leaves the gains, mix and A/B side where the file ended, which a
         # reset does not undo: each automated input starts from a fresh processor.
         proc = unused.pop() if unused else make_processor()
@@ -173,30 +170,18 @@ def cmd_render(args):
             _remove_empty(made)
             raise
 
-    outcomes = run_batch(inputs, job, progress=_progress_for(args, len(inputs)))
-    from . import __version__
-
+    outcomes = run_batch(inputs, job, progress=progress_for(args, len(inputs)))
     return report(outcomes, as_json=args.json, stemboard=__version__, command="render",
                   preset=preset.name, b=args.b, model=model)
 
 
-def _made_root(out):
-    from .cli import _made_root
-
-    return _made_root(out)
-
-
 def _model_name(preset, model):
     """The model's name for ``{model}``: the one side A (``--preset``) runs."""
-    from .models import model_info
-
     return model_info(preset.resolved_model(model))["name"]
 
 
 def _check_automation(args, proc):
     """Read the MIDI file and bind the map to ``proc`` now, so a bad one fails once, up front."""
-    from .plugin.midi import MidiController, midi_file_events
-
     midi_file_events(args.automation, 44100)
     MidiController(proc, args.midi_map)
 
@@ -207,18 +192,14 @@ def _check_ab_sides(args):
     Without this the render fails on "needs an A/B switch, but the target
     (StemSplit) has none", which does not name the option that fixes it.
     """
-    from .plugin.midi import MidiMap
-
     midi_map = MidiMap.load(args.midi_map)
     for i, m in enumerate(midi_map.mappings):
         if m.get("param") == "ab" and args.b is None:
-            raise _error(f"{args.midi_map}: mappings[{i}] switches A/B (param 'ab'); "
+            raise CliError(f"{args.midi_map}: mappings[{i}] switches A/B (param 'ab'); "
                          "give side B with --b PRESET (side A is --preset)")
 
 
 def cmd_presets(args):
-    from .presets import list_presets, user_preset_dir
-
     presets = list_presets()
     width = max(map(len, presets), default=0)
     for name, desc in presets.items():
@@ -229,18 +210,12 @@ def cmd_presets(args):
 
 def file_lufs(path):
     """Integrated loudness of an audio file (the whole file is read; BS.1770 needs it)."""
-    import numpy as np
-
-    from .plugin.ab import integrated_lufs
-
     sr, _, _, _ = audio.read_info(path)
     x = np.concatenate(list(audio.iter_blocks(path)), axis=1)
     return integrated_lufs(x, sr)
 
 
 def cmd_ab(args):
-    from .presets import load_preset
-
     presets = [load_preset(args.a), load_preset(args.b)]
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -262,11 +237,6 @@ def cmd_ab(args):
 
 def _render_sides(args, presets, paths):
     """Render both sides, measure them, and (unless --no-match) level-match them."""
-    from pedalboard import Gain
-
-    from .plugin.ab import matching_gains
-    from .render import render
-
     for side, preset, path in zip("AB", presets, paths):
         bar, cb = _bar(args, args.input, f"{side}: {preset.name}")
         try:

@@ -2,8 +2,8 @@
 
 ``stemboard batch`` (and :func:`stemboard.batch.run`) separate many inputs the
 way ``stemboard separate`` separates one: each item goes through the same
-:func:`~stemboard.render.render_stems` call, so its outputs are bit for bit
-the same and are published all or none (see ``stemboard.audio``).
+:func:`~stemboard.plugin.render.render_stems` call, so its outputs are bit for bit
+the same and are published all or none (see ``stemboard.plugin.audio``).
 
 What this module adds is the job around them:
 
@@ -28,8 +28,12 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import audio
-from .plugin.base import DEFAULT_BUFFER_SIZE
+from stemboard.cli_common import one_line
+from stemboard.plugin import StemSeparator, audio
+from stemboard.plugin.base import DEFAULT_BUFFER_SIZE
+from stemboard.plugin.naming import NameTemplate, track_name
+from stemboard.plugin.render import _make_parents, _remove_empty, _with_ext, render, render_stems, stem_groups
+from stemboard.presets import Preset
 
 JOURNAL_NAME = "stemboard-batch.jsonl"
 JOURNAL_VERSION = 1
@@ -105,8 +109,6 @@ class JobSpec:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def template(self):
-        from .naming import NameTemplate
-
         if self.preset is not None:
             return NameTemplate(self.filename, available=RENDER_FIELDS)
         return NameTemplate(self.filename, available=TEMPLATE_FIELDS, required=("stem",))
@@ -114,31 +116,22 @@ class JobSpec:
     def separator(self):
         """A new ``StemSeparator`` for this spec (what each worker loads once).
 
-        With a preset, its gains and mix are set (``Preset.make_separator``).
+        With a preset, its gains and mix are set (``Preset.apply``).
         """
-        from .plugin import StemSeparator
-
         sep = StemSeparator(self.model, mask_mode=self.mask_mode, num_threads=self.threads,
                             providers=None if self.providers is None else list(self.providers))
         if self.preset is not None:
-            from .presets import Preset
-
             Preset.from_dict(json.loads(self.preset_settings), source=self.preset).apply(sep)
         return sep
 
     def output_names(self, model_stems):
         """The keys of an item's outputs: its stems, or :data:`MIX` with a preset."""
-        from .render import stem_groups
-
         if self.preset is not None:
             return [MIX]
         return list(stem_groups(model_stems, stems=self.stems, two_stems=self.two_stems))
 
     def output_paths(self, path, names):
         """Where ``path``'s outputs go: the paths ``render_stems`` (or ``render``) writes."""
-        from .naming import track_name
-        from .render import _with_ext
-
         template = self.template()
         return [_with_ext(template.path(Path(self.out), track=track_name(path), stem=name,
                                         ext=self.format, model=self.model_name,
@@ -162,8 +155,6 @@ def file_sha256(path, chunk=1 << 20):
 
 def error_line(path, error):
     """One line naming the input and what went wrong with it."""
-    from .batch import one_line
-
     msg = one_line(error)
     if not isinstance(error, (OSError, ValueError, TypeError)):
         msg = f"{type(error).__name__}: {msg}"  # not a file problem: say what kind
@@ -200,8 +191,6 @@ def process_item(spec, sep, path):
 
 def _render_item(spec, sep, path):
     """The outputs of one item: its stems, or with a preset the one mix ``render`` writes."""
-    from .render import _make_parents, _remove_empty, render, render_stems
-
     if spec.preset is None:
         return render_stems(path, spec.out, sep, stems=None if spec.stems is None
                             else list(spec.stems), two_stems=spec.two_stems,

@@ -159,3 +159,22 @@ def test_startup_bench_runs_and_reports(tmp_path):
         assert len(r["cold"]) == len(r["warm"]) == 1 and min(r["cold"] + r["warm"]) > 0, name
     with pytest.raises(SystemExit):
         _load("startup").main(["--cases", "nope"])
+
+
+def test_baseline_package_runs_its_own_modules():
+    """A baseline with absolute ``stemboard.*`` imports loads its own modules, not ours."""
+    import subprocess
+
+    benchlib = _load("benchlib")
+    head = subprocess.run(["git", "-C", str(BENCH.parent), "rev-parse", "HEAD"],
+                          capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    base = benchlib.load_baseline(head.stdout.strip(), name="stemboard_head_copy")
+    from importlib import import_module
+
+    engine = import_module("stemboard_head_copy.plugin.engine")
+    root = Path(base.__file__).parent
+    assert Path(engine.__file__).is_relative_to(root)
+    assert Path(engine.make_renderer.__globals__["per_channel"].__code__.co_filename
+                ).is_relative_to(root)

@@ -7,7 +7,7 @@ import pytest
 from pedalboard.io import AudioFile
 
 from conftest import music_like
-from stemboard import audio
+from stemboard.plugin import audio
 from stemboard.cli import main
 
 

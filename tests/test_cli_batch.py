@@ -11,11 +11,12 @@ import pytest
 from pedalboard.io import AudioFile
 
 from conftest import music_like
-from stemboard import audio, cli
+from stemboard import cli
+from stemboard.plugin import audio
 from stemboard.batch import BatchProgress, expand_inputs
 from stemboard.cli import main, two_stem_model
 from stemboard.models import bundled_models, model_info
-from stemboard.naming import NameTemplate, TemplateError, track_name
+from stemboard.plugin.naming import NameTemplate, TemplateError, track_name
 
 
 def write(path, x, sr=44100, bit_depth=32):
@@ -100,7 +101,7 @@ def test_two_stem_model_choice_follows_the_bundled_models():
 
 
 def test_two_stem_model_choice_reads_stems_not_names(monkeypatch, tmp_path):
-    import stemboard.models as models
+    import stemboard.plugin.render as models  # where two_stem_model looks the registry up
 
     fake = {"a": tmp_path / "a.onnx", "b": tmp_path / "b.onnx"}
     stems = {"a": ("x", "y", "z"), "b": ("piano", "rest")}
@@ -203,7 +204,7 @@ def test_template_collision_across_inputs_is_refused_up_front(tmp_path, model_pa
 
 
 def test_render_stems_takes_track_in_templates(song, tmp_path, model_path):
-    from stemboard.render import render_stems
+    from stemboard.plugin.render import render_stems
 
     paths = render_stems(song, tmp_path / "o", model=model_path, stems=["bass"],
                          name_template="{track}_{stem}")

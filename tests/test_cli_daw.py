@@ -10,6 +10,7 @@ from pedalboard.io import AudioFile
 from conftest import SR, music_like
 from stemboard.cli import main
 from stemboard.cli_daw import file_lufs
+from stemboard.plugin.presets import separator_from_preset
 from stemboard.presets import load_preset
 
 
@@ -27,6 +28,22 @@ def read(path):
         return f.read(f.frames)
 
 
+def test_daw_commands_are_always_registered():
+    """render, presets and ab come with the parser: no import error can drop them unseen."""
+    import ast
+    import inspect
+
+    from stemboard import cli
+
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    assert {"separate", "remix", "batch", "models", "render", "presets", "ab"} <= set(sub.choices)
+    # ... and nothing in the CLI swallows an ImportError to carry on without them.
+    for node in ast.walk(ast.parse(inspect.getsource(cli))):
+        if isinstance(node, ast.ExceptHandler) and node.type is not None:
+            names = {n.id for n in ast.walk(node.type) if isinstance(n, ast.Name)}
+            assert not names & {"ImportError", "ModuleNotFoundError"}, ast.unparse(node.type)
+
+
 def test_presets_command_lists_descriptions(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
@@ -40,7 +57,7 @@ def test_render_with_preset(tmp_path, wav, model_path, capsys):
     assert main(["render", str(path), "-o", str(out), "--preset", "karaoke",
                  "--model", model_path, "--bit-depth", "24", "-q"]) == 0
     assert capsys.readouterr().out.strip() == str(out)
-    want = load_preset("karaoke").make_separator(model_path)(x, SR)
+    want = separator_from_preset(load_preset("karaoke"), model_path)(x, SR)
     assert np.abs(read(out) - want).max() < 1e-5
 
 
@@ -58,8 +75,8 @@ def test_render_with_automation(tmp_path, wav, model_path):
     y = read(out)
     t0 = SR // 4  # 50 ticks at 100 per beat, 120 bpm
     ramp = int(round(0.005 * SR))
-    a = load_preset("drumless").make_separator(model_path)(x, SR)
-    b = load_preset("bass-only").make_separator(model_path)(x, SR)
+    a = separator_from_preset(load_preset("drumless"), model_path)(x, SR)
+    b = separator_from_preset(load_preset("bass-only"), model_path)(x, SR)
     assert np.abs(y[:, :t0] - a[:, :t0]).max() < 1e-5
     assert np.abs(y[:, t0 + ramp:] - b[:, t0 + ramp:]).max() < 1e-5
 

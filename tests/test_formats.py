@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pedalboard.io import AudioFile
 
-from stemboard import audio, decode
+from stemboard.plugin import audio, decode
 
 SR = 44100
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None,

@@ -14,7 +14,7 @@ import pytest
 from pedalboard.io import AudioFile
 
 from conftest import music_like
-from stemboard import audio
+from stemboard.plugin import audio
 from stemboard.batch import InputError, expand_sources, read_path_list, run
 from stemboard.cli import main
 from stemboard.jobs import JOURNAL_NAME, JobError, Journal, status

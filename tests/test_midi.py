@@ -15,6 +15,7 @@ from stemboard.plugin.chain import Chain
 from stemboard.plugin.midi import (LiveMidi, MidiController, MidiMap, MidiMapError,
                                    automate, midi_file_events)
 from stemboard.plugin.stemsplit import StemSplit
+from stemboard.plugin.presets import stemsplit_from_preset
 from stemboard.presets import load_preset
 
 MAP = {"version": 1, "mappings": [
@@ -245,8 +246,8 @@ def test_render_cli_ab_side_b(tmp_path, model_path, capsys):
     with AudioFile(str(tmp_path / "out.wav")) as f:
         y = f.read(f.frames)
     t = int(0.2 * SR) + int(round(0.010 * SR))  # after ABSwitch's default 10 ms crossfade
-    want_a = load_preset("vocals-up-3db").make_stemsplit(model=model_path)(x, SR)
-    want_b = load_preset("karaoke").make_stemsplit(model=model_path)(x, SR)
+    want_a = stemsplit_from_preset(load_preset("vocals-up-3db"), model=model_path)(x, SR)
+    want_b = stemsplit_from_preset(load_preset("karaoke"), model=model_path)(x, SR)
     assert np.abs(y[:, :int(0.2 * SR)] - want_a[:, :int(0.2 * SR)]).max() < 1e-5
     assert np.abs(y[:, t:] - want_b[:, t:]).max() < 1e-5
     assert main(["render", str(song), "-o", str(tmp_path / "o2.wav"), "--preset", "karaoke",

@@ -42,3 +42,21 @@ def test_project_urls_name_files_that_exist(metadata):
         assert url.startswith(source), (label, url)
         if "/blob/main/" in url:
             assert (ROOT / url.split("/blob/main/", 1)[1]).is_file(), (label, url)
+
+
+def test_import_stemboard_is_lazy(tmp_path):
+    """`import stemboard` loads no engine (Numba kernels, onnxruntime) until a name is used."""
+    code = ("import sys, stemboard\n"
+            "heavy = ('numba', 'onnxruntime', 'stemboard.dsp.kernels', 'stemboard.plugin.engine')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n"
+            "stemboard.StemSeparator, stemboard.render, stemboard.plugin.midi.MidiMap\n"
+            "print('stemboard.plugin.engine' in sys.modules, 'StemSeparator' in dir(stemboard))\n")
+    # Run outside the checkout: its top-level folders are not the installed package.
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["[]", "True True"]
+    import stemboard
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        stemboard.nope  # noqa: B018

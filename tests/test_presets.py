@@ -7,6 +7,7 @@ import pytest
 
 from conftest import SR, music_like
 from stemboard.plugin import StemSeparator
+from stemboard.plugin.presets import separator_from_preset, stemsplit_from_preset
 from stemboard.plugin.stemsplit import StemSplit
 from stemboard.presets import (PRESET_VERSION, Preset, PresetError, apply_preset,
                                list_presets, load_preset, save_preset)
@@ -45,14 +46,14 @@ def test_builtin_presets_build_the_right_mix(model_path):
     }
     for name, gains in expect.items():
         # The preset names "offline"; the model is only loaded here, overridden.
-        sep = load_preset(name).make_separator(model_path)
+        sep = separator_from_preset(load_preset(name), model_path)
         assert sep.gains_db == gains, name
 
 
 def test_karaoke_plus_acapella_is_the_input(model_path):
     x = music_like(channels=1, seconds=0.3)
-    k = load_preset("karaoke").make_separator(model_path)(x, SR)
-    v = load_preset("vocals-only").make_separator(model_path)(x, SR)
+    k = separator_from_preset(load_preset("karaoke"), model_path)(x, SR)
+    v = separator_from_preset(load_preset("vocals-only"), model_path)(x, SR)
     assert np.abs(k + v - x).max() < 1e-5
     assert np.abs(v).max() > 1e-3
 
@@ -66,7 +67,7 @@ def test_save_load_round_trip_in_user_folder(model_path, user_dir):
     assert list_presets()["my-mix"] == "drums out, bass down"
     p = load_preset("my-mix")
     assert p.model == model_path and p.mask_mode == "binary" and p.mix == 0.8
-    again = p.make_separator()
+    again = separator_from_preset(p)
     assert again.gains_db == sep.gains_db and again.mix == 0.8
     assert again.mask_mode == "binary"
     # A StemSplit's state saves the same way, and presets apply to it.
@@ -113,7 +114,7 @@ def test_bad_json_and_unknown_stem(tmp_path, model_path):
         load_preset(path)
     p = Preset.from_dict({"gains_db": {"piano": -3}})
     with pytest.raises(PresetError, match="'piano'"):
-        p.make_separator(model_path)
+        separator_from_preset(p, model_path)
     with pytest.raises(PresetError, match="invalid preset name"):
         save_preset(p, "bad name!")
 
@@ -132,5 +133,21 @@ def test_relative_model_path_resolves_next_to_preset(tmp_path, model_path):
     for ext in (".onnx", ".json"):
         shutil.copy(Path(model_path).with_suffix(ext), tmp_path / f"m{ext}")
     (tmp_path / "p.json").write_text(json.dumps({"model": "m.onnx", "solo": ["bass"]}))
-    sep = load_preset(tmp_path / "p.json").make_separator()
+    sep = separator_from_preset(load_preset(tmp_path / "p.json"))
     assert sep.gains_db["bass"] == 0 and sep.gains_db["vocals"] == -math.inf
+
+
+def test_make_separator_and_stemsplit_are_deprecated_aliases(model_path):
+    """Preset.make_* (README code before issue 27) warn and build what the factories build."""
+    x = music_like()
+    preset = load_preset("karaoke")
+    with pytest.warns(DeprecationWarning, match="separator_from_preset"):
+        old = preset.make_separator(model_path)
+    new = separator_from_preset("karaoke", model_path)
+    assert old.gains_db == new.gains_db and old.mask_mode == new.mask_mode
+    np.testing.assert_array_equal(old(x, SR), new(x, SR))
+    with pytest.warns(DeprecationWarning, match="stemsplit_from_preset"):
+        split = preset.make_stemsplit(model=model_path)
+    assert isinstance(split, StemSplit)
+    want = stemsplit_from_preset(preset, model=model_path)(x, SR)
+    np.testing.assert_array_equal(split(x, SR), want)

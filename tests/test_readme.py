@@ -61,7 +61,7 @@ SKIPPED_LINES = {
         "needs a Ray cluster at head:6379 (tests/test_jobs_ray.py runs a local one)",
 }
 # Untagged blocks are only allowed to hold these (not run: hours of CPU and MUSDB18).
-TRAINING_COMMANDS = ("pip install", "python -m stemboard.models.train")
+TRAINING_COMMANDS = ("pip install", "python -m stemboard.train")
 
 
 # -- reading the README -----------------------------------------------------------------------
@@ -187,12 +187,17 @@ def fast_bundled_models(real):
 
 def use_fast_models(setattr_=setattr):
     """Point the hq names at ``offline`` in this process (``setattr_``: monkeypatch's)."""
-    import stemboard.models as models
+    import stemboard  # noqa: F401  (loads every module that binds the registry)
+    import stemboard.cli  # noqa: F401
     from stemboard.models import runtime
 
-    fast = fast_bundled_models(runtime.bundled_models)
-    setattr_(runtime, "bundled_models", fast)  # what loading resolves names with
-    setattr_(models, "bundled_models", fast)   # what the CLI lists and picks from
+    real = runtime.bundled_models
+    fast = fast_bundled_models(real)
+    # Every module that imported the registry by name: runtime (what loading resolves
+    # names with), models, and the presets, render and CLI modules that list and pick.
+    for name, module in list(sys.modules.items()):
+        if name.startswith("stemboard") and getattr(module, "bundled_models", None) is real:
+            setattr_(module, "bundled_models", fast)
 
 
 def stemboard_script(folder):

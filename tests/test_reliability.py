@@ -22,9 +22,9 @@ from pedalboard.io import AudioFile
 from hypothesis import strategies as st
 
 from conftest import SR, dbfs, music_like, noise
-from stemboard import audio
+from stemboard.plugin import audio
 from stemboard.cli import main
-from stemboard.gains import MAX_GAIN_DB, MIN_GAIN_DB
+from stemboard.dsp.gains import MAX_GAIN_DB, MIN_GAIN_DB
 from stemboard.plugin import Chain, StemSeparator
 from stemboard.plugin.ab import ABSwitch
 from stemboard.plugin.midi import MidiMap, MidiMapError

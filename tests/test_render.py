@@ -9,8 +9,9 @@ from pedalboard.io import AudioFile
 
 from conftest import SR, music_like
 from stemboard.plugin.base import Processor
+from stemboard.plugin.presets import separator_from_preset, stemsplit_from_preset
 from stemboard.presets import load_preset
-from stemboard.render import render, render_folder, render_stems
+from stemboard.plugin.render import render, render_folder, render_stems
 
 
 def write_wav(path, x, bit_depth=32):
@@ -60,7 +61,7 @@ def test_render_preset_matches_offline_processing(tmp_path, song, model_path):
     out = render(path, tmp_path / "k.wav", "karaoke", model=model_path, buffer_size=3000,
                  progress=lambda d, t: seen.append((d, t)))
     y, dtype = read(out)
-    want = load_preset("karaoke").make_separator(model_path)(x, SR)
+    want = separator_from_preset(load_preset("karaoke"), model_path)(x, SR)
     assert dtype == "float32" and y.shape == x.shape
     assert np.abs(y - want).max() < 1e-6
     assert seen[-1] == (x.shape[1], x.shape[1])
@@ -121,7 +122,7 @@ def test_render_folder_with_presets(tmp_path, model_path):
         outs = render_folder(songs, tmp_path / preset, preset, suffix=f"-{preset}",
                              model=model_path, progress=lambda f, d, t: done.append(f.name))
         assert [p.name for p in outs] == [f"s0-{preset}.wav", f"s1-{preset}.wav"]
-    sep = load_preset("drumless").make_separator(model_path)
+    sep = separator_from_preset(load_preset("drumless"), model_path)
     assert np.abs(read(tmp_path / "drumless" / "s1-drumless.wav")[0] - sep(xs[1], SR)).max() \
         < 1e-6
     assert set(done) == {"s0.wav", "s1.wav"}
@@ -135,12 +136,12 @@ def test_render_with_midi_automation_file(tmp_path, song, model_path):
     mf.save(str(tmp_path / "a.mid"))
     (tmp_path / "map.json").write_text(json.dumps(
         {"mappings": [{"cc": 7, "param": "gain:vocals"}]}))
-    proc = load_preset("vocals-up-3db").make_stemsplit(model=model_path)
+    proc = stemsplit_from_preset(load_preset("vocals-up-3db"), model=model_path)
     out = render(path, tmp_path / "auto.wav", proc, automation=tmp_path / "a.mid",
                  midi_map=tmp_path / "map.json", buffer_size=4000)
     y = read(out)[0]
-    up = load_preset("vocals-up-3db").make_separator(model_path)(x, SR)
-    kar = load_preset("karaoke").make_separator(model_path)(x, SR)
+    up = separator_from_preset(load_preset("vocals-up-3db"), model_path)(x, SR)
+    kar = separator_from_preset(load_preset("karaoke"), model_path)(x, SR)
     t0 = SR // 4
     ramp = int(round(0.005 * SR))
     assert np.abs(y[:, :t0] - up[:, :t0]).max() < 1e-5

@@ -1,12 +1,12 @@
-"""Synthetic MIDI-rendered training excerpts (stemboard.models.train.synth)."""
+"""Synthetic MIDI-rendered training excerpts (stemboard.train.synth)."""
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from stemboard.models.train import synth
-from stemboard.models.train.data import SAMPLE_RATE, STEMS
+from stemboard.train import synth
+from stemboard.train.data import SAMPLE_RATE, STEMS
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HAVE_MIDI = (DATA / "groove-midi" / "info.csv").is_file() and any((DATA / "pop909").glob("*.mid"))

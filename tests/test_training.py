@@ -13,10 +13,10 @@ pytest.importorskip("onnx")
 
 from stemboard.dsp import StftGrid, stft  # noqa: E402
 from stemboard.models import Manifest, MaskModel  # noqa: E402
-from stemboard.models.train.data import STEMS, RemixSampler, stem_spectra  # noqa: E402
-from stemboard.models.train.export import export_onnx  # noqa: E402
-from stemboard.models.train.model import MaskNet  # noqa: E402
-from stemboard.models.train.train import log1p_features, normalization_stats  # noqa: E402
+from stemboard.train.data import STEMS, RemixSampler, stem_spectra  # noqa: E402
+from stemboard.train.export import export_onnx  # noqa: E402
+from stemboard.train.model import MaskNet  # noqa: E402
+from stemboard.train.train import log1p_features, normalization_stats  # noqa: E402
 
 GRID = StftGrid(2048, 512)
 BINS = 513
@@ -86,7 +86,7 @@ def test_phase_sensitive_targets():
 
 
 def test_l2psa_loss_trains_and_differs_from_l2mag():
-    from stemboard.models.train.train import loss_fn, train
+    from stemboard.train.train import loss_fn, train
 
     stems = _stems()
     spectra, lengths = stem_spectra([{"stems": stems}, {"stems": stems[:, ::-1]}], GRID, BINS)
@@ -119,7 +119,7 @@ def _tiny_model(front, refine, planes=1):
 
 
 def _tiny_bandsplit(seed=0):
-    from stemboard.models.train.model import BandSplitNet
+    from stemboard.train.model import BandSplitNet
 
     torch.manual_seed(seed)
     model = BandSplitNet(bins=BINS, stems=4, hidden=6, dilations=(1, 2), kernel=3)
@@ -226,8 +226,8 @@ def test_remix_sampler_stereo_pair_other_channel():
 
 @pytest.mark.parametrize("mid_side", [False, True])
 def test_stereo_pair_training_step_and_export(tmp_path, mid_side):
-    from stemboard.models.train.pipeline import manifest_for
-    from stemboard.models.train.train import TrainConfig, train
+    from stemboard.train.pipeline import manifest_for
+    from stemboard.train.train import TrainConfig, train
 
     stems = _stems()
     spectra, lengths = stem_spectra([{"stems": stems}], GRID, BINS)
@@ -342,7 +342,7 @@ def test_bin_refine_starts_as_identity_and_stays_local():
 
 
 def test_lazy_pitch_copies_equal_eager_ones():
-    from stemboard.models.train.data import pitch_shifted
+    from stemboard.train.data import pitch_shifted
 
     stems = _stems()
     tracks = [{"name": "a", "stems": stems}, {"name": "b", "stems": stems[:, ::-1]}]
@@ -359,7 +359,7 @@ def test_lazy_pitch_copies_equal_eager_ones():
 
 
 def test_ablate_parse_set():
-    from stemboard.models.train.ablate import parse_set
+    from stemboard.train.ablate import parse_set
 
     got = parse_set(["steps=12", "dilations=1,2,4", "eq_db=6", "synth_silence=vocals",
                      "front=freqconv"])
@@ -372,7 +372,7 @@ def test_ablate_parse_set():
 
 
 def test_synth_silence_and_share_in_training_sampler():
-    from stemboard.models.train.train import draw_weights
+    from stemboard.train.train import draw_weights
 
     w = draw_weights(3, 5, 0.4)
     np.testing.assert_allclose(w, [0.2, 0.2, 0.2, 0.2, 0.2])
@@ -391,7 +391,7 @@ def test_synth_silence_and_share_in_training_sampler():
 
 
 def test_resample_ratio_and_pitch_shifted_copies():
-    from stemboard.models.train.data import pitch_shifted, resample_ratio
+    from stemboard.train.data import pitch_shifted, resample_ratio
 
     assert resample_ratio(2) == (8, 9) and resample_ratio(-2) == (9, 8)
     with pytest.raises(ValueError, match="no shift"):
@@ -418,7 +418,7 @@ def test_resample_ratio_and_pitch_shifted_copies():
 
 
 def _tiny_cfg(**kw):
-    from stemboard.models.train.train import TrainConfig
+    from stemboard.train.train import TrainConfig
 
     return TrainConfig(**{"name": "t", "hidden": 8, "dilations": (1,), "kernel": 3,
                           "context": 1, "lookahead": 1, "steps": 2, "batch": 2,
@@ -426,7 +426,7 @@ def _tiny_cfg(**kw):
 
 
 def test_unused_pitch_copies_leave_training_unchanged():
-    from stemboard.models.train.train import train
+    from stemboard.train.train import train
 
     stems = _stems()
     spectra, lengths = stem_spectra([{"stems": stems}, {"stems": stems[:, ::-1]}], GRID, BINS)
@@ -451,8 +451,8 @@ def test_unused_pitch_copies_leave_training_unchanged():
 def test_each_run_trains_on_its_own_pitch_copies():
     """With copies for the union of the runs' shifts built once, a run trains exactly as
     if only its own copies had been built (pipeline.run_rows)."""
-    from stemboard.models.train.pipeline import run_rows
-    from stemboard.models.train.train import train
+    from stemboard.train.pipeline import run_rows
+    from stemboard.train.train import train
 
     stems = _stems()
     songs = [{"stems": stems}, {"stems": stems[:, ::-1]}]
@@ -485,7 +485,7 @@ def test_each_run_trains_on_its_own_pitch_copies():
 def test_pipeline_pitch_shift_option():
     import argparse
 
-    from stemboard.models.train.pipeline import parse_shifts, run_configs
+    from stemboard.train.pipeline import parse_shifts, run_configs
 
     assert parse_shifts("4,-2,2,-4") == (-4.0, -2.0, 2.0, 4.0)
     assert parse_shifts("none") == ()
@@ -502,7 +502,7 @@ def test_pipeline_pitch_shift_option():
 
 
 def test_train_refuses_features_of_another_scale():
-    from stemboard.models.train.train import train
+    from stemboard.train.train import train
 
     spectra, lengths = stem_spectra([{"stems": _stems()}], GRID, BINS)
     norm = normalization_stats(spectra, lengths)
@@ -511,7 +511,7 @@ def test_train_refuses_features_of_another_scale():
 
 
 def test_weight_average_tracks_the_weights_and_refits_batch_norm():
-    from stemboard.models.train.train import train
+    from stemboard.train.train import train
 
     spectra, lengths = stem_spectra([{"stems": _stems()}], GRID, BINS)
     norm = normalization_stats(spectra, lengths)
@@ -532,8 +532,8 @@ def test_weight_average_tracks_the_weights_and_refits_batch_norm():
 
 
 def test_pipeline_run_keys_and_worker_split():
-    from stemboard.models.train.ablate import parse_set
-    from stemboard.models.train.pipeline import run_configs, run_key, split_runs
+    from stemboard.train.ablate import parse_set
+    from stemboard.train.pipeline import run_configs, run_key, split_runs
 
     configs = run_configs(5000, 400, 2000)
     assert configs[0].pitch_shifts and configs[1].pitch_shifts
@@ -553,7 +553,7 @@ def test_pipeline_run_keys_and_worker_split():
 
 
 def test_l2stem_loss_weighs_each_stem_by_its_own_energy():
-    from stemboard.models.train.train import loss_fn
+    from stemboard.train.train import loss_fn
 
     mix = torch.ones(1, 3, 4)
     stems = torch.zeros(1, 4, 3, 4)
@@ -578,7 +578,7 @@ def test_l2stem_loss_weighs_each_stem_by_its_own_energy():
 def test_card_is_what_metrics_and_ablations_produce(tmp_path):
     from pathlib import Path
 
-    from stemboard.models.train import card
+    from stemboard.train import card
 
     weights = Path(__file__).resolve().parents[1] / "models" / "weights"
     for name in ("metrics.json", "ablations.json", "hq-vocals.json", "hq-vocals-ft.json",
@@ -598,7 +598,7 @@ def test_card_is_what_metrics_and_ablations_produce(tmp_path):
 
 
 def test_card_finds_other_seeds_of_the_shipped_recipe():
-    from stemboard.models.train.card import other_seeds
+    from stemboard.train.card import other_seeds
 
     shipped = {"name": "offline", "seed": 0, "hidden": 192, "pitch_shifts": [-2, 2],
                "precision": "bf16"}
@@ -662,8 +662,8 @@ def test_remix_sampler_mid_side_draws():
 
 
 def test_mid_side_training_keys_and_manifest():
-    from stemboard.models.train.ablate import parse_set
-    from stemboard.models.train.pipeline import manifest_for, run_configs, run_key
+    from stemboard.train.ablate import parse_set
+    from stemboard.train.pipeline import manifest_for, run_configs, run_key
 
     cfg = run_configs(5000, 400, 2000)[0]
     assert "mid_side" not in run_key(cfg, 200)          # old checkpoints stay cached
@@ -685,8 +685,8 @@ def test_ablate_rescore_scores_a_recorded_run_in_another_stereo_mode(tmp_path, m
     import json
     import shutil
 
-    from stemboard.models.train import ablate
-    from stemboard.models.train.evaluate import evaluate_systems, onnx_system
+    from stemboard.train import ablate
+    from stemboard.train.evaluate import evaluate_systems, onnx_system
 
     work = tmp_path / "work"
     work.mkdir()
@@ -722,7 +722,7 @@ def test_ablate_rescore_scores_a_recorded_run_in_another_stereo_mode(tmp_path, m
 
 
 def test_bandsplit_net_shapes_bands_and_checkpoint_round_trip():
-    from stemboard.models.train.model import BAND_GROUPS, BandSplitNet, build_net
+    from stemboard.train.model import BAND_GROUPS, BandSplitNet, build_net
 
     assert sum(w * n for w, n in BAND_GROUPS) == BINS
     model = _tiny_bandsplit()
@@ -750,7 +750,7 @@ def test_bandsplit_net_shapes_bands_and_checkpoint_round_trip():
 
 
 def test_bandsplit_trains_and_refuses_masknet_options():
-    from stemboard.models.train.train import TrainConfig, train
+    from stemboard.train.train import TrainConfig, train
 
     spectra, lengths = stem_spectra([{"stems": _stems(seconds=1.5)}], GRID, BINS)
     norm = normalization_stats(spectra, lengths)
@@ -768,8 +768,8 @@ def test_bandsplit_trains_and_refuses_masknet_options():
 
 
 def test_arch_field_keeps_old_cache_keys():
-    from stemboard.models.train.ablate import parse_set
-    from stemboard.models.train.pipeline import run_configs, run_key
+    from stemboard.train.ablate import parse_set
+    from stemboard.train.pipeline import run_configs, run_key
 
     offline = run_configs(5000, 400, 2000)[0]
     assert offline.arch == "masknet" and "arch" not in run_key(offline, 200)
@@ -781,9 +781,9 @@ def test_arch_field_keeps_old_cache_keys():
 def test_trained_network_rebuilds_from_its_checkpoint_config(recipe):
     # train() and checkpoint loading go through the same build_net: the config a
     # trained network stores rebuilds the same network, parameter for parameter.
-    from stemboard.models.train.model import build_net
-    from stemboard.models.train.pipeline import ARCHS
-    from stemboard.models.train.train import TrainConfig, net_config
+    from stemboard.train.model import build_net
+    from stemboard.train.pipeline import ARCHS
+    from stemboard.train.train import TrainConfig, net_config
 
     cfg = TrainConfig(name="t", **{**ARCHS[recipe], "hidden": 8})
     torch.manual_seed(0)
@@ -799,7 +799,7 @@ def test_trained_network_rebuilds_from_its_checkpoint_config(recipe):
 
 
 def test_sdr_loss_is_the_complex_sdr():
-    from stemboard.models.train.train import sdr_loss
+    from stemboard.train.train import sdr_loss
 
     rng = np.random.default_rng(0)
     S = (rng.standard_normal((2, 3, 5, 6)) + 1j * rng.standard_normal((2, 3, 5, 6)))
@@ -834,8 +834,8 @@ def test_sampler_phase_residual_completes_the_stem_energy():
 
 
 def test_bf16_training_follows_the_float32_run_and_keeps_float32_weights():
-    from stemboard.models.train.pipeline import run_configs, run_key
-    from stemboard.models.train.train import train
+    from stemboard.train.pipeline import run_configs, run_key
+    from stemboard.train.train import train
 
     spectra, lengths = stem_spectra([{"stems": _stems()}], GRID, BINS)
     norm = normalization_stats(spectra, lengths)
@@ -863,7 +863,7 @@ def test_bf16_training_follows_the_float32_run_and_keeps_float32_weights():
 def test_batches_drawn_ahead_in_a_thread_train_the_same_model(monkeypatch):
     import concurrent.futures
 
-    from stemboard.models.train import train as train_module
+    from stemboard.train import train as train_module
 
     spectra, lengths = stem_spectra([{"stems": _stems()}, {"stems": _stems(seed=1)}],
                                     GRID, BINS)
@@ -891,9 +891,9 @@ def test_batches_drawn_ahead_in_a_thread_train_the_same_model(monkeypatch):
 
 
 def test_stem_weights_scale_each_stems_error_and_are_checked():
-    from stemboard.models.train.ablate import parse_set
-    from stemboard.models.train.pipeline import run_configs, run_key
-    from stemboard.models.train.train import TrainConfig, loss_fn, stem_weight_tensor, train
+    from stemboard.train.ablate import parse_set
+    from stemboard.train.pipeline import run_configs, run_key
+    from stemboard.train.train import TrainConfig, loss_fn, stem_weight_tensor, train
 
     mix = torch.ones(2, 3, 4)
     stems = torch.full((2, 4, 3, 4), 0.25)
@@ -933,10 +933,10 @@ def test_stem_weights_scale_each_stems_error_and_are_checked():
 
 
 def test_dropout_acts_only_in_training_and_exports_like_the_plain_net(tmp_path):
-    from stemboard.models.train.ablate import parse_set
-    from stemboard.models.train.model import build_net
-    from stemboard.models.train.pipeline import run_configs, run_key
-    from stemboard.models.train.train import TrainConfig, net_config
+    from stemboard.train.ablate import parse_set
+    from stemboard.train.model import build_net
+    from stemboard.train.pipeline import run_configs, run_key
+    from stemboard.train.train import TrainConfig, net_config
 
     cfg = TrainConfig(name="d", hidden=16, dilations=(1, 2), front="freqconv", dropout=0.3)
     torch.manual_seed(0)
@@ -979,7 +979,7 @@ def test_dropout_acts_only_in_training_and_exports_like_the_plain_net(tmp_path):
     assert parse_set(["dropout=0.1"]) == {"dropout": 0.1}
     import argparse
 
-    from stemboard.models.train.pipeline import parse_dropout
+    from stemboard.train.pipeline import parse_dropout
 
     runs = run_configs(10, 2, 5, offline_dropout=0.1)
     assert runs[0].dropout == 0.1 and runs[1].dropout == 0.0
@@ -991,9 +991,9 @@ def test_dropout_acts_only_in_training_and_exports_like_the_plain_net(tmp_path):
 
 
 def test_ensemble_is_its_members_single_runs_in_one_graph(tmp_path):
-    from stemboard.models.train.model import EnsembleNet, build_net, stem_softmax
-    from stemboard.models.train.pipeline import ARCHS, run_configs, run_key
-    from stemboard.models.train.train import TrainConfig, train
+    from stemboard.train.model import EnsembleNet, build_net, stem_softmax
+    from stemboard.train.pipeline import ARCHS, run_configs, run_key
+    from stemboard.train.train import TrainConfig, train
 
     spectra, lengths = stem_spectra([{"stems": _stems(seconds=1.5)}], GRID, BINS)
     norm = normalization_stats(spectra, lengths)

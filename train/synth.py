@@ -22,7 +22,7 @@ is rendered separately from MIDI:
 Drums and the pitched parts come from unrelated songs with unrelated tempi (the
 trainer already mixes stems of different songs); each stem keeps its own file's
 timing, tempo changes included.  The output matches
-:func:`stemboard.models.train.data.decode_musdb`: a list of
+:func:`stemboard.train.data.decode_musdb`: a list of
 ``{"name", "stems"}`` with ``stems`` float32 (4, 2, samples) in :data:`STEMS`
 order at 44100 Hz, cached as ``.npy`` under ``cache_dir``.
 
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import SAMPLE_RATE, STEMS
+from stemboard.train.data import SAMPLE_RATE, STEMS
 
 SOUNDFONT_DIR = Path("/usr/share/sounds/sf2")
 #: Soundfonts tried in order when ``soundfont=None``.
@@ -633,7 +633,7 @@ def render_synthetic(data_root, cache_dir, *, count: int = 200, seconds: float =
     Returns
     -------
     list of ``{"name": str, "stems": float32 (4, 2, round(seconds * 44100))}``
-    in :data:`STEMS` order, like :func:`~stemboard.models.train.data.decode_musdb`.
+    in :data:`STEMS` order, like :func:`~stemboard.train.data.decode_musdb`.
     """
     if count < 1 or seconds <= 0:
         raise ValueError(f"count must be >= 1 and seconds > 0, got {count}, {seconds}")

@@ -1,9 +1,13 @@
 """Evaluation on the MUSDB18-7 valid excerpts through the shipped runtime path.
 
-Separation here uses only what ships: :func:`stemboard.dsp.stft` /
-:func:`stemboard.dsp.istft` and the exported ONNX through
-:class:`stemboard.models.MaskModel`, with the manifest's high-band rule
-(bins above ``model_bins`` take the mask of the top model bin).
+A model is scored on what users get: :func:`onnx_system` separates each
+track with :class:`stemboard.plugin.StemSeparator` (the engine, its kernels
+and the manifest's stereo mode, normalisation and high-band rule), not with a
+second offline path. :func:`mask_system` is the plain numpy reference
+(:func:`stemboard.dsp.stft`, ``MaskModel.masks``, the hold-top-bin rule,
+:func:`stemboard.dsp.istft`): a test oracle for the engine and what
+``bench/postproc.py`` needs the masks of; the oracle masks (IBM/IRM) are
+scored through it too.
 """
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ import numpy as np
 
 from stemboard.dsp import StftGrid, from_mid_side, istft, stft, to_mid_side
 
-from .data import STEMS
+from stemboard.plugin.separator import StemSeparator
+from stemboard.train.data import STEMS
 
 # Vocal activity per STFT frame (fixed before looking at any results, not tuned):
 # truth: the vocal stem's frame energy is >= VAD_SHARE of the mixture's frame energy;
@@ -187,8 +192,9 @@ def evaluate_systems(tracks, systems: dict, grid=StftGrid(), log=print, *,
                      museval_tracks: int = 1) -> dict:
     """Score systems on tracks.
 
-    ``systems`` maps a name to a callable ``(spec, stem_specs) -> masks``
-    (ch, S, bins, frames) or to ``"mixture"``.  Returns per-system SDR tables
+    ``systems`` maps a name to :func:`onnx_system` (separates the mixture
+    through the runtime), to a callable ``(spec, stem_specs) -> masks``
+    (ch, S, bins, frames) such as :func:`oracle_system`, or to ``"mixture"``.  Returns per-system SDR tables
     (median over tracks), per-track SDRs and, for the systems with masks, VAD.
 
     SDR is :func:`sdr_windows` (BSSEval v4, computed directly); on the first
@@ -208,6 +214,8 @@ def evaluate_systems(tracks, systems: dict, grid=StftGrid(), log=print, *,
             t0 = time.time()
             if isinstance(fn, str) and fn == "mixture":
                 est = np.repeat(mix[None], len(STEMS), axis=0)
+            elif getattr(fn, "separates", False):
+                est = fn(mix)
             else:
                 if stem_specs is None:
                     stem_specs = np.stack([stft(s, grid) for s in stems])
@@ -253,8 +261,47 @@ def evaluate_systems(tracks, systems: dict, grid=StftGrid(), log=print, *,
 
 
 def onnx_system(model, mode=None, stereo_mode=None):
-    """The model as an :func:`evaluate_systems` system, run in ``stereo_mode``
-    (default: its manifest's, as the runtime runs it)."""
+    """The model as an :func:`evaluate_systems` system, through the shipped runtime.
+
+    Parameters
+    ----------
+    model : MaskModel
+    mode : {"soft", "binary"}, optional
+        The separator's mask mode (default soft).
+    stereo_mode : {"mid_side", "left_right"}, optional
+        Default: the manifest's, as the runtime runs it. ``"left_right"`` for a
+        mid/side model separates each channel on its own (a mono stream is never
+        mid/side coded), which is what the model does without the coding.
+
+    Returns
+    -------
+    callable
+        ``(mix (ch, n)) -> stems (S, ch, n)`` in the model's stem order, with
+        ``separates = True`` and ``stereo_mode`` set.
+    """
+    own = model.manifest.stereo_mode
+    stereo_mode = stereo_mode or own
+    if stereo_mode not in (own, "left_right"):
+        raise ValueError(f"{model.path}: cannot run a {own} model as {stereo_mode}")
+
+    def fn(mix):
+        sep = StemSeparator(model, mask_mode=mode or "soft")
+        parts = [mix] if stereo_mode == own else [ch for ch in mix]
+        outs = [sep.separate(part, model.sample_rate) for part in parts]
+        if stereo_mode == own:
+            return np.stack([outs[0][s] for s in sep.stems])
+        return np.stack([np.stack([o[s] for o in outs]) for s in sep.stems])
+    fn.separates = True
+    fn.stereo_mode = stereo_mode
+    return fn
+
+
+def mask_system(model, mode=None, stereo_mode=None):
+    """The model's masks as an :func:`evaluate_systems` system: the numpy reference.
+
+    Not what ships: a test oracle for :func:`onnx_system`, and the masks that
+    ``bench/postproc.py`` post-processes. Run in ``stereo_mode`` (default: the
+    manifest's)."""
     def fn(spec, _stem_specs):
         return model_masks(model, spec, mode)
     fn.stereo_mode = stereo_mode or model.manifest.stereo_mode
@@ -291,14 +338,13 @@ def separation_speed(model, seconds=60.0, repeats=5, seed=0) -> dict:
         t3 = time.perf_counter()
         best_model = min(best_model, t2 - t1)
         best_all = min(best_all, t3 - t0)
-    # The package's own path (streaming engine with fused kernels) on the same audio.
-    import stemboard
-
+    # The package's own path (streaming engine with fused kernels) on the same audio,
+    # as stemboard.separate runs it: a new separator per call on the loaded model.
     best_engine = float("inf")
-    stemboard.separate(x[:, : model.sample_rate], model.sample_rate, model=str(model.path))
+    StemSeparator(model).separate(x[:, : model.sample_rate], model.sample_rate)
     for _ in range(repeats):
         t0 = time.perf_counter()
-        stemboard.separate(x, model.sample_rate, model=str(model.path))
+        StemSeparator(model).separate(x, model.sample_rate)
         best_engine = min(best_engine, time.perf_counter() - t0)
     return {"seconds_audio": seconds, "channels": 2, "repeats": repeats,
             "model_only_x_realtime": round(seconds / best_model, 1),

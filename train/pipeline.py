@@ -1,6 +1,6 @@
 """One command from MUSDB18-7 to the shipped ONNX models, manifests, metrics and card.
 
-    python -m stemboard.models.train.pipeline --data ../shared/data --out models/weights
+    python -m stemboard.train.pipeline --data ../shared/data --out models/weights
 
 Stages (each cached under ``--work``, default ``runs/pipeline``; ``--fresh``
 ignores the caches): decode the data, precompute stem STFTs, train the shipped
@@ -40,12 +40,14 @@ from stemboard.dsp import StftGrid
 from stemboard.models import Manifest, MaskModel
 from stemboard.models.manifest import STEREO_MODES
 
-from .data import SAMPLE_RATE, STEMS, decode_musdb, pitch_shifted, stem_spectra
-from .evaluate import (evaluate_systems, onnx_system, oracle_system,
+from stemboard.train.card import write_card
+from stemboard.train.data import SAMPLE_RATE, STEMS, decode_musdb, pitch_shifted, stem_spectra
+from stemboard.train.evaluate import (evaluate_systems, onnx_system, oracle_system,
                        separation_speed)
-from .export import export_onnx
-from .model import build_net
-from .train import TrainConfig, normalization_stats, train
+from stemboard.train.export import export_onnx
+from stemboard.train.model import build_net
+from stemboard.train.synth import render_synthetic
+from stemboard.train.train import TrainConfig, normalization_stats, train
 
 MODEL_BINS = 513
 FRONT = "freqconv"
@@ -280,7 +282,7 @@ def train_in_workers(argv, groups, work: Path, log) -> float:
         stale.unlink()
     procs = []
     for i, group in enumerate(groups):
-        cmd = [sys.executable, "-m", "stemboard.models.train.pipeline", *argv,
+        cmd = [sys.executable, "-m", "stemboard.train.pipeline", *argv,
                "--only", ",".join(group), "--train-only", "--workers", "1", "--threads", "1"]
         logf = open(work / f"worker{i}.log", "w")
         log(f"worker {i}: {', '.join(group)} (log: {work / f'worker{i}.log'})")
@@ -342,8 +344,6 @@ def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, ca
     copies = pitch_shifted(tracks, pitch_shifts, log, lazy=True)
     synth = []
     if synth_count:
-        from .synth import render_synthetic
-
         synth = render_synthetic(synth_root, cache, count=synth_count, log=log)
     # One allocation for everything: appending a stack afterwards would briefly
     # hold both (~2x the memory).
@@ -579,7 +579,7 @@ def ship(args, argv, configs, out, work, norm, *, table, infos, speed, timings):
                      for n, i in infos.items()},
         "timings": timings,
         "torch": torch.__version__,
-        "command": "python -m stemboard.models.train.pipeline " + " ".join(
+        "command": "python -m stemboard.train.pipeline " + " ".join(
             sys.argv[1:] if argv is None else argv),
         # Torch threads per training run: the workers use one each.
         "threads": 1 if "workers" in timings else args.threads,
@@ -612,8 +612,6 @@ def ship(args, argv, configs, out, work, norm, *, table, infos, speed, timings):
         manifest_for(cfg, norm, descriptions[name], extra,
                      stereo_mode=args.stereo_mode).save(out / f"{name}.json")
         MaskModel(out / f"{name}.onnx")  # validate what ships
-    from .card import write_card
-
     write_card(out / "MODEL_CARD.md", summary)
 
 

@@ -10,9 +10,8 @@ import numpy as np
 import torch
 
 from stemboard.dsp.normalization import log1p_normalization
-
-from .data import STEMS, RemixSampler
-from .model import EnsembleNet, build_net
+from stemboard.train.data import STEMS, RemixSampler
+from stemboard.train.model import EnsembleNet, build_net
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The pipeline writes the card when it ships.  To refresh it after appending
 ablation rows, without training, scoring or re-timing anything::
 
-    python -m stemboard.models.train.card --out models/weights
+    python -m stemboard.train.card --out models/weights
 
 which rebuilds ``MODEL_CARD.md`` from ``metrics.json`` and ``ablations.json``
 in that folder.
@@ -14,8 +14,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .data import STEMS
-from .card_hq import hq_section
+from stemboard.train.card_hq import hq_section
+from stemboard.train.data import STEMS, resample_ratio
 
 LABELS = {
     "offline": "**offline** (shipped, 12 past + 12 future frames)",
@@ -66,7 +66,7 @@ def _sdr_method(sdr: dict) -> str:
     tracks = max(r.get("museval_check_tracks", 1) for r in checked)
     diff = max(r["museval_max_abs_diff_db"] for r in checked)
     return (" SDR is computed directly from museval's v4 definition (the projection "
-            "filters cancel out of v4 SDR; `models/train/evaluate.py:sdr_windows`), and "
+            "filters cancel out of v4 SDR; `train/evaluate.py:sdr_windows`), and "
             f"every system is also scored by `museval.evaluate` itself on the first {tracks} "
             f"track(s): largest difference {diff:.1e} dB.")
 
@@ -139,7 +139,7 @@ def _card_data(add, live, off):
     add("- The mixture is the sum of the four stems (the stored AAC mixture is not).")
     add("- Augmentation (on the fly, on precomputed stem STFTs — the STFT is linear, so the "
         "remixed mixture's STFT is the sum of the stems' STFTs; see "
-        "`models/train/data.py`): with probability 0.5 each stem is drawn from an "
+        "`train/data.py`): with probability 0.5 each stem is drawn from an "
         "independent random song, channel and offset (incoherent remix), otherwise all four "
         "come from one song/channel/offset; per-stem random gain in [-6, +3] dB; each stem is "
         "silenced with probability 0.1; random crops at hop granularity; channel choice = "
@@ -147,8 +147,6 @@ def _card_data(add, live, off):
     by_model = [(n, tuple(c.get("pitch_shifts") or ())) for n, c in
                 (("offline", off), ("live", live))]
     if any(sh for _, sh in by_model):
-        from .data import resample_ratio
-
         parts = []
         for shifts in dict.fromkeys(sh for _, sh in by_model):
             users = " and ".join(f"`{n}`" for n, sh in by_model if sh == shifts)
@@ -159,7 +157,7 @@ def _card_data(add, live, off):
             parts.append(f"{users}: {', '.join(f'{v:+g}' for v in shifts)} semitones "
                          f"(resampling ratios {ratios}; {len(shifts) + 1}× the material)")
         add(f"- Pitch/tempo copies: every training song is also resampled "
-            f"(`models/train/data.py:pitch_shifted`, small-integer ratios, so pitch and tempo "
+            f"(`train/data.py:pitch_shifted`, small-integer ratios, so pitch and tempo "
             f"change together like a turntable) and the copies are drawn like the songs; "
             f"{'; '.join(parts)}. The input normalisation still comes from the original "
             f"songs only. Evidence (see *Ablations*, the `*_nopitch_*`, `pitch2*`, `pitch4*` "
@@ -170,7 +168,7 @@ def _card_data(add, live, off):
             f"(`p12_seed1_s12000` against `seed1_s12000`).")
     add("- Tried and measured, **not used** because they did not help on `valid` (see "
         "*Ablations* below): synthetic stems rendered from MIDI (Groove MIDI drums, POP909 "
-        "melody/piano/bass lines through the FluidR3 GM soundfont, `models/train/synth.py`), "
+        "melody/piano/bass lines through the FluidR3 GM soundfont, `train/synth.py`), "
         "and a random per-stem EQ augmentation.")
     add("")
 
@@ -191,7 +189,7 @@ def _card_architecture(add, live, off, summary, tr):
     same = all(off.get(k, defaults[k]) == live.get(k, defaults[k]) for k in shape)
     for name, cfg in (("offline", off),) if same else (("offline", off), ("live", live)):
         which = "" if same else f" of `{name}`"
-        add(f"- Network{which} (`models/train/model.py`): {_network(cfg)} Receptive field "
+        add(f"- Network{which} (`train/model.py`): {_network(cfg)} Receptive field "
             f"25 frames (290 ms), the article's context, but fully convolutional over time: "
             f"one pass predicts every frame.")
         add(f"- {tr[name]['params']:,} parameters, {tr[name]['macs_per_frame'] / 1e6:.2f} M "
@@ -220,7 +218,7 @@ def _card_architecture(add, live, off, summary, tr):
     add("- Bins above 513 (11–22 kHz): `hold_top_bin` — they take the mask of bin 512.")
     add("- Masks are soft (ratio) masks (`mask_mode=\"soft\"`, the default).")
     add("- Exported as a *stateful* ONNX graph (opset 17, dynamic batch and time axes; "
-        "`models/train/export.py:StepNet`): besides the magnitudes it takes and returns the "
+        "`train/export.py:StepNet`): besides the magnitudes it takes and returns the "
         "last input frames of each dilated block (24 frames in all), so a stream sends each "
         "new frame through the network once instead of re-running its 25-frame receptive "
         "field. With zero states and the first 24 output frames dropped it gives exactly the "
@@ -236,7 +234,7 @@ def _card_training(add, off, summary, tm, tr):
         "git-ignored `runs/cache`, checkpoints into `--work`):")
     add("")
     add("```")
-    add(summary.get("command", "python -m stemboard.models.train.pipeline --data ../shared/data "
+    add(summary.get("command", "python -m stemboard.train.pipeline --data ../shared/data "
                                  "--out models/weights"))
     add("```")
     add("")
@@ -351,7 +349,7 @@ def _card_speed(add, sp):
         "(other jobs can slow any run, so these are lower bounds of what an idle machine "
         "gives). Model only = "
         "one onnxruntime call for both channels. The second column is "
-        "`models/train/evaluate.py:separation_speed` (numba STFT, ONNX, mask extension and "
+        "`train/evaluate.py:separation_speed` (numba STFT, ONNX, mask extension and "
         "four ISTFTs); the third is the package's public one-call API (streaming engine).")
     add("")
 
@@ -431,7 +429,8 @@ def _network(cfg: dict) -> str:
 def config_defaults() -> dict:
     """TrainConfig's defaults as a recorded (JSON) config holds them: tuples as lists.
     A field missing from an older record means this default."""
-    from .train import TrainConfig
+    # train.train imports torch; the card's other tables are written without it.
+    from stemboard.train.train import TrainConfig
 
     return {k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(TrainConfig()).items()}
@@ -456,20 +455,20 @@ def other_seeds(config: dict, rows: list, stereo_mode) -> list:
 
 
 def _ablations(add, rows):
-    """The ablation runs (``models/train/ablate.py``): one change each against the defaults."""
+    """The ablation runs (``train/ablate.py``): one change each against the defaults."""
     add("### Ablations (what was kept and what was not)")
     add("")
     add("Changes against the session-1 defaults (12/12 context, hidden 192, L1 magnitude "
         "loss, dense input layer, MUSDB18 only, no pitch copies), one at a time; the rows "
         "with several changes compare the shipped recipe with and without one of them. "
         "Each run with "
-        "`python -m stemboard.models.train.ablate` (the command is in "
+        "`python -m stemboard.train.ablate` (the command is in "
         "`ablations.json`) and scored like the rows above. One seed each on 14 excerpts: "
         "differences under about 0.15 dB are noise (three seeds of the 2400-step shipped "
         "recipe, `pitch2_s2400`, `seed1_s2400` and `seed2_s2400`, span 3.72–3.81 dB on "
         "average and up to 0.24 dB on one stem run on left/right, 3.87–3.93 dB on mid/side; "
         "with ±4-semitone copies, seeds 0 and 1 differ by 0.46 dB on vocals). Compare rows of equal steps. "
-        "`refine=N` is the optional per-bin head (`models/train/model.py:BinRefine`, N "
+        "`refine=N` is the optional per-bin head (`train/model.py:BinRefine`, N "
         "channels, +11 % multiply-adds per frame) that corrects each bin's logits from its "
         "spectral neighbourhood. `input_layout=stereo_pair` feeds each channel's "
         "features together with the other channel's (the stereo image as a cue; with "
@@ -480,7 +479,7 @@ def _ablations(add, rows):
         "`feature_scale=S` feeds log1p(S·|X|) instead of "
         "log1p(|X|) (closer to a log spectrogram in quiet bins); `ema=D` keeps an "
         "exponential moving average of the weights (decay D) and ships that. "
-        "`arch=bandsplit` is `models/train/model.py:BandSplitNet`: 39 frequency bands, each "
+        "`arch=bandsplit` is `train/model.py:BandSplitNet`: 39 frequency bands, each "
         "with its own input and output layer, and time convolutions and a mix across bands "
         "shared by all bands (`hidden` is then the width per band). `precision=bf16` "
         "runs the forward pass under bfloat16 autocast (weights, optimiser and loss stay "

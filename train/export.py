@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .model import stem_softmax
+from stemboard.train.model import stem_softmax
 
 OPSET = 17
 

@@ -43,7 +43,7 @@ def hq_section(folder) -> list:
     if ft is not None:
         cfg = ft.get("training", {}).get("averaged", [{}])[0].get("config", {})
         add(f"- `hq-vocals-ft` is `hq-vocals` fine-tuned on MUSDB18-7 `train` remixes "
-            f"(`models/train/finetune_hq.py`: both U-Nets trained together through the "
+            f"(`train/finetune_hq.py`: both U-Nets trained together through the "
             f"engine's mask, L1 on the masked magnitudes, batch-norm statistics frozen, Adam "
             f"lr {cfg.get('lr')}, {cfg.get('steps')} steps of {cfg.get('batch')} crops of "
             f"{cfg.get('frames')} frames), with the weights of "

@@ -9,16 +9,16 @@ dropout stays off: only the weights move, at a small learning rate.
 
 Training data are random 128-frame crops (3 s) of the 80 ``train``-split
 excerpts at 4096/1024, remixed across songs half of the time
-(:class:`~stemboard.models.train.data.RemixSampler`, stems "vocals" and
+(:class:`~stemboard.train.data.RemixSampler`, stems "vocals" and
 "accompaniment").  The valid split is never read here.
 
-    python -m stemboard.models.train.finetune_hq --steps 800 --seed 0 \\
+    python -m stemboard.train.finetune_hq --steps 800 --seed 0 \\
         --out runs/finetune/hq_ft_s0
 
 writes ``hq-vocals-ft.onnx`` / ``.json`` into ``--out``; the shipped
 ``hq-vocals-ft`` averages the weights of two seeds of that recipe::
 
-    python -m stemboard.models.train.finetune_hq --average \
+    python -m stemboard.train.finetune_hq --average \
         runs/finetune/ft_s0/hq-vocals-ft.onnx runs/finetune/ft_s1/hq-vocals-ft.onnx \
         --out models/weights
 
@@ -37,8 +37,9 @@ import torch
 from stemboard.dsp import StftGrid
 from stemboard.models.convert import spleeter as sp
 from stemboard.models.manifest import Manifest
+from stemboard.models.runtime import sha256
 
-from .data import RemixSampler, decode_musdb, stem_spectra
+from stemboard.train.data import RemixSampler, decode_musdb, stem_spectra
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -125,8 +126,6 @@ def average(paths, out, *, name="hq-vocals-ft") -> Path:
     import onnx
     from onnx import numpy_helper
 
-    from stemboard.models.runtime import sha256
-
     if len(paths) < 2:
         raise ValueError("average needs at least two fine-tuned graphs")
     protos = [onnx.load(str(p)) for p in paths]
@@ -152,7 +151,7 @@ def average(paths, out, *, name="hq-vocals-ft") -> Path:
                           + f"; weights averaged over {len(paths)} fine-tuning seeds. Trained on "
                           "MUSDB18 (non-commercial research data).")
     man["training"] = {"averaged": [m["training"] for m in manifests],
-                       "command": "python -m stemboard.models.train.finetune_hq --average "
+                       "command": "python -m stemboard.train.finetune_hq --average "
                                   + " ".join(str(p) for p in paths)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,12 @@
 """One ablation run: train a variant of the offline model, score it on ``valid``, record it.
 
-    python -m stemboard.models.train.ablate --name rf65 \\
+    python -m stemboard.train.ablate --name rf65 \\
         --set dilations=1,2,4,8,16,1 --set context=32 --set lookahead=32 --set steps=1200
 
 Each run trains one :class:`TrainConfig` (defaults: the shipped offline
 model's; ``--set`` overrides fields), exports it to ONNX under ``--work``, scores
 it on the 14 MUSDB18-7 ``valid`` excerpts through the runtime path (the same
-:func:`~stemboard.models.train.evaluate.evaluate_systems` the pipeline uses) and
+:func:`~stemboard.train.evaluate.evaluate_systems` the pipeline uses) and
 appends a row with its config, command, SDRs and times to ``--record``
 (``models/weights/ablations.json``), which the model card lists.  These are the
 measurements behind the design choices ("keep what helps"); they are separate
@@ -15,7 +15,7 @@ from the one-command pipeline so the pipeline stays inside its 2-hour budget.
 ``--rescore RUN`` trains nothing: it scores a recorded run's exported model again
 in another ``--stereo-mode`` and records that as a new row::
 
-    python -m stemboard.models.train.ablate --name pitch2_s2400_ms --rescore pitch2_s2400
+    python -m stemboard.train.ablate --name pitch2_s2400_ms --rescore pitch2_s2400
 """
 from __future__ import annotations
 
@@ -32,11 +32,11 @@ import torch
 from stemboard.models import MaskModel
 from stemboard.models.manifest import STEREO_MODES
 
-from .data import STEMS, decode_musdb
-from .evaluate import evaluate_systems, onnx_system
-from .export import export_onnx
-from .pipeline import GRID, exports_stateful, manifest_for, training_data
-from .train import TrainConfig, train
+from stemboard.train.data import STEMS, decode_musdb
+from stemboard.train.evaluate import evaluate_systems, onnx_system
+from stemboard.train.export import export_onnx
+from stemboard.train.pipeline import GRID, exports_stateful, manifest_for, training_data
+from stemboard.train.train import TrainConfig, train
 
 
 def _scalar(value: str, kind=None):
@@ -99,7 +99,7 @@ def main(argv=None):
     def log(msg):
         print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
 
-    command = "python -m stemboard.models.train.ablate " + " ".join(
+    command = "python -m stemboard.train.ablate " + " ".join(
         sys.argv[1:] if argv is None else argv)
     if args.rescore:
         if args.set:

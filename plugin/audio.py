@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from pedalboard.io import AudioFile
 
-from . import decode
+from stemboard.plugin import decode
 
 DEFAULT_BLOCK = 1 << 16
 WRITE_FORMATS = ("wav", "flac", "aiff", "ogg", "mp3")

@@ -3,19 +3,25 @@
 Memory stays bounded by the buffer size: each file is read, processed with
 ``reset=False`` and written one block of ``buffer_size`` samples at a time, then the processor is
 flushed so the output is exactly as long as the input and aligned with it.
-Outputs appear under their name only when complete (see ``stemboard.audio``).
+Outputs appear under their name only when complete (see ``stemboard.plugin.audio``).
 """
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from . import audio
-from .naming import NameTemplate, track_name
-from .plugin.base import DEFAULT_BUFFER_SIZE
+from stemboard.models.runtime import bundled_models, model_info
+from stemboard.plugin import audio
+from stemboard.plugin.base import DEFAULT_BUFFER_SIZE, Processor, check_sample_rate
+from stemboard.plugin.chain import Chain, is_native
+from stemboard.plugin.midi import MidiController, automate, midi_file_events
+from stemboard.plugin.naming import NameTemplate, track_name
+from stemboard.plugin.presets import separator_from_preset, stemsplit_from_preset
+from stemboard.plugin.separator import StemSeparator
+from stemboard.presets import Preset, load_preset
 
 # pedalboard.io reads the first six everywhere; the rest go through ffmpeg when
-# pedalboard cannot read them (see stemboard.decode).
+# pedalboard cannot read them (see stemboard.plugin.decode).
 READ_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif", ".m4a", ".aac", ".opus",
                  ".mp4", ".webm", ".wma")
 
@@ -34,13 +40,11 @@ def as_processor(obj, *, model=None, automated=False):
         Build presets as a ``StemSplit`` (time-domain gains), so MIDI
         automation lands on its exact sample instead of an STFT frame.
     """
-    from .plugin.base import Processor
-    from .plugin.chain import Chain, is_native
-    from .presets import Preset, load_preset
-
     if isinstance(obj, (str, Path, Preset)):
         preset = load_preset(obj)
-        return preset.make_stemsplit(model=model) if automated else preset.make_separator(model)
+        if automated:
+            return stemsplit_from_preset(preset, model=model)
+        return separator_from_preset(preset, model)
     if isinstance(obj, Processor):
         return obj
     if is_native(obj):
@@ -113,8 +117,6 @@ def render(in_path, out_path, processor, *, buffer_size=DEFAULT_BUFFER_SIZE, for
     Path
         The file written.
     """
-    from .plugin.base import check_sample_rate
-
     buffer_size = _buffer_size(buffer_size, block_size)
     sr, n_ch, frames, dtype = audio.read_info(in_path)
     check_sample_rate(sr)  # before a model is loaded or anything is written
@@ -130,8 +132,6 @@ def render(in_path, out_path, processor, *, buffer_size=DEFAULT_BUFFER_SIZE, for
     _prime(processor, n_ch)
     blocks = audio.iter_blocks(in_path, buffer_size)
     if automation is not None:
-        from .plugin.midi import MidiController, automate, midi_file_events
-
         controller = MidiController(processor, midi_map)
         pieces = automate(processor, blocks, sr, midi_file_events(automation, sr), controller)
     else:
@@ -160,7 +160,7 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None
     Every target is checked before anything is written (a folder under a
     stem's name is refused up front), and if publishing fails part-way the
     files already published are removed or restored (see
-    :class:`stemboard.audio.WriterGroup`). Subfolders the template made are
+    :class:`stemboard.plugin.audio.WriterGroup`). Subfolders the template made are
     removed again when nothing was published in them.
 
     Parameters
@@ -187,19 +187,14 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None
     -------
     dict of str to Path
     """
-    from .plugin.base import check_sample_rate
-    from .plugin.separator import StemSeparator
-
     buffer_size = _buffer_size(buffer_size, block_size)
     template = stems_template(name_template)  # a bad template fails before any reading
     fmt = audio.output_format(f"x.{format}")
     audio.check_write_options(fmt, bit_depth=bit_depth, bitrate=bitrate)
     sr, n_ch, frames, dtype = audio.read_info(in_path)
     check_sample_rate(sr)
-    if isinstance(separator, (str, Path)) or hasattr(separator, "make_separator"):
-        from .presets import load_preset
-
-        separator = load_preset(separator).make_separator(model)  # its model; gains unused
+    if isinstance(separator, (str, Path, Preset)):
+        separator = separator_from_preset(separator, model)  # its model; gains unused
     sep = separator if separator is not None else StemSeparator(model)
     if not isinstance(sep, StemSeparator):
         raise TypeError(f"render_stems needs a StemSeparator, got {type(sep).__name__}")
@@ -228,7 +223,7 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None
 
 
 def stems_template(name_template):
-    """A :class:`~stemboard.naming.NameTemplate` for per-stem outputs (default ``{stem}``)."""
+    """A :class:`~stemboard.plugin.naming.NameTemplate` for per-stem outputs (default ``{stem}``)."""
     if isinstance(name_template, NameTemplate):
         return name_template
     return NameTemplate(name_template or "{stem}", available=STEM_FIELDS, required=("stem",),
@@ -270,6 +265,31 @@ def stem_groups(model_stems, *, stems=None, two_stems=None):
         raise ValueError(f"unknown stem(s) {', '.join(unknown)}; the model has "
                          f"{', '.join(model_stems)}")
     return {s: [s] for s in names}
+
+
+def two_stem_model(stem, model=None):
+    """The model ``--two-stems STEM`` separates with.
+
+    The model asked for, if any; otherwise the default model's first stage when
+    the default is a cascade that starts with a 2-stem model having ``stem``
+    (``hq-vocals-ft`` for vocals), else any bundled 2-stem model that has it
+    (its other stem is then the complement); otherwise None, the default model,
+    whose other stems are summed.
+    """
+    if model is not None:
+        return model
+
+    def two_stem(path):
+        stems = model_info(path)["stems"]
+        return len(stems) == 2 and stem in stems
+
+    first = model_info(None).get("parts", (None,))[0]
+    if first is not None and two_stem(first):
+        return str(first)
+    for name, path in bundled_models().items():
+        if two_stem(path):
+            return name
+    return None
 
 
 def _with_ext(path, template, fmt):
