@@ -47,6 +47,7 @@ import mido
 from stemboard.dsp.gains import check_gain_db
 from stemboard.models.versioning import check_version
 from stemboard.plugin.ab import has_stem_gains
+from stemboard.plugin.base import DEFAULT_BUFFER_SIZE
 from stemboard.plugin.chain import flat_parts
 from stemboard.presets import load_preset
 
@@ -362,7 +363,8 @@ def _open_midi(path):
         raise ValueError(f"{path}: not a valid MIDI file ({e})") from None
 
 
-def automate(processor, blocks, sample_rate, events, controller):
+def automate(processor, blocks, sample_rate, events, controller, *,
+             buffer_size=DEFAULT_BUFFER_SIZE):
     """Stream blocks through ``processor``, applying events at their exact samples.
 
     Blocks are split at every event position, and the controller handles the
@@ -377,6 +379,8 @@ def automate(processor, blocks, sample_rate, events, controller):
     events : list of (int, mido.Message)
         Sorted by sample position (as from :func:`midi_file_events`).
     controller : MidiController
+    buffer_size : int
+        Passed to every ``process`` call (the render's buffer size).
 
     Yields
     ------
@@ -398,7 +402,8 @@ def automate(processor, blocks, sample_rate, events, controller):
                 controller.handle(events[i][1])
                 i += 1
             end = n if i == len(events) else min(n, events[i][0] - pos)
-            yield processor.process(block[:, start:end], sample_rate, reset=False), end - start
+            yield (processor.process(block[:, start:end], sample_rate, buffer_size=buffer_size,
+                                    reset=False), end - start)
             start = end
         pos += n
     yield processor.flush(), 0

@@ -133,7 +133,8 @@ def render(in_path, out_path, processor, *, buffer_size=DEFAULT_BUFFER_SIZE, for
     blocks = audio.iter_blocks(in_path, buffer_size)
     if automation is not None:
         controller = MidiController(processor, midi_map)
-        pieces = automate(processor, blocks, sr, midi_file_events(automation, sr), controller)
+        pieces = automate(processor, blocks, sr, midi_file_events(automation, sr), controller,
+                          buffer_size=buffer_size)
     else:
         pieces = _plain(processor, blocks, sr, buffer_size)
     done = 0
