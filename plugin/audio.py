@@ -22,6 +22,7 @@ import numpy as np
 from pedalboard.io import AudioFile
 
 from stemboard.plugin import decode
+from stemboard.plugin.flac import flac_frames_present
 
 DEFAULT_BLOCK = 1 << 16
 WRITE_FORMATS = ("wav", "flac", "aiff", "ogg", "mp3")
@@ -71,7 +72,7 @@ def open_audio(path):
     if f.frames <= 0 or f.num_channels <= 0:
         f.close()
         raise AudioError(f"{path}: holds no audio")
-    present = pcm_frames_present(source)
+    present = frames_present(source)
     if present is not None and present < f.frames:
         promised = f.frames
         f.close()
@@ -92,14 +93,23 @@ def _native_read_suffixes():
     return {s.lower() for s in get_supported_read_formats()}
 
 
-# -- truncated PCM files -----------------------------------------------------------------
+# -- truncated files -----------------------------------------------------------------------
 # pedalboard reads a WAV or AIFF whose data ends early as if the missing frames
 # were silence (a 10 s download cut at 2 s read as 2 s of audio and 8 s of
 # zeros). Their headers say where the samples start and how big a frame is, so
-# the frames really present follow from the file's size. Compressed formats
-# (FLAC, MP3, Ogg) cannot be checked this way; see docs/reliability.md.
+# the frames really present follow from the file's size. A FLAC file cut short
+# reads as silence too; its frame headers say where its audio stops
+# (:mod:`stemboard.plugin.flac`). MP3 and Ogg are not checked; see
+# docs/reliability.md.
 _AIFC_PCM = {b"NONE", b"sowt", b"twos", b"raw ", b"fl32", b"FL32", b"fl64", b"FL64",
              b"in24", b"in32", b"42ni", b"23ni"}
+
+
+def frames_present(path):
+    """Frames ``path`` really holds when its format lets that be told (WAV, AIFF, FLAC),
+    else ``None``."""
+    present = pcm_frames_present(path)
+    return present if present is not None else flac_frames_present(path)
 
 
 def pcm_frames_present(path):

@@ -610,7 +610,7 @@ def truncate(path, keep):
     return path
 
 
-@pytest.mark.parametrize("fmt", ["wav", "aiff"])
+@pytest.mark.parametrize("fmt", ["wav", "aiff", "flac"])
 def test_cli_refuses_truncated_files(model_path, tmp_path, fmt):
     song = truncate(write_wav(tmp_path / f"cut.{fmt}", music_like(seconds=2.0), SR), 0.25)
     out = tmp_path / "stems"
@@ -684,6 +684,43 @@ def test_complete_pcm_files_are_not_called_truncated(tmp_path):
     path = tmp_path / "ok16.wav"
     path.write_bytes(path.read_bytes() + b"LIST\x04\x00\x00\x00INFO")
     assert audio.read_info(path)[2] == x.shape[1]
+
+
+def test_flac_frames_present_reads_the_last_frame_header(tmp_path):
+    """A whole FLAC file reaches its STREAMINFO total (also with a trailing ID3v1
+    tag); one cut short stops at the first sample of its last, cut frame."""
+    from stemboard.plugin.flac import flac_frames_present
+
+    x = music_like(seconds=3.0)
+    for depth in (16, 24):
+        path = write_wav(tmp_path / f"ok{depth}.flac", x, SR, bit_depth=depth)
+        assert flac_frames_present(path) == x.shape[1]
+        assert audio.read_info(path)[2] == x.shape[1]
+        data = path.read_bytes()
+        tagged = tmp_path / f"tagged{depth}.flac"
+        tagged.write_bytes(data + b"TAG" + bytes(125))
+        assert flac_frames_present(tagged) == x.shape[1]
+        for keep in (0.9, 0.5, 0.2):
+            cut = tmp_path / f"cut{depth}.flac"
+            cut.write_bytes(data[:int(len(data) * keep)])
+            present = flac_frames_present(cut)
+            assert 0 < present < x.shape[1] * keep + 4608, (keep, present)
+            with pytest.raises(audio.AudioError, match="truncated"):
+                audio.read_info(cut)
+    assert flac_frames_present(tmp_path / "ok16.flac") is not None
+    assert flac_frames_present(write_wav(tmp_path / "x.wav", x, SR)) is None
+
+
+@pytest.mark.skipif(not __import__("shutil").which("ffmpeg"), reason="needs ffmpeg")
+def test_flac_from_another_encoder_is_whole(tmp_path):
+    """libFLAC through ffmpeg (its own block sizes and header coding) reads whole."""
+    from stemboard.plugin.flac import flac_frames_present
+
+    path = tmp_path / "ff.flac"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=3", "-ac", "2", "-ar", "44100",
+                    "-compression_level", "12", str(path)], check=True)
+    assert flac_frames_present(path) == audio.read_info(path)[2] == 3 * 44100
 
 
 def test_ab_failing_on_b_keeps_no_lone_a(short_song, model_path, tmp_path, capsys):
