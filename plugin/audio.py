@@ -67,12 +67,15 @@ def open_audio(path):
         f = AudioFile(str(source))
     except Exception as e:  # pedalboard raises ValueError/RuntimeError by codec
         raise _read_error(path, e) from None
+    present = frames_present(source)
     if source.suffix.lower() == ".mp3":
+        mpeg = decode.mp3_frames_present(source)   # (MPEG frames held, promised) or None
         f = decode.trim_mp3(f, source)  # aligned with what gapless decoders return
+        if mpeg is not None and mpeg[0] < mpeg[1]:
+            present = f.frames * mpeg[0] // mpeg[1]
     if f.frames <= 0 or f.num_channels <= 0:
         f.close()
         raise AudioError(f"{path}: holds no audio")
-    present = frames_present(source)
     if present is not None and present < f.frames:
         promised = f.frames
         f.close()
@@ -97,10 +100,11 @@ def _native_read_suffixes():
 # pedalboard reads a WAV or AIFF whose data ends early as if the missing frames
 # were silence (a 10 s download cut at 2 s read as 2 s of audio and 8 s of
 # zeros). Their headers say where the samples start and how big a frame is, so
-# the frames really present follow from the file's size. A FLAC file cut short
-# reads as silence too; its frame headers say where its audio stops
-# (:mod:`stemboard.plugin.flac`). MP3 and Ogg are not checked; see
-# docs/reliability.md.
+# the frames really present follow from the file's size. A FLAC or MP3 file cut
+# short reads as silence too; FLAC's frame headers say where its audio stops
+# (:mod:`stemboard.plugin.flac`), and an MP3 whose Xing/Info header counts its
+# frames is walked frame by frame (:func:`stemboard.plugin.decode.mp3_frames_present`).
+# Ogg reads short, not padded; see docs/reliability.md.
 _AIFC_PCM = {b"NONE", b"sowt", b"twos", b"raw ", b"fl32", b"FL32", b"fl64", b"FL64",
              b"in24", b"in32", b"42ni", b"23ni"}
 

@@ -103,6 +103,56 @@ def mp3_gapless_info(path):
     return GaplessInfo(delay, padding, frames, 1152 if mpeg1 else 576)
 
 
+_MP3_KBPS = {True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+             False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mp3_frame_length(header):
+    """Bytes of the Layer III frame whose 4-byte header is ``header``, or None."""
+    if header >> 21 != 0x7FF:
+        return None
+    version, layer = (header >> 19) & 3, (header >> 17) & 3
+    rate_i, kbps_i, pad = (header >> 10) & 3, (header >> 12) & 15, (header >> 9) & 1
+    if layer != 1 or version == 1 or rate_i == 3 or kbps_i in (0, 15):
+        return None  # not Layer III, reserved values, or free format
+    mpeg1 = version == 3
+    rate = _MP3_RATES[version][rate_i]
+    return (144000 if mpeg1 else 72000) * _MP3_KBPS[mpeg1][kbps_i] // rate + pad
+
+
+def mp3_frames_present(path):
+    """``(frames present, frames promised)`` of an MP3 whose Xing/Info header counts its
+    MPEG frames, or None when it does not (then its length is not promised).
+
+    A cut MP3 reads as silence past the cut up to the header's length; walking the
+    frames from the header on (each header gives its frame's length) counts the
+    whole frames the file really holds.
+    """
+    info = mp3_gapless_info(path)
+    if info is None or info.frames is None:
+        return None
+    with open(path, "rb") as fh:
+        data = fh.read()
+    pos = _skip_id3v2(data[:10])
+    pos = next((i for i in range(pos, min(len(data) - 3, pos + 4096))
+                if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0), None)
+    if pos is None:
+        return None
+    first = _mp3_frame_length(struct.unpack(">I", data[pos:pos + 4])[0])
+    if first is None:
+        return None
+    pos += first  # the Xing/Info frame itself carries no audio
+    count = 0
+    while pos + 4 <= len(data):
+        length = _mp3_frame_length(struct.unpack(">I", data[pos:pos + 4])[0])
+        if length is None or pos + length > len(data):
+            break  # a tag (ID3v1, APE) or the cut
+        count += 1
+        pos += length
+    return count, info.frames
+
+
 class TrimmedReader:
     """A pedalboard reader that shows only ``[start, start + frames)`` of its file.
 
