@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from stemboard.dsp.normalization import LOG1P, normalize_log1p
+from stemboard.models.modes import MASK_MODES
 from stemboard.models.versioning import check_version
 
 MANIFEST_FORMAT = "stemboard-mask-model"
@@ -17,10 +18,6 @@ FEATURE_VERSIONS = {"stateful": 2, "stereo_pair": 3, "segments": 4, "stereo_join
                     "to_stem": 4}
 MANIFEST_VERSION = max(FEATURE_VERSIONS.values())
 NORMALIZATIONS = ("none", LOG1P)
-#: How masks are applied: ``"soft"`` divides each by the sum over stems,
-#: ``"binary"`` gives each bin wholly to its largest stem.  Chosen at run time
-#: (``mask_mode=``), not by the manifest.
-MASK_MODES = ("soft", "binary")
 HIGH_BAND_RULES = ("hold_top_bin", "to_stem")
 STEREO_MODES = ("left_right", "mid_side")
 INPUT_LAYOUTS = ("channel", "stereo_pair", "stereo_joint")

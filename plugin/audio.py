@@ -22,10 +22,10 @@ import numpy as np
 from pedalboard.io import AudioFile
 
 from stemboard.plugin import decode
+from stemboard.plugin.defaults import WRITE_FORMATS
 from stemboard.plugin.flac import flac_frames_present
 
 DEFAULT_BLOCK = 1 << 16
-WRITE_FORMATS = ("wav", "flac", "aiff", "ogg", "mp3")
 LOSSY_FORMATS = ("mp3", "ogg")
 # What pedalboard.io writes (32-bit WAV is float); AIFF stops at 24 bits there.
 _BIT_DEPTHS = {"wav": (8, 16, 24, 32), "aiff": (8, 16, 24), "flac": (16, 24)}

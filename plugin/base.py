@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-DEFAULT_BUFFER_SIZE = 8192
+from stemboard.plugin.defaults import DEFAULT_BUFFER_SIZE
 
 # The sample rates every processor accepts, in Hz: from telephone audio to the
 # highest rate interfaces and formats commonly use. Unbounded, a rate of 1 Hz

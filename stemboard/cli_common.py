@@ -1,10 +1,22 @@
 """What every module of the ``stemboard`` command line shares.
 
-``cli`` (the parser and the separation commands), ``cli_daw`` (render,
-presets, ab) and ``batch`` import these; none of them imports another
-CLI module back for them.
+``cli`` (the parser and ``main``), ``cli_commands`` (the separate, remix,
+batch and models bodies), ``cli_daw`` (render, presets, ab), ``batch`` and
+``jobs`` import these; none of them imports another CLI module back for them.
+Like ``cli``, this module imports nothing heavy: ``stemboard --help`` reads it.
 """
 EXIT_ERROR = 1
+
+# Output names as Demucs lays them out (OUT/{track}/{stem}.{ext}), one folder per song.
+SEPARATE_FILENAME = "{track}/{stem}.{ext}"
+REMIX_FILENAME = "{track}.{ext}"
+# One mix per input into a folder; {preset} keeps renders of several presets apart.
+RENDER_FILENAME = "{track}-{preset}.{ext}"
+
+# -- execution providers: --device NAME -> onnxruntime providers, in order of preference.
+DEVICES = {"cpu": ["CPUExecutionProvider"],
+           # CPU after CUDA: onnxruntime runs any op CUDA lacks there.
+           "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
 class CliError(Exception):

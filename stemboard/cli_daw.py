@@ -1,8 +1,9 @@
 """DAW-workflow commands for the ``stemboard`` CLI: ``render``, ``presets``, ``ab``.
 
-``stemboard.cli`` calls :func:`add_commands` with its subparsers; each command
-sets ``func(args) -> int``. Errors are raised (``CliError``, ``ValueError``,
-``OSError``) for the main CLI to print as one line.
+Their parsers are in :mod:`stemboard.cli` (which imports nothing heavy); these
+are the bodies, ``cmd_*(args) -> int``, which :mod:`stemboard.cli_commands`
+lists for ``main`` to dispatch to. Errors are raised (``CliError``,
+``ValueError``, ``OSError``) for the main CLI to print as one line.
 """
 import math
 from pathlib import Path
@@ -12,9 +13,9 @@ from pedalboard import Gain
 
 from stemboard import __version__
 from stemboard.batch import InputError, output_target, read_duration, report, run_batch
-from stemboard.cli_common import CliError
-from stemboard.cli_inputs import (add_buffer_size, first_input_checked, input_paths, made_root,
-                                  progress_for, refuse_collisions)
+from stemboard.cli_common import RENDER_FILENAME, CliError
+from stemboard.cli_inputs import (first_input_checked, input_paths, made_root, progress_for,
+                                  refuse_collisions)
 from stemboard.models import model_info
 from stemboard.plugin import audio
 from stemboard.plugin.ab import ABSwitch, integrated_lufs, matching_gains
@@ -26,69 +27,7 @@ from stemboard.plugin.separator import StemSeparator
 from stemboard.plugin.stemsplit import StemSplit
 from stemboard.presets import list_presets, load_preset, user_preset_dir
 
-# One mix per input into a folder; {preset} keeps renders of several presets apart.
-RENDER_FILENAME = "{track}-{preset}.{ext}"
 RENDER_FIELDS = ("track", "preset", "model", "ext")
-
-
-def _options(p):
-    p.add_argument("--model", default=None,
-                   help="model name (hq, hq-vocals, offline, live) or .onnx path; overrides "
-                        "the preset's")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
-    add_buffer_size(p)
-    p.add_argument("--bit-depth", type=int, default=None,
-                   help="output bit depth (default: keeps the input's precision)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-
-def add_commands(subparsers):
-    """Register ``render``, ``presets`` and ``ab`` on an argparse subparsers object."""
-    p = subparsers.add_parser("render", help="render a file through a preset "
-                                             "(optionally automated by a MIDI file)")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders or globs")
-    p.add_argument("-o", "--output", required=True,
-                   help="output file (one input) or folder (default name "
-                        f"{RENDER_FILENAME})")
-    p.add_argument("--preset", required=True, help="preset name or .json path "
-                                                   "(see `stemboard presets`)")
-    p.add_argument("-r", "--recursive", action="store_true",
-                   help="folders: also take the audio files of their subfolders")
-    p.add_argument("--filename", default=None, metavar="TEMPLATE",
-                   help="output path under -o, from {track}, {preset}, {model} and {ext}; may "
-                        f"hold subfolders (default {RENDER_FILENAME}, when -o is a folder)")
-    p.add_argument("--format", choices=audio.WRITE_FORMATS, default=None,
-                   help="output format (default: -o's extension, or wav into a folder)")
-    p.add_argument("--bitrate", type=int, default=None, metavar="KBPS",
-                   help="mp3/ogg bitrate in kbit/s (e.g. 320)")
-    p.add_argument("--json", action="store_true",
-                   help="print a JSON summary (inputs, outputs, durations, seconds) instead of "
-                        "the output paths")
-    p.add_argument("--automation", metavar="FILE.mid", default=None,
-                   help="MIDI file whose messages automate the render, sample-accurately")
-    p.add_argument("--midi-map", metavar="MAP.json", default=None,
-                   help="JSON map from MIDI messages to stem gains, mix, presets and A/B")
-    p.add_argument("--b", metavar="PRESET", default=None,
-                   help="with --automation: side B of an A/B switch whose side A is "
-                        "--preset; the map's 'ab' mappings switch sides, and its gains, mix "
-                        "and program changes edit the side playing")
-    _options(p)
-    p.set_defaults(func=cmd_render)
-
-    p = subparsers.add_parser("presets", help="list the presets, with descriptions")
-    p.set_defaults(func=cmd_presets)
-
-    p = subparsers.add_parser("ab", help="render two presets for an A/B comparison, "
-                                         "loudness-matched")
-    p.add_argument("input", help="audio file")
-    p.add_argument("--a", required=True, metavar="PRESET", help="preset A")
-    p.add_argument("--b", required=True, metavar="PRESET", help="preset B")
-    p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--format", choices=("wav", "flac", "aiff"), default="wav")
-    p.add_argument("--no-match", action="store_true",
-                   help="do not match loudness (still measure and print it)")
-    _options(p)
-    p.set_defaults(func=cmd_ab)
 
 
 def _bar(args, path, desc):

@@ -1,16 +1,14 @@
 """What the ``stemboard`` commands that take many inputs share: the inputs, their
-output paths, progress, and the buffer-size option.
+output paths and progress.
 
-``cli`` (separate, remix, batch) and ``cli_daw`` (render) import these; neither
+``cli_commands`` (separate, remix, batch) and ``cli_daw`` (render) import these; neither
 imports the other for them.
 """
-import argparse
 from pathlib import Path
 
 from stemboard.batch import BatchProgress, InputError, expand_inputs
 from stemboard.cli_common import CliError
 from stemboard.plugin import audio
-from stemboard.plugin.base import DEFAULT_BUFFER_SIZE
 
 
 def input_paths(args):
@@ -53,11 +51,3 @@ def made_root(out):
         raise audio.AudioError(f"{out}: cannot create the output folder "
                                f"({e.strerror or e})") from None
     return out
-
-
-def add_buffer_size(p):
-    """``--buffer-size``, and its deprecated old name ``--block-size``."""
-    p.add_argument("--buffer-size", type=int, default=DEFAULT_BUFFER_SIZE,
-                   help="samples per block read, processed and written (default "
-                        f"{DEFAULT_BUFFER_SIZE}; memory use, not results)")
-    p.add_argument("--block-size", type=int, default=None, help=argparse.SUPPRESS)

@@ -11,12 +11,13 @@ import pytest
 from pedalboard.io import AudioFile
 
 from conftest import music_like
-from stemboard import cli
+from stemboard import cli_commands
 from stemboard.plugin import audio
 from stemboard.batch import BatchProgress, expand_inputs
-from stemboard.cli import main, two_stem_model
+from stemboard.cli import main
 from stemboard.models import bundled_models, model_info
 from stemboard.plugin.naming import NameTemplate, TemplateError, track_name
+from stemboard.plugin.render import two_stem_model
 
 
 def write(path, x, sr=44100, bit_depth=32):
@@ -373,10 +374,10 @@ def test_unavailable_device_is_one_clear_line(song, tmp_path, model_path, capsys
 
 
 def test_execution_providers_mapping():
-    assert cli.execution_providers() is None
-    assert cli.execution_providers("cpu") == ["CPUExecutionProvider"]
-    assert cli.execution_providers(providers="cpu") == ["CPUExecutionProvider"]
-    assert cli.execution_providers(providers="CPUExecutionProvider,cpu") == \
+    assert cli_commands.execution_providers() is None
+    assert cli_commands.execution_providers("cpu") == ["CPUExecutionProvider"]
+    assert cli_commands.execution_providers(providers="cpu") == ["CPUExecutionProvider"]
+    assert cli_commands.execution_providers(providers="CPUExecutionProvider,cpu") == \
         ["CPUExecutionProvider"]
 
 

@@ -27,6 +27,9 @@ DEFERRED = {
     ("stemboard", "stemboard.models"): "the lazy top layer: stemboard.separate loads the "
         "runtime on first call, so `import stemboard` does not (issue 25 item 5)",
     ("stemboard", "stemboard.plugin"): "the lazy top layer, as above",
+    ("stemboard.cli", "stemboard.cli_commands"): "the command bodies load numpy, the Numba "
+        "kernels, onnxruntime and pedalboard; main() imports them once a command is parsed, "
+        "so `stemboard --help` and a bad option do not (issue 25 item 5)",
     ("stemboard.presets", "stemboard.plugin.presets"):
         "deprecated Preset.make_separator/make_stemsplit forward to the plugin factories "
         "(README code before issue 27); the arrow goes with them",

@@ -188,7 +188,7 @@ def fast_bundled_models(real):
 def use_fast_models(setattr_=setattr):
     """Point the hq names at ``offline`` in this process (``setattr_``: monkeypatch's)."""
     import stemboard  # noqa: F401  (loads every module that binds the registry)
-    import stemboard.cli  # noqa: F401
+    import stemboard.cli_commands  # noqa: F401  (the CLI's bodies load only on a command)
     from stemboard.models import runtime
 
     real = runtime.bundled_models
