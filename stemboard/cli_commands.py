@@ -22,7 +22,7 @@ from stemboard.jobs import JobError, status
 from stemboard.models import DEFAULT_MODEL, bundled_models, model_info
 from stemboard.plugin import StemSeparator, audio
 from stemboard.plugin.naming import NameTemplate, TemplateError, track_name
-from stemboard.plugin.render import (_make_parents, _remove_empty, render, render_stems,
+from stemboard.plugin.render import (_make_parents, _remove_empty, _with_ext, render, render_stems,
                                      stem_groups, two_stem_model)
 
 
@@ -199,7 +199,9 @@ def cmd_remix(args):
     def path_for(src):
         if target is not None:
             return target.with_suffix(f".{fmt}")
-        return template.path(out, track=track_name(src), ext=fmt, model=sep.model.name)
+        # Without {ext} the extension is appended, not swapped in: "a.b" stays "a.b.wav".
+        return _with_ext(template.path(out, track=track_name(src), ext=fmt,
+                                       model=sep.model.name), template, fmt)
 
     refuse_collisions((src, path_for(src)) for src in inputs)
 

@@ -236,6 +236,16 @@ def test_remix_several_inputs_into_a_folder(tmp_path, model_path, capsys):
     assert code == 1 and "names one file but there are 2 inputs" in one_error_line(err)
 
 
+def test_remix_template_without_ext_keeps_dotted_track_names(tmp_path, model_path, capsys):
+    """A --filename without {ext} gets the format's extension appended: "v1.2" stays whole."""
+    a = write(tmp_path / "take.v1.2.wav", music_like(seconds=0.4))
+    out = tmp_path / "mixes"
+    code, _, err = run(["remix", a, "-o", out, "--filename", "{track}", "--format", "flac"],
+                       model_path, capsys)
+    assert code == 0, err
+    assert files_under(out) == ["take.v1.2.flac"]
+
+
 @pytest.mark.parametrize("order", [["-r", "{src}", "{extra}", "-o", "{out}"],
                                    ["{src}", "-r", "{extra}", "-o", "{out}"],
                                    ["-o", "{out}", "{src}", "-r", "{extra}"]])
