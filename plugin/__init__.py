@@ -4,8 +4,9 @@ The names below load on first use (PEP 562 module ``__getattr__``), so a light
 module of this room (:mod:`stemboard.plugin.defaults`, which the command line's
 parser reads) does not pull in numpy, pedalboard and the models (issue 25 item 5).
 """
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from stemboard.models.lazy import lazy_exports
 
 # Each public name and the module that defines it.
 _EXPORTS = {
@@ -15,7 +16,6 @@ _EXPORTS = {
     "stemboard.plugin.separator": ("StemSeparator", "db_to_gain"),
     "stemboard.plugin.stemsplit": ("StemSplit",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 if TYPE_CHECKING:  # what the names are, for readers, type checkers and tests/test_layers.py
     from stemboard.plugin.ab import ABSwitch
@@ -25,17 +25,7 @@ if TYPE_CHECKING:  # what the names are, for readers, type checkers and tests/te
     from stemboard.plugin.stemsplit import StemSplit
 
 
-def __getattr__(name):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stemboard.plugin' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_MODULE_OF))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 __all__ = ["Processor", "ChannelLayout", "StemSeparator", "Chain", "StemSplit", "ABSwitch",

@@ -8,8 +8,9 @@ Quick start::
     sep.mute("vocals"); karaoke = sep(audio, 44100)
 """
 from functools import lru_cache
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from stemboard.models.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -26,7 +27,6 @@ _EXPORTS = {
     "stemboard.presets": ("Preset", "apply_preset", "list_presets", "load_preset",
                           "save_preset"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 # Subpackages reachable as attributes (`stemboard.plugin.midi`) before anyone imported them.
 _SUBPACKAGES = ("dsp", "models", "plugin", "presets")
 
@@ -40,19 +40,7 @@ if TYPE_CHECKING:  # what the names are, for readers, type checkers and tests/te
     from stemboard.presets import Preset, apply_preset, list_presets, load_preset, save_preset
 
 
-def __getattr__(name):
-    if name in _SUBPACKAGES:
-        return import_module(f"stemboard.{name}")
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stemboard' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_MODULE_OF) | set(_SUBPACKAGES))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS, subpackages=_SUBPACKAGES)
 
 
 @lru_cache(maxsize=4)

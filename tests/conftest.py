@@ -34,6 +34,22 @@ def model_factory(tmp_path_factory):
 def model_path(model_factory):
     return model_factory()
 
+@pytest.fixture
+def buffer_sizes_seen(monkeypatch):
+    """The set of ``buffer_size`` values every ``StemSeparator`` run receives from now on."""
+    from stemboard.plugin.separator import StemSeparator
+
+    seen = set()
+    real = StemSeparator._run
+
+    def spy(self, renderer, x, gains, buffer_size, reset):
+        seen.add(buffer_size)
+        return real(self, renderer, x, gains, buffer_size, reset)
+
+    monkeypatch.setattr(StemSeparator, "_run", spy)
+    return seen
+
+
 @pytest.fixture(scope="session")
 def seg_paths(tmp_path_factory):
     """Segmented stereo-joint fixture graphs: ``"framewise"`` masks and ``"context"``

@@ -40,17 +40,8 @@ def test_separate_writes_every_stem(song, tmp_path, model_path, capsys):
     assert np.max(np.abs(sum(stems) - x)) < 1e-4  # 32-bit float files: lossless sum
 
 
-def test_buffer_size_reaches_the_engine(song, tmp_path, model_path, monkeypatch, capsys):
-    from stemboard.plugin.separator import StemSeparator
-
-    seen = set()
-    real = StemSeparator._run
-
-    def spy(self, renderer, x, gains, buffer_size, reset):
-        seen.add(buffer_size)
-        return real(self, renderer, x, gains, buffer_size, reset)
-
-    monkeypatch.setattr(StemSeparator, "_run", spy)
+def test_buffer_size_reaches_the_engine(song, tmp_path, model_path, buffer_sizes_seen, capsys):
+    seen = buffer_sizes_seen
     base = ["separate", str(song), "--model", model_path, "-q"]
     assert main(base + ["-o", str(tmp_path / "a"), "--buffer-size", "3000"]) == 0
     assert seen == {3000} and "deprecated" not in capsys.readouterr().err

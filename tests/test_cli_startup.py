@@ -17,7 +17,7 @@ HEAVY = ("numpy", "numba", "onnxruntime", "scipy", "pedalboard")
 # The light modules of the lower rooms the parser reads its choices and defaults from;
 # their packages' __init__ load the rest of the room on first use.
 LIGHT = {"stemboard.plugin", "stemboard.plugin.defaults", "stemboard.models",
-         "stemboard.models.modes"}
+         "stemboard.models.lazy", "stemboard.models.modes"}
 
 WRAPPER = """
 import json, sys

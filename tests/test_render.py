@@ -154,22 +154,13 @@ def test_render_with_midi_automation_file(tmp_path, song, model_path):
         render(path, tmp_path / "x.wav", proc, automation=tmp_path / "a.mid")
 
 
-def test_render_with_automation_passes_its_buffer_size(tmp_path, song, model_path, monkeypatch):
-    from stemboard.plugin.separator import StemSeparator
-
+def test_render_with_automation_passes_its_buffer_size(tmp_path, song, model_path,
+                                                       buffer_sizes_seen):
     path, _ = song
     mido.MidiFile(ticks_per_beat=480).save(str(tmp_path / "a.mid"))
     (tmp_path / "map.json").write_text(json.dumps(
         {"mappings": [{"cc": 7, "param": "gain:vocals"}]}))
-    seen = set()
-    real = StemSeparator._run
-
-    def spy(self, renderer, x, gains, buffer_size, reset):
-        seen.add(buffer_size)
-        return real(self, renderer, x, gains, buffer_size, reset)
-
-    monkeypatch.setattr(StemSeparator, "_run", spy)
     proc = separator_from_preset(load_preset("vocals-up-3db"), model_path)
     render(path, tmp_path / "auto.wav", proc, automation=tmp_path / "a.mid",
            midi_map=tmp_path / "map.json", buffer_size=3000)
-    assert seen == {3000}
+    assert buffer_sizes_seen == {3000}
