@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from pedalboard.io import AudioFile
 
@@ -216,7 +215,7 @@ def test_resume_after_a_crash_mid_item(catalog, tmp_path, model_path):
 
 
 def test_killed_batch_keeps_finished_outputs_and_resumes(tmp_path, model_path):
-    catalog = songs(tmp_path / "in", 6, seconds=2.0)
+    songs(tmp_path / "in", 6, seconds=2.0)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "stemboard", "batch", str(tmp_path / "in"), "-o", str(out),
            "--model", model_path, "--workers", "1", "-q"]

@@ -36,7 +36,6 @@ import json
 import os
 import queue
 import re
-import shlex
 import stat
 import subprocess
 import sys
