@@ -69,8 +69,9 @@ def open_audio(path):
         raise _read_error(path, e) from None
     present = frames_present(source)
     if source.suffix.lower() == ".mp3":
-        mpeg = decode.mp3_frames_present(source)   # (MPEG frames held, promised) or None
-        f = decode.trim_mp3(f, source)  # aligned with what gapless decoders return
+        info = decode.mp3_gapless_info(source)
+        mpeg = decode.mp3_frames_present(source, info)   # (MPEG frames held, promised)
+        f = decode.trim_mp3(f, info)  # aligned with what gapless decoders return
         if mpeg is not None and mpeg[0] < mpeg[1]:
             present = f.frames * mpeg[0] // mpeg[1]
     if f.frames <= 0 or f.num_channels <= 0:

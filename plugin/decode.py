@@ -38,13 +38,17 @@ class GaplessInfo:
         MPEG frames after the header frame, when the header counts them.
     samples_per_frame : int
         1152 for MPEG-1 Layer III, 576 for MPEG-2/2.5.
+    audio_start : int or None
+        File offset of the first audio frame (the header frame carries none);
+        None when the header frame's length cannot be told (free format).
     """
 
-    def __init__(self, delay, padding, frames, samples_per_frame):
+    def __init__(self, delay, padding, frames, samples_per_frame, audio_start=None):
         self.delay = delay
         self.padding = padding
         self.frames = frames
         self.samples_per_frame = samples_per_frame
+        self.audio_start = audio_start
 
     def window(self, decoded_frames):
         """``(start, length)`` of the real audio among ``decoded_frames`` decoded samples."""
@@ -53,6 +57,24 @@ class GaplessInfo:
                  else decoded_frames)
         length = total - self.delay - self.padding
         return start, max(0, min(length, decoded_frames - start))
+
+
+_MP3_KBPS = {True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+             False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mp3_frame_length(header):
+    """Bytes of the Layer III frame whose 4-byte header is ``header``, or None."""
+    if header >> 21 != 0x7FF:
+        return None
+    version, layer = (header >> 19) & 3, (header >> 17) & 3
+    rate_i, kbps_i, pad = (header >> 10) & 3, (header >> 12) & 15, (header >> 9) & 1
+    if layer != 1 or version == 1 or rate_i == 3 or kbps_i in (0, 15):
+        return None  # not Layer III, reserved values, or free format
+    mpeg1 = version == 3
+    rate = _MP3_RATES[version][rate_i]
+    return (144000 if mpeg1 else 72000) * _MP3_KBPS[mpeg1][kbps_i] // rate + pad
 
 
 def _skip_id3v2(data):
@@ -72,8 +94,8 @@ def mp3_gapless_info(path):
         extension (then nothing is known to trim, and nothing is trimmed).
     """
     with open(path, "rb") as fh:
-        head = fh.read(10)
-        fh.seek(_skip_id3v2(head))
+        skip = _skip_id3v2(fh.read(10))
+        fh.seek(skip)
         data = fh.read(4096)
     pos = next((i for i in range(len(data) - 3)
                 if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0), None)
@@ -100,50 +122,30 @@ def mp3_gapless_info(path):
         return None
     d = data[p + 21:p + 24]
     delay, padding = (d[0] << 4) | (d[1] >> 4), ((d[1] & 0x0F) << 8) | d[2]
-    return GaplessInfo(delay, padding, frames, 1152 if mpeg1 else 576)
+    length = _mp3_frame_length(header)
+    return GaplessInfo(delay, padding, frames, 1152 if mpeg1 else 576,
+                       None if length is None else skip + pos + length)
 
 
-_MP3_KBPS = {True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-             False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
-_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-
-
-def _mp3_frame_length(header):
-    """Bytes of the Layer III frame whose 4-byte header is ``header``, or None."""
-    if header >> 21 != 0x7FF:
-        return None
-    version, layer = (header >> 19) & 3, (header >> 17) & 3
-    rate_i, kbps_i, pad = (header >> 10) & 3, (header >> 12) & 15, (header >> 9) & 1
-    if layer != 1 or version == 1 or rate_i == 3 or kbps_i in (0, 15):
-        return None  # not Layer III, reserved values, or free format
-    mpeg1 = version == 3
-    rate = _MP3_RATES[version][rate_i]
-    return (144000 if mpeg1 else 72000) * _MP3_KBPS[mpeg1][kbps_i] // rate + pad
-
-
-def mp3_frames_present(path):
+def mp3_frames_present(path, info):
     """``(frames present, frames promised)`` of an MP3 whose Xing/Info header counts its
     MPEG frames, or None when it does not (then its length is not promised).
 
     A cut MP3 reads as silence past the cut up to the header's length; walking the
     frames from the header on (each header gives its frame's length) counts the
     whole frames the file really holds.
+
+    Parameters
+    ----------
+    path : str or Path
+    info : GaplessInfo or None
+        ``mp3_gapless_info(path)``.
     """
-    info = mp3_gapless_info(path)
-    if info is None or info.frames is None:
+    if info is None or info.frames is None or info.audio_start is None:
         return None
     with open(path, "rb") as fh:
         data = fh.read()
-    pos = _skip_id3v2(data[:10])
-    pos = next((i for i in range(pos, min(len(data) - 3, pos + 4096))
-                if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0), None)
-    if pos is None:
-        return None
-    first = _mp3_frame_length(struct.unpack(">I", data[pos:pos + 4])[0])
-    if first is None:
-        return None
-    pos += first  # the Xing/Info frame itself carries no audio
-    count = 0
+    pos, count = info.audio_start, 0
     while pos + 4 <= len(data):
         length = _mp3_frame_length(struct.unpack(">I", data[pos:pos + 4])[0])
         if length is None or pos + length > len(data):
@@ -196,9 +198,11 @@ class TrimmedReader:
         return False
 
 
-def trim_mp3(f, path):
-    """Wrap an open MP3 reader so it shows the gapless audio only (or return it as is)."""
-    info = mp3_gapless_info(path)
+def trim_mp3(f, info):
+    """Wrap an open MP3 reader so it shows the gapless audio only (or return it as is).
+
+    ``info`` is ``mp3_gapless_info`` of its file (None: nothing to trim).
+    """
     if info is None:
         return f
     start, length = info.window(int(f.frames))

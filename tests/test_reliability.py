@@ -715,23 +715,23 @@ def test_truncated_mp3_is_refused_and_whole_ones_read(tmp_path):
     """An MP3 whose Xing/Info header counts its frames is walked frame by frame: cut
     short it is refused (pedalboard pads it with silence); whole, also with a
     trailing ID3v1 tag, it reads."""
-    from stemboard.plugin.decode import mp3_frames_present
+    from stemboard.plugin.decode import mp3_frames_present, mp3_gapless_info
 
     x = music_like(seconds=3.0)
     path = tmp_path / "ok.mp3"
     with AudioFile(str(path), "w", SR, 2) as f:
         f.write(x)
-    have, promised = mp3_frames_present(path)
+    have, promised = mp3_frames_present(path, mp3_gapless_info(path))
     assert have == promised > 100
     whole = audio.read_info(path)[2]
     data = path.read_bytes()
     tagged = tmp_path / "tagged.mp3"
     tagged.write_bytes(data + b"TAG" + bytes(125))
-    assert mp3_frames_present(tagged) == (promised, promised)
+    assert mp3_frames_present(tagged, mp3_gapless_info(tagged)) == (promised, promised)
     assert audio.read_info(tagged)[2] == whole
     cut = tmp_path / "cut.mp3"
     cut.write_bytes(data[:len(data) // 2])
-    have, _ = mp3_frames_present(cut)
+    have, _ = mp3_frames_present(cut, mp3_gapless_info(cut))
     assert abs(have - promised // 2) <= 2
     with pytest.raises(audio.AudioError, match="cut.mp3: truncated: the header promises"):
         audio.read_info(cut)
