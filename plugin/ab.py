@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from stemboard.dsp.gains import check_gain_db, db_to_gain
-from stemboard.plugin.base import StreamedProcessor
+from stemboard.plugin.base import DEFAULT_BUFFER_SIZE, StreamedProcessor
 from stemboard.plugin.chain import flat_parts
 from stemboard.plugin.presets import separator_from_preset
 from stemboard.plugin.stemsplit import LaneAligner, ScheduledValue, as_branch
@@ -182,7 +182,7 @@ class ABSwitch(StreamedProcessor):
         for t, db in zip(self._trims, dbs):
             self._schedule(t, db_to_gain(db))
 
-    def match_loudness(self, x, sample_rate, *, buffer_size=8192):
+    def match_loudness(self, x, sample_rate, *, buffer_size=DEFAULT_BUFFER_SIZE):
         """Measure both sides on ``x`` and set trims so they are equally loud.
 
         Parameters

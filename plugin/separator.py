@@ -5,7 +5,8 @@ import numpy as np
 from stemboard.dsp.gains import db_to_gain
 from stemboard.models.manifest import check_mask_mode
 from stemboard.models.runtime import load_model
-from stemboard.plugin.base import MIN_OFFLINE_BUFFER_SIZE, ChannelLayout, Processor
+from stemboard.plugin.base import (DEFAULT_BUFFER_SIZE, MIN_OFFLINE_BUFFER_SIZE, ChannelLayout,
+                                   Processor)
 from stemboard.plugin.stem_controls import StemGainControls
 from stemboard.plugin.engine import make_renderer
 
@@ -164,7 +165,7 @@ class StemSeparator(StemGainControls, Processor):
             r.reset()
 
     def separate(self, input_array, sample_rate, *, stems=None,
-                 buffer_size=8192, reset=True):
+                 buffer_size=DEFAULT_BUFFER_SIZE, reset=True):
         """Split audio into stems.
 
         Parameters
