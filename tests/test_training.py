@@ -284,6 +284,26 @@ def test_remix_sampler_eq_is_a_smooth_bounded_per_stem_gain():
     assert np.nanmax(spread) < 1e-3
 
 
+def test_remix_sampler_stem_gain_db_sets_one_stems_level():
+    stems = _stems()
+    spectra, lengths = stem_spectra([{"stems": stems}], GRID, BINS)
+    kw = dict(frames=30, p_remix=0.0, gain_db=(0.0, 0.0), p_drop=0.0, seed=2)
+    plain_mix, plain = RemixSampler(spectra, lengths, **kw).batch(5)
+    mix, tgt = RemixSampler(spectra, lengths, stem_gain_db={0: (-30.0, -10.0)}, **kw).batch(5)
+    # same crops (one draw per stem either way); only stem 0 is scaled, by -30..-10 dB
+    np.testing.assert_array_equal(tgt[:, 1:], plain[:, 1:])
+    live = plain[:, 0] > 1e-6
+    db = 20 * np.log10(tgt[:, 0][live] / plain[:, 0][live])
+    assert db.min() >= -30.0 - 1e-3 and db.max() <= -10.0 + 1e-3
+    per_item = [np.median(20 * np.log10(tgt[b, 0][live[b]] / plain[b, 0][live[b]]))
+                for b in range(5)]
+    assert np.ptp(per_item) > 1.0                         # drawn per item, not fixed
+    assert not np.array_equal(mix, plain_mix)
+    for bad in ({0: (-10.0, -30.0)}, {9: (-30.0, -10.0)}):
+        with pytest.raises(ValueError, match="stem_gain_db"):
+            RemixSampler(spectra, lengths, stem_gain_db=bad, **kw)
+
+
 def test_remix_sampler_track_weights():
     stems = _stems()
     spectra, lengths = stem_spectra([{"stems": stems}, {"stems": 0 * stems}], GRID, BINS)

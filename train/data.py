@@ -156,7 +156,8 @@ class RemixSampler:
 
     def __init__(self, spectra, lengths, frames: int, *, p_remix=0.5, gain_db=(-6.0, 3.0),
                  p_drop=0.1, seed=0, stereo_pair=False, eq_db=0.0, track_weights=None,
-                 stem_gain=None, phase_sensitive=False, mid_side=False, phase_residual=False):
+                 stem_gain=None, phase_sensitive=False, mid_side=False, phase_residual=False,
+                 stem_gain_db=None):
         self.spectra = spectra
         self.mid_side = bool(mid_side)
         self.phase_sensitive = bool(phase_sensitive)
@@ -167,6 +168,14 @@ class RemixSampler:
         self.frames = frames
         self.p_remix = p_remix
         self.gain_db = gain_db
+        # Per-stem gain ranges {stem index: (lo, hi) dB} replacing gain_db for those
+        # stems; one draw per stem either way, so other runs' random stream is unchanged.
+        self.stem_gain_db = {}
+        for s, rng_db in (stem_gain_db or {}).items():
+            lo, hi = (float(v) for v in rng_db)
+            if not (0 <= s < spectra.shape[1]) or lo > hi:
+                raise ValueError(f"stem_gain_db: bad entry {s}: {rng_db!r}")
+            self.stem_gain_db[s] = (lo, hi)
         self.p_drop = p_drop
         self.stereo_pair = bool(stereo_pair)
         self.eq_db = float(eq_db)
@@ -237,7 +246,7 @@ class RemixSampler:
                     seg = self.spectra[tr, s, ch, off: off + F]
                 if seg.shape[0] < F:
                     seg = np.pad(seg, ((0, F - seg.shape[0]), (0, 0)))
-                g = np.float32(10.0 ** (rng.uniform(*self.gain_db) / 20.0))
+                g = np.float32(10.0 ** (rng.uniform(*self.stem_gain_db.get(s, self.gain_db)) / 20.0))
                 if rng.random() < self.p_drop:
                     g = np.float32(0.0)
                 if self.stem_gain is not None:

@@ -57,6 +57,9 @@ class TrainConfig:
     precision: str = "fp32"         # "bf16": the network's forward pass under bfloat16 autocast
                                     # (weights, optimiser and loss stay float32); ~1.45x faster
                                     # per step on CPUs with AMX/AVX512-BF16
+    vocals_db: tuple = ()           # (lo, hi): the vocal stem's gain range in dB instead of the
+                                    # sampler's; (-30, -10) trains a cascade's second stage on
+                                    # accompaniments with the first stage's residual vocals
     members: int = 1                # >1: train that many nets of this recipe (seeds seed,
                                     # seed+1, ...) and ship their EnsembleNet (mean logits)
     extra: dict = field(default_factory=dict)
@@ -293,7 +296,8 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
                            seed=cfg.seed, stereo_pair=cfg.stereo_pair, eq_db=cfg.eq_db,
                            track_weights=track_weights, stem_gain=stem_gain,
                            phase_sensitive=cfg.loss in ("l2psa", "sdr"), mid_side=cfg.mid_side,
-                           phase_residual=cfg.loss == "sdr")
+                           phase_residual=cfg.loss == "sdr",
+                           stem_gain_db={STEMS.index("vocals"): cfg.vocals_db} if cfg.vocals_db else None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, cfg.steps // 20)
 
