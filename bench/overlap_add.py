@@ -107,6 +107,9 @@ def main(argv=None):
     ap.add_argument("--baseline", default=BASELINE_REV,
                     help=f"git revision whose kernel runs beside (default {BASELINE_REV})")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--frame-major", action="store_true",
+                    help="also time bench/ola_probe.py's frame-major kernel (a design probe: "
+                         "masks read frame-major, with and without transposing them first)")
     ap.add_argument("--json", help="write the results to this JSON file")
     args = ap.parse_args(argv)
 
@@ -133,6 +136,12 @@ def main(argv=None):
     tasks = {"inverse FFTs alone (floor)": floor_call(parts, gains.shape[0], m.n_fft,
                                                       kernels.TILE),
              "masked_overlap_add": kernel_call(kernels, parts, gains, m)}
+    if args.frame_major:
+        from ola_probe import frame_major_call
+        tasks["frame-major probe, masks given frame-major"] = frame_major_call(
+            parts, gains, m, transpose=False)
+        tasks["frame-major probe + numpy transpose of the masks"] = frame_major_call(
+            parts, gains, m, transpose=True)
     if not args.no_baseline:
         base = load_baseline(args.baseline)
         tasks[f"masked_overlap_add at {args.baseline}"] = kernel_call(
@@ -148,6 +157,10 @@ def main(argv=None):
     res["loadavg_at_end"] = os.getloadavg()
     floor = median(res["times_ms"]["inverse FFTs alone (floor)"])
     rows = [[name, median(ts), median(ts) / floor] for name, ts in res["times_ms"].items()]
+    for name, out in outs.items():
+        if name.startswith("frame-major"):
+            res.setdefault("max_abs_diff_frame_major_to_kernel", {})[name] = float(
+                np.abs(out - outs["masked_overlap_add"]).max())
     if not args.no_baseline:
         ref = outs[f"masked_overlap_add at {args.baseline}"]
         res["max_abs_diff_to_baseline"] = float(np.abs(outs["masked_overlap_add"] - ref).max())
@@ -160,6 +173,8 @@ def main(argv=None):
     if "max_abs_diff_to_baseline" in res:
         print(f"largest output difference to {args.baseline}: "
               f"{res['max_abs_diff_to_baseline']:.2e}")
+    for name, d in res.get("max_abs_diff_frame_major_to_kernel", {}).items():
+        print(f"largest output difference, {name} to masked_overlap_add: {d:.2e}")
     save_json(args.json, res)
     return res
 

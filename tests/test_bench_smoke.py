@@ -70,6 +70,13 @@ def test_overlap_add_smoke(model_path):
     assert res["max_abs_diff_to_baseline"] < 1e-6
 
 
+def test_overlap_add_frame_major_probe_matches_the_kernel(model_path):
+    res = _load("overlap_add").main(["--model", model_path, "--seconds", "1", "--repeats", "1",
+                                     "--no-baseline", "--frame-major"])
+    diffs = res["max_abs_diff_frame_major_to_kernel"]
+    assert len(diffs) == 2 and all(d == 0.0 for d in diffs.values())
+
+
 def test_equivalence_smoke(model_path, tmp_path):
     res = _load("equivalence").main(["--model", model_path, "--tracks", "0", "--seconds", "0.5",
                                      "--cache", str(tmp_path)])
