@@ -15,7 +15,7 @@ import numpy as np
 from rocket_fft.lowlevel import c2r
 
 from stemboard.dsp import StftGrid
-from stemboard.dsp.kernels import MASK_FLOOR, TOTAL_FLOOR
+from stemboard.dsp.kernels import MASK_FLOOR, mask_frame, soft_frame_gains
 
 
 @numba.njit(nogil=True)
@@ -54,22 +54,8 @@ def frame_major_kernel(spec, masks_fm, gains, n_model_bins, n_fft, hop, window, 
                         r[s, f] = v
                         tot[f] = tot[f] + v if s else v
                 for o in range(n_out):
-                    e = even[o]
-                    g[:] = zero
-                    for s in range(n_stems):
-                        gs = gains[o, s]
-                        if gs != 0.0:
-                            for f in range(n_model_bins):
-                                g[f] += gs * r[s, f]
-                    for f in range(n_model_bins):
-                        g[f] = g[f] / tot[f] if tot[f] > TOTAL_FLOOR else e
-                    for f in range(n_model_bins):
-                        z = spec[c, t, f]
-                        masked[o, j, f] = complex(z.real * g[f], z.imag * g[f])
-                    h = g[top]
-                    for f in range(n_model_bins, n_bins):
-                        z = spec[c, t, f]
-                        masked[o, j, f] = complex(z.real * h, z.imag * h)
+                    soft_frame_gains(r, tot, gains, o, even[o], g)
+                    mask_frame(spec, c, t, g, g[top], masked[o, j])
             c2r(masked[:, :n_t], frames[:, :n_t], axes, False, scale, 1)
             for o in range(n_out):
                 dst = out[o, c]

@@ -267,6 +267,35 @@ def _apply_gains(sft, G, o, j0, n_t, n_model_bins, high_stem, gains, mft):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def soft_frame_gains(r, total, gains, o, e, g):
+    """``g[f]``: output ``o``'s normalised soft-mask gain in model bin ``f`` of one
+    frame, from that frame's floored masks ``r`` (stems, model bins) and their sums
+    ``total``; ``e`` where no stem claims the bin.  Sums in stem order."""
+    zero = np.float32(0.0)
+    n_stems, n_model_bins = r.shape
+    g[:] = zero
+    for s in range(n_stems):
+        gs = gains[o, s]
+        if gs != 0.0:
+            for f in range(n_model_bins):
+                g[f] += gs * r[s, f]
+    for f in range(n_model_bins):
+        g[f] = g[f] / total[f] if total[f] > TOTAL_FLOOR else e
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def mask_frame(spec, c, t, g, h, masked):
+    """``masked[f] = spec[c, t, f] * g[f]`` in the model bins, ``* h`` above them."""
+    n_model_bins = g.shape[0]
+    for f in range(n_model_bins):
+        z = spec[c, t, f]
+        masked[f] = complex(z.real * g[f], z.imag * g[f])
+    for f in range(n_model_bins, spec.shape[2]):
+        z = spec[c, t, f]
+        masked[f] = complex(z.real * h, z.imag * h)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _add_frame(frame, out, tail, base):
     """Add ``frame`` at sample ``base`` of ``out`` continued by ``tail``."""
     n = frame.shape[0]
@@ -372,21 +401,9 @@ def _masked_overlap_add_frames(spec, raw, gains, n_model_bins, high_stem, binary
                     for f in range(n_model_bins):
                         g[f] = gains[o, arg[f]] if total[f] > TOTAL_FLOOR else e
                 else:
-                    g[:] = zero
-                    for s in range(n_stems):
-                        gs = gains[o, s]
-                        if gs != 0.0:
-                            for f in range(n_model_bins):
-                                g[f] += gs * r[s, f]
-                    for f in range(n_model_bins):
-                        g[f] = g[f] / total[f] if total[f] > TOTAL_FLOOR else e
-                for f in range(n_model_bins):
-                    z = spec[c, t, f]
-                    masked[0, f] = complex(z.real * g[f], z.imag * g[f])
+                    soft_frame_gains(r, total, gains, o, e, g)
                 h = g[top] if high_stem < 0 else gains[o, high_stem]
-                for f in range(n_model_bins, n_bins):
-                    z = spec[c, t, f]
-                    masked[0, f] = complex(z.real * h, z.imag * h)
+                mask_frame(spec, c, t, g, h, masked[0])
                 c2r(masked, frame, axes, False, scale, 1)
                 _add_windowed(frame[0], synth_window, out[o, c], tails[o, c], t * hop)
 
