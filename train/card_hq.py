@@ -58,6 +58,19 @@ def hq_section(folder) -> list:
             f"into {', '.join(cascade['keep'])} (its own vocal share renormalised over those "
             f"three). It contains `{cascade['second']}`, so it inherits the **MUSDB18 "
             "non-commercial** caveat above.")
+    second = _load(folder / f"{cascade['second']}.json") if cascade is not None else None
+    scfg = (second or {}).get("training", {}).get("config", {})
+    if scfg.get("vocals_db"):
+        lo, hi = scfg["vocals_db"]
+        tr = second["training"]
+        add(f"- `{cascade['second']}`, its second stage, is `offline`'s architecture and recipe "
+            f"({scfg.get('steps')} steps, seed {scfg.get('seed')}) trained on MUSDB18-7 "
+            f"`train` remixes whose vocals are drawn {lo} to {hi} dB down "
+            "(`TrainConfig.vocals_db`): what it is given in `hq` is an accompaniment with "
+            "the first stage's leftover vocals, not a full mix. Command: "
+            f"`{tr.get('command', '?')}`; {tr.get('train_seconds', 0) / 60:.0f} min on one "
+            "core of the shared 2-core machine. **Trained on MUSDB18: non-commercial.** On a "
+            "full mix use `offline`.")
     add("- Network: per stem a U-Net of six stride-2 5×5 convolutions down and six "
         "transposed ones up (9.8 M parameters each) on the stereo magnitude of the lowest "
         f"{voc['model_bins']} bins of a {voc['n_fft']}/{voc['hop']} STFT; the stems' "
