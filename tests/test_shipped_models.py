@@ -8,7 +8,7 @@ import pytest
 from stemboard.dsp import StftGrid, stft
 from stemboard.models import MaskModel, bundled_models, resolve_model_path
 
-SHIPPED = ("offline", "live")
+SHIPPED = ("offline", "live", "hq-split")
 
 
 def _audio(seconds=2.0, seed=0):
@@ -20,7 +20,7 @@ def _audio(seconds=2.0, seed=0):
     return np.stack([x, 0.8 * x]).astype(np.float32)
 
 
-def test_offline_and_live_are_bundled_and_offline_is_default():
+def test_own_models_are_bundled_and_hq_is_default():
     models = bundled_models()
     for name in SHIPPED:
         assert name in models
