@@ -601,10 +601,8 @@ def test_card_is_what_metrics_and_ablations_produce(tmp_path):
     from stemboard.train import card
 
     weights = Path(__file__).resolve().parents[1] / "models" / "weights"
-    for name in ("metrics.json", "ablations.json", "hq-vocals.json", "hq-vocals-ft.json",
-                 "hq.json", "hq_candidates.json"):
-        if (weights / name).is_file():   # the hq files feed the card's hq section
-            (tmp_path / name).write_bytes((weights / name).read_bytes())
+    for path in weights.glob("*.json"):   # the manifests feed the card's hq section
+        (tmp_path / path.name).write_bytes(path.read_bytes())
     card.main(["--out", str(tmp_path)])
     # the committed card is in step with the committed measurements
     assert (tmp_path / "MODEL_CARD.md").read_text() == (weights / "MODEL_CARD.md").read_text()
