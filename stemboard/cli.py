@@ -13,8 +13,8 @@ import threading
 from contextlib import contextmanager
 
 from stemboard import __version__
-from stemboard.cli_common import (DEVICES, EXIT_ERROR, REMIX_FILENAME, RENDER_FILENAME,
-                                  SEPARATE_FILENAME, CliError, one_line)
+from stemboard.cli_common import (DEVICES, ENGINES, EXIT_ERROR, REMIX_FILENAME,
+                                  RENDER_FILENAME, SEPARATE_FILENAME, CliError, one_line)
 from stemboard.models.modes import MASK_MODES
 from stemboard.plugin.defaults import DEFAULT_BUFFER_SIZE, WRITE_FORMATS
 
@@ -97,7 +97,7 @@ def _batch_parser(sub):
                    help="render each input through this preset into one mix, as `stemboard "
                         "render` (default name {track}-{preset}.{ext}), instead of stems")
     p.add_argument("--format", choices=WRITE_FORMATS, default="wav")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
+    p.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: a process pool on this machine (default); ray: Ray actors, "
                         "on a cluster with --address or RAY_ADDRESS (pip install "
                         "\"stemboard[ray]\")")

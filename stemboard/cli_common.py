@@ -13,6 +13,10 @@ REMIX_FILENAME = "{track}.{ext}"
 # One mix per input into a folder; {preset} keeps renders of several presets apart.
 RENDER_FILENAME = "{track}-{preset}.{ext}"
 
+# Where `stemboard batch` runs its items (stemboard.jobs); here so the parser need not
+# import jobs to list them.
+ENGINES = ("local", "ray")
+
 # -- execution providers: --device NAME -> onnxruntime providers, in order of preference.
 DEVICES = {"cpu": ["CPUExecutionProvider"],
            # CPU after CUDA: onnxruntime runs any op CUDA lacks there.

@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from stemboard.cli_common import RENDER_FILENAME, SEPARATE_FILENAME, one_line
+from stemboard.cli_common import ENGINES, RENDER_FILENAME, SEPARATE_FILENAME, one_line
 from stemboard.plugin import StemSeparator, audio
 from stemboard.plugin.base import DEFAULT_BUFFER_SIZE
 from stemboard.plugin.naming import NameTemplate, track_name
@@ -37,7 +37,6 @@ from stemboard.presets import Preset
 
 JOURNAL_NAME = "stemboard-batch.jsonl"
 JOURNAL_VERSION = 1
-ENGINES = ("local", "ray")
 # Default names: SEPARATE_FILENAME; with a preset each input renders to one mix, named
 # as `stemboard render` names it (RENDER_FILENAME). Both from cli_common.
 # The fields `stemboard separate --filename` takes; `render`'s has {preset} for {stem}.
