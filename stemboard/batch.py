@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from stemboard import jobs
-from stemboard.cli_common import one_line
-from stemboard.jobs import RENDER_FILENAME, SEPARATE_FILENAME, JobError, JobSpec
+from stemboard.cli_common import RENDER_FILENAME, SEPARATE_FILENAME, one_line
+from stemboard.jobs import JobError, JobSpec
 from stemboard.models import model_info
 from stemboard.plugin import audio
 from stemboard.plugin.base import DEFAULT_BUFFER_SIZE

@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from stemboard.cli_common import ENGINES, RENDER_FILENAME, SEPARATE_FILENAME, one_line
+from stemboard.cli_common import ENGINES, SEPARATE_FILENAME, one_line
 from stemboard.plugin import StemSeparator, audio
 from stemboard.plugin.base import DEFAULT_BUFFER_SIZE
 from stemboard.plugin.naming import NameTemplate, track_name
@@ -37,8 +37,8 @@ from stemboard.presets import Preset
 
 JOURNAL_NAME = "stemboard-batch.jsonl"
 JOURNAL_VERSION = 1
-# Default names: SEPARATE_FILENAME; with a preset each input renders to one mix, named
-# as `stemboard render` names it (RENDER_FILENAME). Both from cli_common.
+# Default names (stemboard.batch picks them): SEPARATE_FILENAME; with a preset each input
+# renders to one mix, named as `stemboard render` names it (cli_common.RENDER_FILENAME).
 # The fields `stemboard separate --filename` takes; `render`'s has {preset} for {stem}.
 TEMPLATE_FIELDS = ("track", "stem", "ext", "model")
 RENDER_FIELDS = ("track", "preset", "ext", "model")
