@@ -16,6 +16,7 @@ import struct
 import sys
 import uuid
 from contextlib import ExitStack
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +68,8 @@ def open_audio(path):
         f = AudioFile(str(source))
     except Exception as e:  # pedalboard raises ValueError/RuntimeError by codec
         raise _read_error(path, e) from None
-    present = frames_present(source)
+    present, info, mpeg = _length_checks(source)
     if source.suffix.lower() == ".mp3":
-        info = decode.mp3_gapless_info(source)
-        mpeg = decode.mp3_frames_present(source, info)   # (MPEG frames held, promised)
         f = decode.trim_mp3(f, info)  # aligned with what gapless decoders return
         if mpeg is not None and mpeg[0] < mpeg[1]:
             present = f.frames * mpeg[0] // mpeg[1]
@@ -83,6 +82,25 @@ def open_audio(path):
         raise AudioError(f"{path}: truncated: the header promises {promised} frames but the "
                          f"file holds {present}; refusing to pad it with silence")
     return f
+
+
+def _length_checks(source):
+    """``(frames present, MP3 gapless info, (MPEG frames held, promised))`` of ``source``.
+
+    A file is opened once for its header (``read_info``) and again for its blocks,
+    and an MP3's check reads the whole file; the answers are kept per path, change
+    time and size, so the second opening reads nothing new.
+    """
+    st = source.stat()
+    return _length_checks_of(str(source.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=16)
+def _length_checks_of(path, mtime_ns, size):
+    if Path(path).suffix.lower() != ".mp3":
+        return frames_present(path), None, None
+    info = decode.mp3_gapless_info(path)
+    return frames_present(path), info, decode.mp3_frames_present(path, info)
 
 
 def needs_ffmpeg(path):
