@@ -1072,3 +1072,91 @@ def test_ensemble_is_its_members_single_runs_in_one_graph(tmp_path):
     pair = run_configs(5000, 400, 2000, offline_arch="masknet-x2")
     assert (pair[0].members, pair[0].hidden, pair[1].members) == (2, 192, 1)
     assert "members" in run_key(pair[0], 200) and ARCHS["masknet-x2"]["members"] == 2
+
+
+def _teacher_setup():
+    spectra, lengths = stem_spectra([{"stems": _stems()}], GRID, BINS)
+    # A "teacher" that hears each stem at its own level: 0.5, 1, 1.5, 2 times the truth.
+    scale = np.array([0.5, 1.0, 1.5, 2.0], np.float32)[None, :, None, None, None]
+    teacher = (np.abs(spectra) * scale).astype(np.float16)
+    return spectra, lengths, teacher
+
+
+def test_remix_sampler_teacher_blends_targets_of_unremixed_crops():
+    spectra, lengths, teacher = _teacher_setup()
+    kw = dict(frames=30, p_remix=0.0, p_drop=0.5, seed=3, teacher=teacher)
+    mix0, tgt0 = RemixSampler(spectra, lengths, distill=0.0, **kw).batch(6)
+    mix1, tgt1 = RemixSampler(spectra, lengths, distill=1.0, **kw).batch(6)
+    mixh, tgth = RemixSampler(spectra, lengths, distill=0.5, **kw).batch(6)
+    # same draws whatever the weight: only the targets move
+    np.testing.assert_array_equal(mix0, mix1)
+    np.testing.assert_array_equal(mix0, mixh)
+    live = tgt0 > 1e-2
+    for s, scale in enumerate([0.5, 1.0, 1.5, 2.0]):
+        np.testing.assert_allclose(tgt1[:, s][live[:, s]] / tgt0[:, s][live[:, s]], scale,
+                                   rtol=2e-3)                 # float16 teacher
+    # One gain for every stem and nothing dropped (p_drop 0.5 would drop some):
+    # four copies of one signal stay four equal targets.
+    same = np.repeat(_stems()[:1], 4, axis=0)
+    spectra1, lengths1 = stem_spectra([{"stems": same}], GRID, BINS)
+    _, tgt = RemixSampler(spectra1, lengths1, distill=0.0, **{
+        **kw, "teacher": np.abs(spectra1).astype(np.float16)}).batch(6)
+    assert (tgt[:, 0].reshape(6, -1).max(axis=1) > 0).all()
+    for s in range(1, 4):
+        np.testing.assert_array_equal(tgt[:, s], tgt[:, 0])
+    np.testing.assert_allclose(tgth, 0.5 * (tgt0 + tgt1), rtol=1e-5, atol=1e-6)
+
+
+def test_remix_sampler_teacher_leaves_remixed_crops_and_checks_its_input():
+    spectra, lengths, teacher = _teacher_setup()
+    kw = dict(frames=30, p_remix=1.0, seed=4, teacher=teacher)
+    _, tgt0 = RemixSampler(spectra, lengths, distill=0.0, **kw).batch(4)
+    _, tgt1 = RemixSampler(spectra, lengths, distill=1.0, **kw).batch(4)
+    np.testing.assert_array_equal(tgt0, tgt1)       # remixes have no teacher: true targets
+    for bad, match in ((dict(teacher=teacher[:, :, :, :10]), "teacher shape"),
+                       (dict(teacher=teacher, mid_side=True), "mid_side"),
+                       (dict(teacher=teacher, distill=1.5), "distill"),
+                       (dict(distill=0.5), "needs teacher")):
+        with pytest.raises(ValueError, match=match):
+            RemixSampler(spectra, lengths, frames=30, **bad)
+
+
+def test_train_needs_the_teacher_it_names():
+    from stemboard.train.train import TrainConfig, train
+
+    spectra, lengths, teacher = _teacher_setup()
+    norm = normalization_stats(spectra, lengths)
+    cfg = TrainConfig(name="t", steps=0, teacher="hq", distill=0.5)
+    with pytest.raises(ValueError, match="teacher"):
+        train(cfg, spectra, lengths, norm)
+    with pytest.raises(ValueError, match="teacher"):
+        train(dataclasses.replace(cfg, teacher="", distill=0.0), spectra, lengths, norm,
+              teacher=teacher)
+
+
+def test_teacher_magnitudes_match_the_model_and_cache_whole_files(tmp_path, monkeypatch):
+    import stemboard
+    from stemboard.plugin import StemSeparator
+    from stemboard.train.distill import teacher_magnitudes
+
+    tracks = [{"name": "a", "stems": _stems(0.5, seed=1)},
+              {"name": "b", "stems": _stems(0.7, seed=2)}]
+    out = teacher_magnitudes(tracks, GRID, BINS, model="live", cache=tmp_path)
+    assert out.shape == (2, 4, 2, out.shape[3], BINS) and out.dtype == np.float16
+    est = stemboard.separate(tracks[1]["stems"].sum(axis=0), 44100, model="live")
+    want = np.abs(stft(np.stack([est[s] for s in STEMS]).reshape(8, -1), GRID)[:, :, :BINS])
+    np.testing.assert_allclose(out[1].reshape(8, -1, BINS)[:, : want.shape[1]], want,
+                               rtol=2e-3, atol=1e-3)          # float16 storage
+    assert not out[0, :, :, want.shape[1] - 2:].any()        # the shorter track is padded
+    (cached,) = tmp_path.glob("teacher_live_*.npy")
+
+    def boom(*a, **k):
+        raise RuntimeError("separate called")
+
+    monkeypatch.setattr(StemSeparator, "separate", boom)
+    again = teacher_magnitudes(tracks, GRID, BINS, model="live", cache=tmp_path)
+    np.testing.assert_array_equal(again, out)                 # read back, not recomputed
+    # an interrupted computation leaves nothing a later run would trust
+    with pytest.raises(RuntimeError, match="separate called"):
+        teacher_magnitudes(tracks[:1], GRID, BINS, model="live", cache=tmp_path)
+    assert sorted(tmp_path.iterdir()) == [cached]

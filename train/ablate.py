@@ -32,7 +32,8 @@ import torch
 from stemboard.models import MaskModel
 from stemboard.models.manifest import STEREO_MODES
 
-from stemboard.train.data import STEMS, decode_musdb
+from stemboard.train.data import STEMS, decode_musdb, pitch_shifted
+from stemboard.train.distill import teacher_magnitudes
 from stemboard.train.evaluate import evaluate_systems, onnx_system
 from stemboard.train.export import export_onnx
 from stemboard.train.pipeline import GRID, exports_stateful, manifest_for, training_data
@@ -107,13 +108,23 @@ def main(argv=None):
         return rescore(args, command, log)
     cfg = TrainConfig(name=args.name, **parse_set(args.set))
 
+    tracks = decode_musdb(args.data, args.cache, "train", log=log)
     spectra, lengths, norm, n_real, n_pitched = training_data(
-        decode_musdb(args.data, args.cache, "train", log=log), pitch_shifts=cfg.pitch_shifts,
+        tracks, pitch_shifts=cfg.pitch_shifts,
         synth_count=args.synth_count if cfg.synth_share > 0 else 0, synth_root=args.data,
         cache=args.cache, feature_scale=cfg.feature_scale, log=log)
+    teacher = None
+    if cfg.teacher:
+        if cfg.synth_share > 0:
+            raise SystemExit("--set teacher=...: the teacher labels MUSDB songs only; "
+                             "not with synth_share")
+        teacher = teacher_magnitudes([*tracks, *pitch_shifted(tracks, cfg.pitch_shifts, log,
+                                                              lazy=True)],
+                                     GRID, spectra.shape[-1], model=cfg.teacher,
+                                     cache=args.cache, log=log)
     model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real,
-                        n_pitched=n_pitched)
-    del spectra
+                        n_pitched=n_pitched, teacher=teacher)
+    del spectra, teacher
     # The checkpoint too, so a run worth shipping can seed the pipeline's cache.
     torch.save({"config": model.config, "state_dict": model.state_dict()},
                work / f"{cfg.name}.pt")

@@ -152,13 +152,36 @@ class RemixSampler:
     are not used.  With ``stereo_pair`` as well, the other signal is the side
     for a mid item and the mid for a side item: how much of a bin's energy is
     off-centre is the cue that tells a centred voice from wide instruments.
+
+    With ``teacher`` (:func:`.distill.teacher_magnitudes`, shaped like
+    ``spectra`` but magnitudes) the crops that are not remixed keep the song's
+    own mixture up to one gain: all four stems take the same gain and none is
+    dropped, since the teacher's stems are its estimate for that mixture only.
+    Their targets are ``(1 - distill) |S| + distill |T|`` (``|T|`` the teacher's
+    stem magnitude times the same gain): the squared error to that blend is the
+    ``1 - distill`` / ``distill`` weighted sum of the errors to the true and the
+    teacher's stems, up to a constant.  Remixed crops keep the true targets.
+    The random draws differ from a run without a teacher, but not with
+    ``distill``, so ``distill=0`` is the like-for-like control.
     """
 
     def __init__(self, spectra, lengths, frames: int, *, p_remix=0.5, gain_db=(-6.0, 3.0),
                  p_drop=0.1, seed=0, stereo_pair=False, eq_db=0.0, track_weights=None,
                  stem_gain=None, phase_sensitive=False, mid_side=False, phase_residual=False,
-                 stem_gain_db=None):
+                 stem_gain_db=None, teacher=None, distill=0.0):
         self.spectra = spectra
+        self.teacher = teacher
+        self.distill = float(distill)
+        if teacher is not None:
+            if teacher.shape != spectra.shape:
+                raise ValueError(f"teacher shape {teacher.shape} != spectra shape {spectra.shape}")
+            if mid_side or stereo_pair or phase_sensitive:
+                raise ValueError("a teacher's targets are left/right stem magnitudes: "
+                                 "not for mid_side, stereo_pair or phase-sensitive training")
+        if not 0.0 <= self.distill <= 1.0:
+            raise ValueError(f"distill must be in [0, 1], got {distill}")
+        if self.distill and teacher is None:
+            raise ValueError("distill > 0 needs teacher targets")
         self.mid_side = bool(mid_side)
         self.phase_sensitive = bool(phase_sensitive)
         self.phase_residual = bool(phase_residual)
@@ -229,8 +252,11 @@ class RemixSampler:
         bins = self.spectra.shape[-1]
         stems = np.empty((size, n_stems, F, bins), np.complex64)
         other = np.empty((size, n_stems, F, bins), np.complex64) if self.stereo_pair else None
+        taught = np.zeros(size, bool)
+        tmag = np.zeros((size, n_stems, F, bins), np.float32) if self.teacher is not None else None
         for b in range(size):
             remix = rng.random() < self.p_remix
+            common = None
             tr = self._track(n_tracks)
             ch = rng.integers(2)
             item_ch = ch
@@ -246,6 +272,16 @@ class RemixSampler:
                     seg = self.spectra[tr, s, ch, off: off + F]
                 if seg.shape[0] < F:
                     seg = np.pad(seg, ((0, F - seg.shape[0]), (0, 0)))
+                if tmag is not None and not remix:
+                    # The teacher's crop: one gain for the whole mixture, nothing dropped.
+                    if common is None:
+                        common = np.float32(10.0 ** (rng.uniform(*self.gain_db) / 20.0))
+                    g = common
+                    t = np.asarray(self.teacher[tr, s, ch, off: off + F], np.float32)
+                    tmag[b, s, : t.shape[0]] = t * g
+                    taught[b] = True
+                    stems[b, s] = seg * g
+                    continue
                 g = np.float32(10.0 ** (rng.uniform(*self.stem_gain_db.get(s, self.gain_db)) / 20.0))
                 if rng.random() < self.p_drop:
                     g = np.float32(0.0)
@@ -267,6 +303,9 @@ class RemixSampler:
             target = (stems * np.conj(mixc)[:, None]).real / np.maximum(mix, 1e-12)[:, None]
         else:
             target = np.abs(stems)
+            if taught.any() and self.distill:
+                a = np.float32(self.distill)
+                target[taught] = (1 - a) * target[taught] + a * tmag[taught]
         out = (np.ascontiguousarray(mix.transpose(0, 2, 1)),
                np.ascontiguousarray(target.astype(np.float32).transpose(0, 1, 3, 2)))
         if other is not None:

@@ -60,6 +60,10 @@ class TrainConfig:
     vocals_db: tuple = ()           # (lo, hi): the vocal stem's gain range in dB instead of the
                                     # sampler's; (-30, -10) trains a cascade's second stage on
                                     # accompaniments with the first stage's residual vocals
+    teacher: str = ""               # bundled model whose stems on the training songs are
+                                    # distillation targets ("" = none; see .distill)
+    distill: float = 0.0            # weight of the teacher's stems in the targets of the
+                                    # crops it labels (0 with a teacher = the control run)
     members: int = 1                # >1: train that many nets of this recipe (seeds seed,
                                     # seed+1, ...) and ship their EnsembleNet (mean logits)
     extra: dict = field(default_factory=dict)
@@ -244,18 +248,22 @@ def _recompute_batch_norm(model, sampler, cfg, norm, batches: int = 40):
 
 
 def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None,
-          n_pitched=0):
+          n_pitched=0, teacher=None):
     """Train ``cfg`` on ``spectra`` (tracks, stems, 2, frames, bins) complex64.
 
     Track order: ``n_real`` MUSDB songs (default: all tracks), then
     ``n_pitched`` pitch-shifted copies of them (:func:`.data.pitch_shifted`;
     drawn like the songs when ``cfg.pitch_shifts`` is set, left out
     otherwise), then synthetic excerpts drawn with ``cfg.synth_share`` of the
-    probability.
+    probability.  ``teacher`` (:func:`.distill.teacher_magnitudes`, shaped like
+    ``spectra``) is needed when ``cfg.teacher`` is set.
     """
+    if bool(cfg.teacher) != (teacher is not None):
+        raise ValueError(f"{cfg.name}: teacher={cfg.teacher!r} but teacher targets were "
+                         f"{'not ' if teacher is None else ''}given")
     if cfg.members != 1:
         return _train_ensemble(cfg, spectra, lengths, norm, log=log, n_real=n_real,
-                               n_pitched=n_pitched)
+                               n_pitched=n_pitched, teacher=teacher)
     if cfg.pitch_shifts and not n_pitched:
         raise ValueError(f"{cfg.name}: pitch_shifts={cfg.pitch_shifts} but no pitch-shifted "
                          "copies were given")
@@ -265,9 +273,11 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
         n_songs = spectra.shape[0] if n_real is None else n_real
         if n_songs + n_pitched == spectra.shape[0]:
             spectra, lengths = spectra[:n_songs], lengths[:n_songs]
+            teacher = None if teacher is None else teacher[:n_songs]
         else:
             keep = np.r_[0:n_songs, n_songs + n_pitched:spectra.shape[0]]
             spectra, lengths = spectra[keep], lengths[keep]
+            teacher = None if teacher is None else teacher[keep]
         n_pitched = 0
     track_weights = stem_gain = None
     if n_real is not None:
@@ -297,7 +307,8 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
                            track_weights=track_weights, stem_gain=stem_gain,
                            phase_sensitive=cfg.loss in ("l2psa", "sdr"), mid_side=cfg.mid_side,
                            phase_residual=cfg.loss == "sdr",
-                           stem_gain_db={STEMS.index("vocals"): cfg.vocals_db} if cfg.vocals_db else None)
+                           stem_gain_db={STEMS.index("vocals"): cfg.vocals_db} if cfg.vocals_db else None,
+                           teacher=teacher, distill=cfg.distill)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, cfg.steps // 20)
 
