@@ -359,58 +359,66 @@ def _masked_overlap_add_chunks(spec, raw, gains, n_model_bins, high_stem, binary
 
 @numba.njit(cache=True, nogil=True)
 def _masked_overlap_add_frames(spec, raw, gains, n_model_bins, high_stem, binary, n_fft, hop,
-                               synth_window, out, tails, even):
-    """The frames of :func:`masked_overlap_add` one by one, along the bins: for a
-    streaming call's frame or two, which cannot spread the bin-major path's
-    per-bin set-up.  The same arithmetic and sums in the same order, so the
-    output does not depend on the path."""
+                               synth_window, out, tails, even, frame_major, tile):
+    """The frames of :func:`masked_overlap_add` one by one, along the bins, with the
+    inverse FFTs batched over ``tile`` frames.  For frame-major masks (every read
+    contiguous) and for a streaming call's frame or two, which cannot spread the
+    bin-major path's per-bin set-up.  The same arithmetic and sums in the same
+    order, so the output depends neither on the path nor on the masks' layout."""
     n_ch, n_frames, n_bins = spec.shape
-    n_stems = raw.shape[1]
+    n_stems = raw.shape[2] if frame_major else raw.shape[1]
     n_out = gains.shape[0]
     top = n_model_bins - 1
     zero = np.float32(0.0)
+    tile = max(1, min(tile, n_frames))
     r = np.empty((n_stems, n_model_bins), np.float32)
     total = np.empty(n_model_bins, np.float32)
     best = np.empty(n_model_bins, np.float32)
     arg = np.empty(n_model_bins, np.int64)
     g = np.empty(n_model_bins, np.float32)
-    masked = np.empty((1, n_bins), np.complex64)
-    frame = np.empty((1, n_fft), np.float32)
-    axes = np.array([1])
+    masked = np.empty((n_out, tile, n_bins), np.complex64)
+    frames = np.empty((n_out, tile, n_fft), np.float32)
+    axes = np.array([2])
     scale = 1.0 / n_fft
     for c in range(n_ch):
-        for t in range(n_frames):
-            for s in range(n_stems):
-                for f in range(n_model_bins):
-                    v = raw[c, s, f, t]
-                    v = v if v > MASK_FLOOR else zero  # NaN and negatives -> 0 too
-                    r[s, f] = v
-                    total[f] = total[f] + v if s else v
-            if binary:  # the largest stem per bin (first on ties, as argmax)
-                for f in range(n_model_bins):
-                    best[f] = -1.0
-                    arg[f] = 0
+        for t0 in range(0, n_frames, tile):
+            n_t = min(tile, n_frames - t0)
+            for j in range(n_t):
+                t = t0 + j
                 for s in range(n_stems):
                     for f in range(n_model_bins):
-                        larger = r[s, f] > best[f]
-                        best[f] = r[s, f] if larger else best[f]
-                        arg[f] = s if larger else arg[f]
-            for o in range(n_out):
-                e = even[o]
-                if binary:
+                        v = raw[c, t, s, f] if frame_major else raw[c, s, f, t]
+                        v = v if v > MASK_FLOOR else zero  # NaN and negatives -> 0 too
+                        r[s, f] = v
+                        total[f] = total[f] + v if s else v
+                if binary:  # the largest stem per bin (first on ties, as argmax)
                     for f in range(n_model_bins):
-                        g[f] = gains[o, arg[f]] if total[f] > TOTAL_FLOOR else e
-                else:
-                    soft_frame_gains(r, total, gains, o, e, g)
-                h = g[top] if high_stem < 0 else gains[o, high_stem]
-                mask_frame(spec, c, t, g, h, masked[0])
-                c2r(masked, frame, axes, False, scale, 1)
-                _add_windowed(frame[0], synth_window, out[o, c], tails[o, c], t * hop)
+                        best[f] = -1.0
+                        arg[f] = 0
+                    for s in range(n_stems):
+                        for f in range(n_model_bins):
+                            larger = r[s, f] > best[f]
+                            best[f] = r[s, f] if larger else best[f]
+                            arg[f] = s if larger else arg[f]
+                for o in range(n_out):
+                    e = even[o]
+                    if binary:
+                        for f in range(n_model_bins):
+                            g[f] = gains[o, arg[f]] if total[f] > TOTAL_FLOOR else e
+                    else:
+                        soft_frame_gains(r, total, gains, o, e, g)
+                    h = g[top] if high_stem < 0 else gains[o, high_stem]
+                    mask_frame(spec, c, t, g, h, masked[o, j])
+            c2r(masked[:, :n_t], frames[:, :n_t], axes, False, scale, 1)
+            for o in range(n_out):
+                for j in range(n_t):
+                    _add_windowed(frames[o, j], synth_window, out[o, c], tails[o, c],
+                                  (t0 + j) * hop)
 
 
 @numba.njit(cache=True, nogil=True)
 def masked_overlap_add(spec, raw, gains, n_model_bins, high_stem, binary, ola, n_fft, hop,
-                       synth_window):
+                       synth_window, frame_major=False):
     """Mask, inverse FFT and overlap-add every output, a few frames at a time.
 
     Raw model masks are normalised to sum to exactly one over stems here
@@ -429,7 +437,9 @@ def masked_overlap_add(spec, raw, gains, n_model_bins, high_stem, binary, ola, n
     ----------
     spec : ndarray, shape (channels, frames, bins), complex64
     raw : ndarray, shape (channels, stems, n_model_bins, frames), float32
-        The model's output as the graph returns it.
+        The model's output as the graph returns it; with ``frame_major``,
+        (channels, frames, stems, n_model_bins), as a graph whose manifest says
+        ``"mask_layout": "frames"`` returns it.
     gains : ndarray, shape (outputs, stems), float32
         Linear gain per output and stem.
     n_model_bins : int
@@ -444,13 +454,16 @@ def masked_overlap_add(spec, raw, gains, n_model_bins, high_stem, binary, ola, n
         ``n_fft - hop`` samples are the pending sums, the rest zeros.
     n_fft, hop : int
     synth_window : ndarray, shape (n_fft,), float32
+    frame_major : bool
+        The layout of ``raw``.  Frame-major masks are read frame by frame, every
+        read contiguous; bin-major ones span by span along their rows.
 
     Returns
     -------
     ndarray, shape (outputs, channels, frames * hop), float32
     """
     n_ch, n_frames, n_bins = spec.shape
-    n_stems = raw.shape[1]
+    n_stems = raw.shape[2] if frame_major else raw.shape[1]
     n_out = gains.shape[0]
     length = n_frames * hop
     keep = n_fft - hop
@@ -474,9 +487,9 @@ def masked_overlap_add(spec, raw, gains, n_model_bins, high_stem, binary, ola, n
         for o in range(n_out):
             # The pending state covers samples 0 .. n_fft - 1 of this call.
             _add_frame(ola[o, c], out[o, c], tails[o, c], 0)
-    if n_frames < FEW_FRAMES:
+    if frame_major or n_frames < FEW_FRAMES:
         _masked_overlap_add_frames(spec, raw, gains, n_model_bins, high_stem, binary, n_fft,
-                                   hop, synth_window, out, tails, even)
+                                   hop, synth_window, out, tails, even, frame_major, TILE)
     else:
         _masked_overlap_add_chunks(spec, raw, gains, n_model_bins, high_stem, binary, n_fft,
                                    hop, synth_window, out, tails, even, used, n_used)

@@ -15,12 +15,13 @@ MANIFEST_FORMAT = "stemboard-mask-model"
 #: the lowest version that can read it (:meth:`Manifest.required_version`), and
 #: readers refuse versions newer than theirs.
 FEATURE_VERSIONS = {"stateful": 2, "stereo_pair": 3, "segments": 4, "stereo_joint": 4,
-                    "to_stem": 4}
+                    "to_stem": 4, "frame_major": 5}
 MANIFEST_VERSION = max(FEATURE_VERSIONS.values())
 NORMALIZATIONS = ("none", LOG1P)
 HIGH_BAND_RULES = ("hold_top_bin", "to_stem")
 STEREO_MODES = ("left_right", "mid_side")
 INPUT_LAYOUTS = ("channel", "stereo_pair", "stereo_joint")
+MASK_LAYOUTS = ("bins", "frames")
 
 
 class ModelError(ValueError):
@@ -89,6 +90,14 @@ class Manifest:
     ``high_band_rule`` says what bins at or above ``model_bins`` get:
     ``"hold_top_bin"`` the masks of the top model bin, ``"to_stem"`` all of it
     to the stem named by ``high_band_stem`` (the others none).
+
+    ``mask_layout`` says how the graph lays its ``masks`` out: ``"bins"``
+    (batch, stems, model_bins, time), as above, or ``"frames"`` (batch, time,
+    stems, model_bins).  The runtime hands both on as (batch, stems,
+    model_bins, time) (a frame-major graph's as a transposed view), and the
+    engine's overlap-add reads frame-major masks in their own order, each
+    frame's contiguous: the faster layout for it (issue 28).  Segmented graphs
+    are bin-major.
     """
 
     sample_rate: int
@@ -111,6 +120,7 @@ class Manifest:
     segment_frames: int = 0
     segment_overlap: int = 0
     high_band_stem: str = ""
+    mask_layout: str = "bins"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -138,7 +148,8 @@ class Manifest:
         """The lowest manifest version that can read this one (see :data:`FEATURE_VERSIONS`)."""
         used = {"stateful": self.stateful, "stereo_pair": self.input_layout == "stereo_pair",
                 "segments": self.segmented, "stereo_joint": self.input_layout == "stereo_joint",
-                "to_stem": self.high_band_rule == "to_stem"}
+                "to_stem": self.high_band_rule == "to_stem",
+                "frame_major": self.mask_layout == "frames"}
         return max([1] + [FEATURE_VERSIONS[k] for k, on in used.items() if on])
 
     @property
@@ -204,6 +215,8 @@ class Manifest:
             d["segment_overlap"] = self.segment_overlap
         if self.high_band_rule == "to_stem":
             d["high_band_stem"] = self.high_band_stem
+        if self.mask_layout != "bins":
+            d["mask_layout"] = self.mask_layout
         d.update(self.extra)
         return d
 
@@ -280,6 +293,8 @@ class Manifest:
             fail(f"stereo_mode must be one of {STEREO_MODES}, got {d.get('stereo_mode')!r}")
         if d.get("input_layout", "channel") not in INPUT_LAYOUTS:
             fail(f"input_layout must be one of {INPUT_LAYOUTS}, got {d.get('input_layout')!r}")
+        if d.get("mask_layout", "bins") not in MASK_LAYOUTS:
+            fail(f"mask_layout must be one of {MASK_LAYOUTS}, got {d.get('mask_layout')!r}")
         seg = {}
         for key in ("segment_frames", "segment_overlap"):
             v = d.get(key, 0)
@@ -299,6 +314,8 @@ class Manifest:
                 fail("a graph cannot be both segmented and stateful")
             if d.get("input_layout", "channel") == "stereo_pair":
                 fail("a segmented graph cannot take the stereo_pair layout")
+            if d.get("mask_layout", "bins") != "bins":
+                fail("a segmented graph's masks must be bin-major (mask_layout 'bins')")
         elif seg["segment_overlap"]:
             fail("segment_overlap needs segment_frames")
         high_stem = d.get("high_band_stem", "")
@@ -311,7 +328,7 @@ class Manifest:
         known = {"format", "version", "name", "description", "input_normalization",
                  "mask_type", "high_band_rule", "input_name", "output_name", "demo_only",
                  "stateful", "stereo_mode", "input_layout", "segment_frames",
-                 "segment_overlap", "high_band_stem", *required}
+                 "segment_overlap", "high_band_stem", "mask_layout", *required}
         return cls(
             stems=tuple(stems),
             input_normalization=norm,
@@ -325,6 +342,7 @@ class Manifest:
             stereo_mode=d.get("stereo_mode", "left_right"),
             input_layout=d.get("input_layout", "channel"),
             high_band_stem=high_stem,
+            mask_layout=d.get("mask_layout", "bins"),
             **seg,
             extra={k: v for k, v in d.items() if k not in known},
             **ints,

@@ -247,8 +247,9 @@ class MaskModel(Named):
                              f"implies {m.input_bins}")
         shape_out = outputs[m.output_name].shape
         if len(shape_out) != 4:
-            raise ModelError(f"{where}: output must be (batch, stems, bins, time), "
-                             f"got {shape_out}")
+            layout = ("(batch, time, stems, bins)" if m.mask_layout == "frames"
+                      else "(batch, stems, bins, time)")
+            raise ModelError(f"{where}: output must be {layout}, got {shape_out}")
         self._states = self._check_states(inputs, outputs)
         # Paired graphs (manifest input_layout "stereo_pair") get each signal's
         # features followed by the other's; in mid/side a mono signal's partner is
@@ -269,7 +270,8 @@ class MaskModel(Named):
             what = (f"segment_frames={m.segment_frames}" if m.segmented else
                     f"context={m.context_frames}, lookahead={m.lookahead_frames}")
             raise ModelError(
-                f"{where}: graph returns {out.shape} for {probe.shape[2]} input frames; the "
+                f"{where}: graph returns {out.shape} for {probe.shape[2]} input frames (read as "
+                f"mask_layout {m.mask_layout!r}, shown as (batch, stems, bins, time)); the "
                 f"manifest (stems={len(m.stems)}, {what}) implies {expected}")
 
     def _check_states(self, inputs, outputs) -> list:
@@ -311,6 +313,8 @@ class MaskModel(Named):
         Returns
         -------
         ndarray, shape (batch, stems, model_bins, time - context - lookahead), float32
+            A transposed view of the graph's output when its manifest's
+            ``mask_layout`` is ``"frames"``.
         """
         return self.run(self.manifest.normalize(np.ascontiguousarray(magnitude, np.float32)))
 
@@ -326,7 +330,8 @@ class MaskModel(Named):
         if m.input_layout == "stereo_joint":
             return self._run_joint(features, channels or features.shape[0])
         if not self._states:
-            return self.session.run([m.output_name], {m.input_name: self._input(features)})[0]
+            return self._logical(
+                self.session.run([m.output_name], {m.input_name: self._input(features)})[0])
         # A stateful graph from zero states: its first receptive_field - 1 output
         # frames saw the zeros, the rest are exactly the stateless output.
         masks, _ = self.step(features, self.zero_state(features.shape[0]))
@@ -367,15 +372,19 @@ class MaskModel(Named):
         session = (self._small_session if self._small_session is not None
                    and features.shape[2] < SMALL_RUN_FRAMES else self.session)
         out = session.run([m.output_name, *(n for _, n, _ in self._states)], feeds)
-        return out[0], out[1:]
+        return self._logical(out[0]), out[1:]
+
+    def _logical(self, masks):
+        """The graph's masks as (batch, stems, bins, time): a view of frame-major ones."""
+        return masks.transpose(0, 2, 3, 1) if self.manifest.mask_layout == "frames" else masks
 
     def _run_joint(self, features, channels):
         m = self.manifest
         if channels == 2 and features.shape[0] % 2 == 0:
-            return self.session.run([m.output_name], {m.input_name: features})[0]
+            return self._logical(self.session.run([m.output_name], {m.input_name: features})[0])
         # Mono (or more than two channels): each signal is its own stereo pair.
         pairs = np.ascontiguousarray(np.repeat(features, 2, axis=0))
-        return self.session.run([m.output_name], {m.input_name: pairs})[0][::2]
+        return self._logical(self.session.run([m.output_name], {m.input_name: pairs})[0][::2])
 
     def _input(self, features):
         return pair_features(features, self._silent) if self._paired else features

@@ -157,8 +157,7 @@ class MaskStream:
         # Output j is the mask of the frame lookahead_frames before input j.
         drop = min(self._skip, masks.shape[3])
         self._skip -= drop
-        return (self._release(spec_new, masks.shape[3] - drop),
-                np.ascontiguousarray(masks[..., drop:]))
+        return (self._release(spec_new, masks.shape[3] - drop), _compact(masks[..., drop:]))
 
     def _ready_segmented(self, spec_new):
         """Run every segment the new frames complete, crossfade it into the mask
@@ -221,10 +220,32 @@ class MaskStream:
 
 def _flushed(a, floor):
     """``a`` (float32) with the values below ``floor`` in magnitude zeroed, in place
-    when it is C-contiguous (graph outputs are)."""
-    a = np.ascontiguousarray(a, np.float32)
-    flush_tiny(a, floor)
+    when it is a graph output (C-contiguous, or the (batch, stems, bins, time) view
+    of a frame-major one: see :func:`_compact`)."""
+    a = _compact(np.asarray(a, np.float32))
+    flush_tiny(_frame_major_base(a) if _frame_major_base(a) is not None else a, floor)
     return a
+
+
+def _frame_major_base(masks):
+    """The C-contiguous (batch, time, stems, bins) array that ``masks`` (batch, stems,
+    bins, time) is a view of, or None when it is not such a view."""
+    if masks.ndim != 4 or masks.flags.c_contiguous:
+        return None
+    base = masks.transpose(0, 3, 1, 2)
+    return base if base.flags.c_contiguous else None
+
+
+def _compact(masks):
+    """``masks`` (batch, stems, bins, time) with its values contiguous in the
+    layout they came in: frame-major graph outputs (the manifest's ``mask_layout``
+    ``"frames"``) stay frame-major, so the overlap-add reads each frame in order."""
+    if masks.flags.c_contiguous or _frame_major_base(masks) is not None:
+        return masks
+    if masks.ndim == 4 and masks.strides[1] < masks.strides[3]:
+        # A slice of a frame-major view: copied frame-major.
+        return np.ascontiguousarray(masks.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(masks)
 
 
 def segment_weights(length: int, overlap: int, *, first: bool = False) -> np.ndarray:
@@ -402,15 +423,20 @@ class Renderer(StemRenderer):
         binary = self.mask_mode == "binary"
         g = self.grid
 
+        masks = _compact(np.asarray(masks, np.float32))
+        base = _frame_major_base(masks)
+        frame_major = base is not None
+
         def kernel(spec, masks, ola):
             return masked_overlap_add(spec, masks, gains, self._model_bins, self._high_stem,
-                                      binary, ola, g.n_fft, g.hop, g.synthesis_window)
+                                      binary, ola, g.n_fft, g.hop, g.synthesis_window,
+                                      frame_major)
 
         if self.n_gains:
             # Channels in parallel threads for large calls (dsp/threads.py); the
             # overlap-add state is updated in place through the views.
             out = per_channel(kernel, spec.shape[1],
-                              (spec, np.ascontiguousarray(masks, np.float32), self._ola),
+                              (spec, base if frame_major else masks, self._ola),
                               arg_axes=(0, 0, 1), axis=1)
         else:
             out = np.zeros((0, self.num_channels, spec.shape[1] * g.hop), np.float32)

@@ -130,7 +130,8 @@ def test_masked_overlap_add_matches_reference(binary, high_stem, n):
 @pytest.mark.parametrize("binary,high_stem", [(False, -1), (True, -1), (False, 0)])
 def test_masked_overlap_add_paths_agree_to_the_bit(binary, high_stem):
     """Streaming calls of a frame or two go frame by frame, offline calls in
-    bin-major spans: the same sums in the same order, so the same bits."""
+    bin-major spans, frame-major masks frame by frame in tiles: the same sums in
+    the same order, so the same bits whatever the layout and the cuts."""
     rng = np.random.default_rng(5)
     n_frames, mb = 150, 200
     spec = stft(rng.standard_normal((2, n_frames * GRID.hop)).astype(np.float32), GRID)
@@ -139,20 +140,25 @@ def test_masked_overlap_add_paths_agree_to_the_bit(binary, high_stem):
     raw[:, :, 3, 7] = 0.0
     gains = np.array([[1, 0, 0], [0.25, 0.5, 2.0]], np.float32)
 
-    def render(cuts):
+    raw_fm = np.ascontiguousarray(raw.transpose(0, 3, 1, 2))   # (channels, frames, stems, bins)
+
+    def render(cuts, frame_major=False):
         ola = np.zeros((2, 2, GRID.n_fft), np.float32)
         parts = [kernels.masked_overlap_add(
-            np.ascontiguousarray(spec[:, a:b]), np.ascontiguousarray(raw[..., a:b]), gains, mb,
-            high_stem, binary, ola, GRID.n_fft, GRID.hop, GRID.synthesis_window)
+            np.ascontiguousarray(spec[:, a:b]),
+            np.ascontiguousarray(raw_fm[:, a:b] if frame_major else raw[..., a:b]), gains, mb,
+            high_stem, binary, ola, GRID.n_fft, GRID.hop, GRID.synthesis_window, frame_major)
             for a, b in zip(cuts[:-1], cuts[1:])]
         return np.concatenate(parts, axis=2), ola
 
     whole, ola_whole = render([0, n_frames])
     assert n_frames >= kernels.FEW_FRAMES
-    for step in (1, 2, kernels.FEW_FRAMES, 37):
-        cut, ola_cut = render(list(range(0, n_frames, step)) + [n_frames])
-        np.testing.assert_array_equal(cut, whole)
-        np.testing.assert_array_equal(ola_cut, ola_whole)
+    assert n_frames % kernels.TILE                      # a last, partial tile
+    for frame_major in (False, True):
+        for step in (1, 2, kernels.FEW_FRAMES, 37, n_frames):
+            cut, ola_cut = render(list(range(0, n_frames, step)) + [n_frames], frame_major)
+            np.testing.assert_array_equal(cut, whole)
+            np.testing.assert_array_equal(ola_cut, ola_whole)
 
 
 def test_subnormal_masks_are_flushed_without_changing_the_output():

@@ -135,9 +135,21 @@ def test_required_version_is_the_newest_feature_used():
                 context_frames=1, lookahead_frames=1)
     assert Manifest(**base).required_version() == 1
     joint = Manifest(**base, input_layout="stereo_joint", stateful=True)
-    assert joint.required_version() == FEATURE_VERSIONS["stereo_joint"] == MANIFEST_VERSION
+    assert joint.required_version() == FEATURE_VERSIONS["stereo_joint"]
     to_stem = Manifest(**base, high_band_rule="to_stem", high_band_stem="b")
     assert to_stem.to_dict()["version"] == FEATURE_VERSIONS["to_stem"]
+    frames = Manifest(**base, mask_layout="frames")
+    assert frames.to_dict()["version"] == FEATURE_VERSIONS["frame_major"] == MANIFEST_VERSION
+    assert frames.to_dict()["mask_layout"] == "frames"
+    assert "mask_layout" not in Manifest(**base).to_dict()       # older readers still read it
+
+
+def test_bad_mask_layouts_are_refused(model_path, seg_paths):
+    d = read_manifest(model_path)
+    with pytest.raises(ModelError, match="mask_layout must be one of"):
+        Manifest.from_dict({**d, "mask_layout": "time"})
+    with pytest.raises(ModelError, match="segmented graph's masks must be bin-major"):
+        Manifest.from_dict({**read_manifest(seg_paths["context"]), "mask_layout": "frames"})
 
 
 @pytest.mark.parametrize("version, message", [

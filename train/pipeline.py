@@ -38,6 +38,7 @@ import torch
 
 from stemboard.dsp import StftGrid
 from stemboard.models import Manifest, MaskModel
+from stemboard.models.convert.frame_major import convert as convert_frame_major
 from stemboard.models.manifest import STEREO_MODES
 
 from stemboard.train.card import write_card
@@ -611,6 +612,8 @@ def ship(args, argv, configs, out, work, norm, *, table, infos, speed, timings):
                             "many songs CC BY-NC-SA)"}
         manifest_for(cfg, norm, descriptions[name], extra,
                      stereo_mode=args.stereo_mode).save(out / f"{name}.json")
+        # Shipped frame-major: the engine's overlap-add reads masks frame by frame.
+        convert_frame_major(out / f"{name}.onnx")
         MaskModel(out / f"{name}.onnx")  # validate what ships
     write_card(out / "MODEL_CARD.md", summary)
 
