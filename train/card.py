@@ -488,7 +488,12 @@ def _ablations(add, rows):
         "share of the loss (normalised to mean 1); `dropout=P` drops each residual block's "
         "branch activations with probability P while training (not in the exported model); "
         "`members=N` trains N nets of the row's recipe (seeds 0..N-1) and scores them as "
-        "one graph averaging their logits (`EnsembleNet`).")
+        "one graph averaging their logits (`EnsembleNet`). `teacher=hq, distill=A` "
+        "(`train/distill.py`) runs the bundled `hq` system on every training song and pitch "
+        "copy once, and gives the crops the sampler does not remix (kept at one gain for "
+        "all four stems, none dropped, so their mixture is the one `hq` heard) the targets "
+        "(1 − A)·|true stem| + A·|hq's stem|; `distill=0` with a teacher is the control "
+        "(the same draws, the true targets).")
     add("")
     add("`run on` is how a row was scored: `L/R` runs the model on the left and right "
         "channels (every run up to `ctx45_s2400`, and the `*_lr` rows), `M/S` on the mid and "
@@ -503,7 +508,8 @@ def _ablations(add, rows):
     keys = ("loss", "front", "pitch_shifts", "eq_db", "synth_share", "synth_silence",
             "dilations", "context", "lookahead", "hidden", "refine", "weight_decay",
             "input_layout", "front_planes", "p_remix", "feature_scale", "ema", "mid_side",
-            "arch", "precision", "stem_weights", "dropout", "members", "seed")
+            "arch", "precision", "stem_weights", "dropout", "members", "teacher", "distill",
+            "seed")
     defaults = {k: v for k, v in config_defaults().items() if k in keys}
     for r in rows:
         c = r["config"]
