@@ -223,7 +223,8 @@ def _flushed(a, floor):
     when it is a graph output (C-contiguous, or the (batch, stems, bins, time) view
     of a frame-major one: see :func:`_compact`)."""
     a = _compact(np.asarray(a, np.float32))
-    flush_tiny(_frame_major_base(a) if _frame_major_base(a) is not None else a, floor)
+    base = _frame_major_base(a)
+    flush_tiny(a if base is None else base, floor)
     return a
 
 

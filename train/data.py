@@ -98,6 +98,13 @@ def pitch_shifted(tracks, semitones, log=print, *, lazy: bool = False) -> list[d
     return out
 
 
+def track_frames(tracks, grid: StftGrid) -> np.ndarray:
+    """Frames of every track on ``grid``, (tracks,) int64; a track is ``{"stems"}`` or
+    ``{"samples", "make"}`` (:func:`pitch_shifted` with ``lazy=True``)."""
+    return np.array([num_frames(t["samples"] if "make" in t else t["stems"].shape[-1], grid)
+                     for t in tracks], np.int64)
+
+
 def stem_spectra(tracks, grid: StftGrid, model_bins: int):
     """Complex STFTs of every stem, (tracks, 4, 2, frames, model_bins) complex64.
 
@@ -107,8 +114,7 @@ def stem_spectra(tracks, grid: StftGrid, model_bins: int):
     a track given as ``{"samples", "make"}`` (``pitch_shifted(..., lazy=True)``)
     has its audio made only when its rows are filled.
     """
-    lengths = np.array([num_frames(t["samples"] if "make" in t else t["stems"].shape[-1], grid)
-                        for t in tracks], np.int64)
+    lengths = track_frames(tracks, grid)
     n = int(lengths.max()) if len(tracks) else 0
     out = np.zeros((len(tracks), len(STEMS), 2, n, model_bins), np.complex64)
     for i, t in enumerate(tracks):

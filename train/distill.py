@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stemboard.dsp import StftGrid, num_frames, stft
+from stemboard.dsp import StftGrid, stft
 from stemboard.models import load_model
 from stemboard.plugin import StemSeparator
 
-from stemboard.train.data import SAMPLE_RATE, STEMS
+from stemboard.train.data import SAMPLE_RATE, STEMS, track_frames
 
 
 def _model_files(m) -> list:
@@ -35,10 +35,10 @@ def _model_files(m) -> list:
     return [m.path, m.path.with_suffix(".json")]
 
 
-def _model_key(model: str) -> str:
-    """A hash of the model's files, so a retrained teacher gets a new cache."""
+def _model_key(loaded) -> str:
+    """A hash of a loaded model's files, so a retrained teacher gets a new cache."""
     h = hashlib.sha256()
-    for p in _model_files(load_model(model)):
+    for p in _model_files(loaded):
         h.update(Path(p).read_bytes())
     return h.hexdigest()[:16]
 
@@ -66,14 +66,15 @@ def teacher_magnitudes(tracks, grid: StftGrid, model_bins: int, *, model: str = 
     ndarray, shape (tracks, 4, 2, frames, model_bins), float16
         Frames are zero-padded at the end like :func:`.data.stem_spectra`'s.
     """
-    lengths = [num_frames(t["samples"] if "make" in t else t["stems"].shape[-1], grid)
-               for t in tracks]
-    n = max(lengths) if lengths else 0
+    lengths = track_frames(tracks, grid)
+    n = int(lengths.max()) if len(tracks) else 0
     shape = (len(tracks), 4, 2, n, model_bins)
+    # Loaded once: for the cache key (its files) and to run it.
+    teacher = load_model(model)
     path = None
     if cache is not None:
         names = hashlib.sha256("\n".join(t["name"] for t in tracks).encode()).hexdigest()[:12]
-        key = f"{_model_key(model)}_{names}_{grid.n_fft}_{grid.hop}_{model_bins}"
+        key = f"{_model_key(teacher)}_{names}_{grid.n_fft}_{grid.hop}_{model_bins}"
         path = Path(cache) / f"teacher_{Path(model).stem}_{key}.npy"
         if path.is_file():
             out = np.load(path, mmap_mode="r")
@@ -90,7 +91,7 @@ def teacher_magnitudes(tracks, grid: StftGrid, model_bins: int, *, model: str = 
            else np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape))
     t0 = time.time()
     try:
-        separator = StemSeparator(load_model(model)) if tracks else None
+        separator = StemSeparator(teacher)
         for i, t in enumerate(tracks):
             s = t["make"]() if "make" in t else t["stems"]
             est = separator.separate(s.sum(axis=0), SAMPLE_RATE)

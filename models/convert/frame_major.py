@@ -158,8 +158,8 @@ def frame_major_model(model, *, stems: int, bins: int):
             d.dim_param = param
         else:
             d.dim_value = value
-    keep_vi = [v for v in g.value_info if v.name in used or v.name in {o for n in g.node
-                                                                       for o in n.output}]
+    produced = {o for n in g.node for o in n.output}
+    keep_vi = [v for v in g.value_info if v.name in used or v.name in produced]
     del g.value_info[:]
     g.value_info.extend(keep_vi)
     onnx.checker.check_model(model)
