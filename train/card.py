@@ -350,7 +350,10 @@ def _card_speed(add, sp):
         "gives). Model only = "
         "one onnxruntime call for both channels. The second column is "
         "`train/evaluate.py:separation_speed` (numba STFT, ONNX, mask extension and "
-        "four ISTFTs); the third is the package's public one-call API (streaming engine).")
+        "four ISTFTs); the third is the package's public one-call API (streaming engine). "
+        "Measured by the pipeline run that shipped these weights (`metrics.json`), not "
+        "since: the engine and the graphs' mask layout have changed after it (issue 28), "
+        "and `bench/speed.py` gives today's figures (README, docs/benchmarks.md).")
     add("")
 
 
