@@ -34,19 +34,59 @@ BLOCKS = (256, 512, 1024)
 
 
 # -- stemboard -----------------------------------------------------------------
-def stream_block_times(sep, x, block):
-    """Feed ``x`` through ``sep.process(reset=False)`` in fixed blocks; per-block seconds."""
+def stream_block_times(sep, x, block, *, realtime=False):
+    """Feed ``x`` through ``sep.process(reset=False)`` in fixed blocks; per-block seconds.
+
+    By default the blocks run back to back at the process's normal priority.  With
+    ``realtime`` they run as a host's audio callback does: one block per
+    ``block / SR`` seconds of wall time, on a thread at real-time priority
+    (``SCHED_FIFO``, as DAWs and JACK run their audio threads).  Pacing keeps the
+    thread's CPU share far below the kernel's real-time throttling limit.
+    """
     import time
     sep.reset()
     n = x.shape[1] - x.shape[1] % block
     times = np.empty(n // block)
-    for k, i in enumerate(range(0, n, block)):
-        blk = x[:, i:i + block]
-        t0 = time.perf_counter()
-        sep.process(blk, SR, buffer_size=block, reset=False)
-        times[k] = time.perf_counter() - t0
+    period = block / SR
+    with host_priority(realtime):
+        due = time.perf_counter()          # when the host hands over the next block
+        for k, i in enumerate(range(0, n, block)):
+            while realtime and (wait := due - time.perf_counter()) > 0:
+                time.sleep(wait)
+            due += period
+            blk = x[:, i:i + block]
+            t0 = time.perf_counter()
+            sep.process(blk, SR, buffer_size=block, reset=False)
+            times[k] = time.perf_counter() - t0
     sep.reset()
     return times
+
+
+class host_priority:
+    """Run the calling thread at ``SCHED_FIFO`` priority 10 inside the block when
+    ``realtime`` (Linux; raises ``SystemExit`` naming the problem where that is not
+    permitted), restoring its policy after."""
+
+    def __init__(self, realtime):
+        self.realtime = realtime
+
+    def __enter__(self):
+        if not self.realtime:
+            return self
+        if not hasattr(os, "SCHED_FIFO"):
+            raise SystemExit("--stream-priority realtime needs Linux (os.SCHED_FIFO)")
+        self._old = (os.sched_getscheduler(0), os.sched_getparam(0))
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        except PermissionError:
+            raise SystemExit("--stream-priority realtime: not permitted to use SCHED_FIFO "
+                             "(needs CAP_SYS_NICE or an rtprio limit, as audio hosts have)")
+        return self
+
+    def __exit__(self, *exc):
+        if self.realtime:
+            os.sched_setscheduler(0, *self._old)
+        return False
 
 
 def verify_latency(sep, block=1):
@@ -216,6 +256,10 @@ def parse_args(argv=None):
                     help="git revision whose package runs beside this one, same models "
                          f"(default {BASELINE_REV}, the start of issue 28)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the baseline commit")
+    ap.add_argument("--stream-priority", choices=("normal", "realtime"), default="normal",
+                    help="streaming runs: back to back at normal priority (default), or "
+                         "paced in real time on a SCHED_FIFO thread, as a host's audio "
+                         "thread calls a plugin")
     ap.add_argument("--background-load", type=int, default=0, metavar="N",
                     help="run N busy processes during the timings (synthetic load)")
     ap.add_argument("--json", help="write all results to this JSON file")
@@ -227,6 +271,7 @@ def new_results(args, x):
     return {"audio_seconds": x.shape[1] / SR, "channels": 2, "sample_rate": SR,
             "repeats": args.repeats, "peer_repeats": args.peer_repeats or args.repeats,
             "stream_repeats": args.stream_repeats, "threads": args.threads,
+            "stream_priority": args.stream_priority,
             "machine": machine_info(), "git": git_rev(), "models": {}, "offline": {},
             "streaming": {}, "latency": {}, "peers": {}, "stft": {},
             "baseline": {"rev": None if args.no_baseline else args.baseline, "offline": {},
@@ -240,6 +285,7 @@ def model_tasks(args, res, x, warm, base):
     from stemboard.plugin.separator import StemSeparator
 
     tasks, seps = [], {}
+    realtime = args.stream_priority == "realtime"
     for label, spec in resolve_models(args.model or ["hq", "hq-vocals", "offline",
                                                       "live"]).items():
         t_load, model = timed(lambda: load_model(spec, num_threads=args.threads))
@@ -254,7 +300,8 @@ def model_tasks(args, res, x, warm, base):
         blocks = args.blocks if model.latency_samples < SR else ()
         for b in blocks:
             stream_block_times(sep, warm, b)
-            tasks.append(("stream", f"{label}@{b}", lambda s=sep, b=b: stream_block_times(s, x, b),
+            tasks.append(("stream", f"{label}@{b}",
+                          lambda s=sep, b=b: stream_block_times(s, x, b, realtime=realtime),
                           args.stream_repeats))
         if base is not None:
             tasks += baseline_tasks(args, base, label, spec, x, warm, blocks)
@@ -270,11 +317,13 @@ def baseline_tasks(args, base, label, spec, x, warm, blocks):
         print(f"[bench] baseline has no {label}: {e}", file=sys.stderr)
         return []
     old.separate(warm, SR)
+    realtime = args.stream_priority == "realtime"
     tasks = [("base offline", label, lambda s=old: s.separate(x, SR), args.repeats)]
     for b in blocks:
         stream_block_times(old, warm, b)
         tasks.append(("base stream", f"{label}@{b}",
-                      lambda s=old, b=b: stream_block_times(s, x, b), args.stream_repeats))
+                      lambda s=old, b=b: stream_block_times(s, x, b, realtime=realtime),
+                      args.stream_repeats))
     return tasks
 
 
@@ -442,8 +491,10 @@ def print_report(res):
                     + ([float("nan")] if rev else []) + [u / t for u in peers.values()])
     print(table(headers, rows))
 
+    how = ("paced in real time on a SCHED_FIFO thread, as a host's audio thread"
+           if res.get("stream_priority") == "realtime" else "back to back, normal priority")
     print("\n## Streaming (process(reset=False), time per block / block duration; "
-          f"{res.get('stream_repeats', 1)} run(s) per row)\n")
+          f"{res.get('stream_repeats', 1)} run(s) per row; blocks {how})\n")
     headers = ["model", "block", "budget (ms)", "mean", "p99", "max", "blocks"]
     if rev:
         headers += [f"mean at {rev}", f"p99 at {rev}", f"max at {rev}", f"p99 {rev} / p99 now"]

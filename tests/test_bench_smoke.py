@@ -63,6 +63,33 @@ def test_speed_smoke(speed_json):
     assert res["baseline"]["streaming"][f"{label}@512"]["p99_frac"] > 0
 
 
+def test_speed_realtime_streaming_is_paced_and_restores_priority(model_path):
+    """``--stream-priority realtime`` feeds blocks at the host's pace on a SCHED_FIFO
+    thread, and leaves the thread's scheduling as it found it."""
+    import os
+    import time
+
+    from stemboard.plugin import StemSeparator
+
+    speed = _load("speed")
+    before = os.sched_getscheduler(0)
+    try:
+        with speed.host_priority(True):
+            assert os.sched_getscheduler(0) == os.SCHED_FIFO
+    except SystemExit as e:                       # no CAP_SYS_NICE here: a clear refusal
+        assert "not permitted to use SCHED_FIFO" in str(e)
+        pytest.skip("SCHED_FIFO not permitted")
+    assert os.sched_getscheduler(0) == before
+    sep = StemSeparator(model_path)
+    x = np.random.default_rng(0).standard_normal((2, 20 * 512)).astype(np.float32) * 0.1
+    t0 = time.perf_counter()
+    times = speed.stream_block_times(sep, x, 512, realtime=True)
+    wall = time.perf_counter() - t0
+    assert times.shape == (20,) and (times > 0).all()
+    assert wall >= 19 * 512 / speed.SR                 # one block per block duration
+    assert os.sched_getscheduler(0) == before
+
+
 def test_overlap_add_smoke(model_path):
     res = _load("overlap_add").main(["--model", model_path, "--seconds", "1", "--repeats", "1"])
     assert set(res["times_ms"]) == {"inverse FFTs alone (floor)",

@@ -54,6 +54,40 @@ def test_small_steps_run_on_one_thread_with_the_same_masks(pair):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+class _NoHandOff:
+    """Stands in for a worker pool or a multi-threaded session: fails if used."""
+
+    def submit(self, *args, **kwargs):
+        raise AssertionError("a streaming block was handed to a worker thread")
+
+    def run(self, *args, **kwargs):
+        raise AssertionError("a streaming block ran on the multi-threaded session")
+
+
+@pytest.mark.parametrize("block", [256, 512])
+def test_streaming_blocks_stay_on_the_calling_thread(pair, monkeypatch, block):
+    """A host calls process() from its real-time audio thread; any part of a block
+    handed to another thread would run without that priority, and a busy machine
+    would then delay it (issue 28: under two busy processes the p99 block time fell
+    from 0.56-0.59 of the budget to 0.22-0.24 with the host thread at real-time
+    priority, which needs every step of a block on that thread)."""
+    from stemboard.dsp import threads
+
+    model = MaskModel(pair[1], num_threads=2)
+    assert model._small_session.get_session_options().intra_op_num_threads == 1
+    sep = StemSeparator(model, gains_db=GAINS)
+    x = music_like(seconds=1.5, seed=7)
+    want = stream(sep, x, block)
+    sep.reset()
+    head = sep.process(x[:, :block], SR, reset=False)       # the first block may prime
+    monkeypatch.setattr(threads, "_pool", _NoHandOff())
+    monkeypatch.setattr(threads, "_workers", lambda: 2)       # as on a multi-core host
+    monkeypatch.setattr(model, "session", _NoHandOff())
+    got = stream(sep, x[:, block:], block, flush=False)
+    np.testing.assert_array_equal(np.concatenate([head, got], axis=1),
+                                  want[:, :head.shape[1] + got.shape[1]])
+
+
 def test_step_needs_a_stateful_graph(pair):
     with pytest.raises(ModelError, match="stateful"):
         MaskModel(pair[0]).step(np.zeros((1, 513, 5), np.float32), [])
