@@ -426,12 +426,16 @@ def masked_overlap_add(spec, raw, gains, n_model_bins, high_stem, binary, ola, n
     bin no stem claims is split evenly), so an output with unit gains
     reproduces the input and outputs with one-hot gains add up to it.
 
-    The mask gains of :data:`SPAN` frames at a time are worked out bin-major
-    (the masks' own layout), so that arithmetic runs along frames in vector
-    registers; then :data:`TILE` frames at a time are masked bin-major, inverse
-    FFT'd straight from that layout, and added into the returned samples.  The arithmetic and the order of every sum are those of
-    a frame-by-frame masked inverse STFT, so the result does not depend on the
-    chunking (nor on how a stream is cut into calls).
+    Frame-major masks (what the shipped graphs emit) and streaming calls of
+    fewer than :data:`FEW_FRAMES` frames are masked frame by frame, every read
+    contiguous, with the inverse FFTs of all outputs batched over :data:`TILE`
+    frames.  Bin-major masks in larger calls have their gains worked out
+    :data:`SPAN` frames at a time along the masks' rows, then :data:`TILE`
+    frames are masked bin-major and inverse FFT'd straight from that layout.
+    Either way the frames are added into the returned samples, and the
+    arithmetic and the order of every sum are those of a frame-by-frame masked
+    inverse STFT, so the result depends neither on the path nor on how a
+    stream is cut into calls.
 
     Parameters
     ----------

@@ -178,7 +178,8 @@ class MaskStream:
             batch = np.stack([self._feats[:, :, o:o + length] for o in offsets])
             raw = self.model.run(batch.reshape(-1, *batch.shape[2:]), channels=c)
             # Normalised and crossfaded in numpy: no subnormal values in that.
-            masks = normalize_masks(_flushed(raw, MASK_FLOOR)).reshape(len(starts), c, *raw.shape[1:])
+            masks = normalize_masks(_flushed(raw, MASK_FLOOR)).reshape(len(starts), c,
+                                                                       *raw.shape[1:])
             for i, s in enumerate(starts):
                 masks[i] *= self._weights if s else self._first_weights
             end = starts[-1] + length

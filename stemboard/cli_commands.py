@@ -234,7 +234,8 @@ def cmd_batch(args):
     try:
         summary = run(args.inputs, args.output, model=args.model, stems=stems,
                       two_stems=args.two_stems, preset=args.preset, format=args.format,
-                      bit_depth=args.bit_depth, bitrate=args.bitrate, filename=args.filename, mask_mode=args.mask_mode,
+                      bit_depth=args.bit_depth, bitrate=args.bitrate, filename=args.filename,
+                      mask_mode=args.mask_mode,
                       block_size=args.buffer_size, threads=args.threads, providers=providers,
                       engine=args.engine, workers=args.workers, address=args.address,
                       retries=args.retries, recursive=args.recursive, rehash=args.rehash,

@@ -32,7 +32,8 @@ from stemboard.cli_common import ENGINES, SEPARATE_FILENAME, one_line
 from stemboard.plugin import StemSeparator, audio
 from stemboard.plugin.base import DEFAULT_BUFFER_SIZE
 from stemboard.plugin.naming import NameTemplate, track_name
-from stemboard.plugin.render import _make_parents, _remove_empty, _with_ext, render, render_stems, stem_groups
+from stemboard.plugin.render import (_make_parents, _remove_empty, _with_ext, render, render_stems,
+                                     stem_groups)
 from stemboard.presets import Preset
 
 JOURNAL_NAME = "stemboard-batch.jsonl"

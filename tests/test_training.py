@@ -410,6 +410,25 @@ def test_synth_silence_and_share_in_training_sampler():
     assert not tgt[:, 0].any() and tgt[:, 1:].any()
 
 
+def test_training_tracks_are_training_datas_first_rows():
+    """A teacher labels training_tracks(); its rows must be training_data()'s songs
+    and pitch copies, in the same order."""
+    from stemboard.train.pipeline import training_data, training_tracks
+
+    stems = _stems()
+    tracks = [{"name": "a", "stems": stems}, {"name": "b", "stems": stems[:, ::-1]}]
+    quiet = dict(log=lambda *_: None)
+    listed = training_tracks(tracks, (2, -1), **quiet)
+    assert [t["name"] for t in listed] == ["a", "b", "a [+2 st]", "b [+2 st]",
+                                           "a [-1 st]", "b [-1 st]"]
+    spectra, lengths, _, n_real, n_pitched = training_data(tracks, pitch_shifts=(2, -1),
+                                                           **quiet)
+    assert (n_real, n_pitched) == (2, 4)
+    want, want_lengths = stem_spectra(listed, GRID, spectra.shape[-1])
+    np.testing.assert_array_equal(spectra, want)
+    np.testing.assert_array_equal(lengths, want_lengths)
+
+
 def test_resample_ratio_and_pitch_shifted_copies():
     from stemboard.train.data import pitch_shifted, resample_ratio
 

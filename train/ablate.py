@@ -32,11 +32,12 @@ import torch
 from stemboard.models import MaskModel
 from stemboard.models.manifest import STEREO_MODES
 
-from stemboard.train.data import STEMS, decode_musdb, pitch_shifted
+from stemboard.train.data import STEMS, decode_musdb
 from stemboard.train.distill import teacher_magnitudes
 from stemboard.train.evaluate import evaluate_systems, onnx_system
 from stemboard.train.export import export_onnx
-from stemboard.train.pipeline import GRID, exports_stateful, manifest_for, training_data
+from stemboard.train.pipeline import (GRID, exports_stateful, manifest_for, training_data,
+                                      training_tracks)
 from stemboard.train.train import TrainConfig, train
 
 
@@ -118,8 +119,7 @@ def main(argv=None):
         if cfg.synth_share > 0:
             raise SystemExit("--set teacher=...: the teacher labels MUSDB songs only; "
                              "not with synth_share")
-        teacher = teacher_magnitudes([*tracks, *pitch_shifted(tracks, cfg.pitch_shifts, log,
-                                                              lazy=True)],
+        teacher = teacher_magnitudes(training_tracks(tracks, cfg.pitch_shifts, log),
                                      GRID, spectra.shape[-1], model=cfg.teacher,
                                      cache=args.cache, log=log)
     model, info = train(cfg, spectra, lengths, norm, log=log, n_real=n_real,

@@ -331,6 +331,13 @@ def manifest_for(cfg: TrainConfig, norm: dict, description: str, extra: dict, *,
         input_layout=cfg.input_layout, extra=extra)
 
 
+def training_tracks(tracks, pitch_shifts=(), log=print) -> list:
+    """The songs, then their copies for each of ``pitch_shifts`` (resampled when
+    read): the first rows of :func:`training_data`, in its order, for anything that
+    labels those rows (a distillation teacher)."""
+    return [*tracks, *pitch_shifted(tracks, pitch_shifts, log, lazy=True)]
+
+
 def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, cache=None,
                   feature_scale=1.0, log=print):
     """Everything :func:`.train.train` draws from, in its track order.
@@ -342,14 +349,14 @@ def training_data(tracks, *, pitch_shifts=(), synth_count=0, synth_root=None, ca
     or synthetic data.  ``feature_scale`` is the ``log1p(scale * |X|)`` gain
     (see :attr:`.train.TrainConfig.feature_scale`).
     """
-    copies = pitch_shifted(tracks, pitch_shifts, log, lazy=True)
+    songs = training_tracks(tracks, pitch_shifts, log)
     synth = []
     if synth_count:
         synth = render_synthetic(synth_root, cache, count=synth_count, log=log)
     # One allocation for everything: appending a stack afterwards would briefly
     # hold both (~2x the memory).
-    spectra, lengths = stem_spectra([*tracks, *copies, *synth], GRID, MODEL_BINS)
-    n_real, n_pitched = len(tracks), len(copies)
+    spectra, lengths = stem_spectra([*songs, *synth], GRID, MODEL_BINS)
+    n_real, n_pitched = len(tracks), len(songs) - len(tracks)
     norm = normalization_stats(spectra[:n_real], lengths[:n_real], scale=feature_scale)
     return spectra, lengths, norm, n_real, n_pitched
 

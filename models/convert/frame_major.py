@@ -28,8 +28,8 @@ import numpy as np
 from stemboard.models.manifest import Manifest
 
 #: The old tail, from the 1x1 convolution to the masks: the ops the rewrite replaces.
-TAIL_OPS = {"Conv", "Constant", "Shape", "Gather", "Unsqueeze", "Concat", "Reshape", "ReduceMax", "Sub",
-            "Exp", "ReduceSum", "Div"}
+TAIL_OPS = {"Conv", "Constant", "Shape", "Gather", "Unsqueeze", "Concat", "Reshape", "ReduceMax",
+            "Sub", "Exp", "ReduceSum", "Div"}
 
 
 class ConvertError(ValueError):
