@@ -33,6 +33,9 @@ MAX_SAMPLE_RATE = 384000.0
 # result does not depend on it.
 MIN_OFFLINE_BUFFER_SIZE = 1 << 18
 
+#: :meth:`Processor.prepare` streams at most this much silence (hq's latency is 12.1 s).
+PREPARE_MAX_SECONDS = 30.0
+
 
 def __getattr__(name):
     # The old name of MIN_OFFLINE_BUFFER_SIZE (one name per concept: buffer_size).
@@ -270,6 +273,55 @@ class Processor:
         with self._exclusive("reset"):
             self._reset()
             self._stream_rate = None
+
+    def prepare(self, sample_rate, num_channels, *, block_size=512):
+        """Do a stream's one-time set-up now, before the audio thread needs it.
+
+        The first ``process(..., reset=False)`` of a fresh processor builds its
+        renderer for that rate and channel count (a stateful model runs its
+        receptive field of silence), and the first runs of each ONNX Runtime
+        session and Numba kernel are slower again: in a fresh process the first
+        512-sample block of ``live`` took 25-29 times its 11.6 ms budget, the
+        next ones about a tenth of it (``bench/first_block.py``).  A host calls
+        this from its set-up (JUCE's
+        ``prepareToPlay``): it streams ``block_size``-sample blocks of silence
+        at ``sample_rate`` until output comes out and two blocks more, then
+        resets, so every stage has run at that block size and the stream that
+        follows gives exactly the output it would have given without it.
+
+        Parameters
+        ----------
+        sample_rate : float
+        num_channels : int
+            Channels of the blocks to come; also announced as with
+            :meth:`expect_layout`.
+        block_size : int
+            Samples per block the host will pass.
+
+        Raises
+        ------
+        ValueError
+            For a bad rate, channel count or block size, before any state changes.
+        RuntimeError
+            When another thread is using this processor at the same time.
+        """
+        sr = check_sample_rate(sample_rate)
+        bs = check_buffer_size(block_size)
+        if (isinstance(num_channels, bool) or not isinstance(num_channels, (int, np.integer))
+                or num_channels < 1):
+            raise ValueError(f"num_channels must be a positive integer, got {num_channels!r}")
+        silence = np.zeros((int(num_channels), bs), np.float32)
+        with self._exclusive("prepare"):
+            self._reset()
+            self._stream_rate = None
+            # Bounded: a processor that never emitted would otherwise loop for ever.
+            left, pushed = 2, 0
+            while left and pushed < PREPARE_MAX_SECONDS * sr:
+                left -= bool(self._process(silence, sr, bs, False).shape[-1])
+                pushed += bs
+            self._reset()
+            self._layout.num_channels = int(num_channels)
+            self._layout.channels_first = True
 
     def expect_layout(self, num_channels, *, channels_first=True):
         """Announce how the next blocks are laid out.

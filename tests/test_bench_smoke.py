@@ -90,6 +90,16 @@ def test_speed_realtime_streaming_is_paced_and_restores_priority(model_path):
     assert os.sched_getscheduler(0) == before
 
 
+def test_first_block_smoke(model_path):
+    res = _load("first_block").main(["--model", model_path, "--repeats", "1",
+                                     "--blocks", "2"])
+    runs = res["runs"]
+    assert len(runs) == 2
+    for key, (run,) in runs.items():
+        assert len(run["block_s"]) == 2 and min(run["block_s"]) > 0
+        assert (run["prepare_s"] is None) == key.endswith("no prepare()")
+
+
 def test_overlap_add_smoke(model_path):
     res = _load("overlap_add").main(["--model", model_path, "--seconds", "1", "--repeats", "1"])
     assert set(res["times_ms"]) == {"inverse FFTs alone (floor)",

@@ -88,6 +88,74 @@ def test_streaming_blocks_stay_on_the_calling_thread(pair, monkeypatch, block):
                                   want[:, :head.shape[1] + got.shape[1]])
 
 
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """A stateful model whose receptive field (19 frames) is past SMALL_RUN_FRAMES, as
+    the shipped ones are (24): its silent start runs on the main session."""
+    pytest.importorskip("onnx")
+    from stemboard.models import runtime
+
+    path = band_split_model(tmp_path_factory.mktemp("wide") / "wide.onnx", stateful=True,
+                            context=16, lookahead=2)
+    assert MaskModel(path).manifest.receptive_field > runtime.SMALL_RUN_FRAMES
+    return str(path)
+
+
+def test_prepare_moves_the_set_up_out_of_the_first_block(wide, monkeypatch):
+    """After prepare(), even the first block stays on the calling thread (no renderer
+    to build, no receptive field of silence on the multi-threaded session), and the
+    stream is exactly what a fresh separator gives."""
+    from stemboard.dsp import threads
+
+    x = music_like(seconds=1.5, seed=8)
+    want = stream(StemSeparator(wide, gains_db=GAINS), x, 512)
+    fresh = MaskModel(wide, num_threads=2)
+    monkeypatch.setattr(fresh, "session", _NoHandOff())
+    with pytest.raises(AssertionError, match="multi-threaded session"):
+        StemSeparator(fresh, gains_db=GAINS).process(x[:, :512], SR, reset=False)
+
+    model = MaskModel(wide, num_threads=2)
+    sep = StemSeparator(model, gains_db=GAINS)
+    sep.prepare(SR, 2, block_size=512)
+    monkeypatch.setattr(threads, "_pool", _NoHandOff())
+    monkeypatch.setattr(threads, "_workers", lambda: 2)
+    monkeypatch.setattr(model, "session", _NoHandOff())
+    got = stream(sep, x, 512, flush=False)
+    np.testing.assert_array_equal(got, want[:, :got.shape[1]])
+
+
+def test_prepare_leaves_offline_and_chained_streams_unchanged(pair):
+    import pedalboard as pb
+
+    from stemboard.plugin import Chain
+
+    x = music_like(seconds=1.0, seed=9)
+    for make in (lambda: StemSeparator(pair[0], gains_db=GAINS),
+                 lambda: Chain([pb.Gain(-3.0), StemSeparator(pair[1], gains_db=GAINS)])):
+        want_stream, want_offline = stream(make(), x, 300), make().process(x, SR)
+        p = make()
+        p.prepare(48000, 1, block_size=64)           # another rate and layout first
+        p.prepare(SR, 2, block_size=300)
+        np.testing.assert_array_equal(stream(p, x, 300), want_stream)
+        np.testing.assert_array_equal(p.process(x, SR), want_offline)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(sample_rate=0), "sample_rate"), (dict(sample_rate=float("nan")), "sample_rate"),
+    (dict(num_channels=0), "num_channels"), (dict(num_channels=2.5), "num_channels"),
+    (dict(num_channels=True), "num_channels"), (dict(block_size=0), "buffer_size"),
+])
+def test_prepare_checks_its_arguments_before_touching_the_stream(pair, bad, match):
+    x = music_like(seconds=1.0, seed=10)
+    want = stream(StemSeparator(pair[1], gains_db=GAINS), x, 512)
+    sep = StemSeparator(pair[1], gains_db=GAINS)
+    head = sep.process(x[:, :1024], SR, reset=False)
+    with pytest.raises(ValueError, match=match):
+        sep.prepare(**{"sample_rate": SR, "num_channels": 2, "block_size": 512, **bad})
+    rest = stream(sep, x[:, 1024:], 512)
+    np.testing.assert_array_equal(np.concatenate([head, rest], axis=1), want)
+
+
 def test_step_needs_a_stateful_graph(pair):
     with pytest.raises(ModelError, match="stateful"):
         MaskModel(pair[0]).step(np.zeros((1, 513, 5), np.float32), [])
