@@ -124,14 +124,19 @@ def test_prepare_moves_the_set_up_out_of_the_first_block(wide, monkeypatch):
     np.testing.assert_array_equal(got, want[:, :got.shape[1]])
 
 
-def test_prepare_leaves_offline_and_chained_streams_unchanged(pair):
+def test_prepare_leaves_every_kind_of_processor_unchanged(pair):
     import pedalboard as pb
 
     from stemboard.plugin import Chain
 
     x = music_like(seconds=1.0, seed=9)
+    from stemboard.plugin import StemSplit
+    from stemboard.plugin.ab import ABSwitch
+
     for make in (lambda: StemSeparator(pair[0], gains_db=GAINS),
-                 lambda: Chain([pb.Gain(-3.0), StemSeparator(pair[1], gains_db=GAINS)])):
+                 lambda: Chain([pb.Gain(-3.0), StemSeparator(pair[1], gains_db=GAINS)]),
+                 lambda: ABSwitch(None, StemSeparator(pair[1], gains_db=GAINS)),
+                 lambda: StemSplit({"vocals": [pb.Gain(-6.0)], "bass": None}, model=pair[1])):
         want_stream, want_offline = stream(make(), x, 300), make().process(x, SR)
         p = make()
         p.prepare(48000, 1, block_size=64)           # another rate and layout first
