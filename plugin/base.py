@@ -287,7 +287,9 @@ class Processor:
         ``prepareToPlay``): it streams ``block_size``-sample blocks of silence
         at ``sample_rate`` until output comes out and two blocks more, then
         resets, so every stage has run at that block size and the stream that
-        follows gives exactly the output it would have given without it.
+        follows gives exactly the output it would have given without it.  It
+        takes about 0.3-0.4 s for ``live`` and ``offline``, and about 3 s for
+        ``hq``, whose latency is 12 s of silence to stream.
 
         Parameters
         ----------
