@@ -21,6 +21,7 @@ import os
 import sys
 import types
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -62,31 +63,26 @@ def stream_block_times(sep, x, block, *, realtime=False):
     return times
 
 
-class host_priority:
-    """Run the calling thread at ``SCHED_FIFO`` priority 10 inside the block when
-    ``realtime`` (Linux; raises ``SystemExit`` naming the problem where that is not
-    permitted), restoring its policy after."""
-
-    def __init__(self, realtime):
-        self.realtime = realtime
-
-    def __enter__(self):
-        if not self.realtime:
-            return self
-        if not hasattr(os, "SCHED_FIFO"):
-            raise SystemExit("--stream-priority realtime needs Linux (os.SCHED_FIFO)")
-        self._old = (os.sched_getscheduler(0), os.sched_getparam(0))
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
-        except PermissionError:
-            raise SystemExit("--stream-priority realtime: not permitted to use SCHED_FIFO "
-                             "(needs CAP_SYS_NICE or an rtprio limit, as audio hosts have)")
-        return self
-
-    def __exit__(self, *exc):
-        if self.realtime:
-            os.sched_setscheduler(0, *self._old)
-        return False
+@contextmanager
+def host_priority(realtime):
+    """Run the body on the calling thread at ``SCHED_FIFO`` priority 10 when
+    ``realtime`` (Linux; ``SystemExit`` naming the problem where that is not
+    permitted), restoring the thread's policy after."""
+    if not realtime:
+        yield
+        return
+    if not hasattr(os, "SCHED_FIFO"):
+        raise SystemExit("--stream-priority realtime needs Linux (os.SCHED_FIFO)")
+    old = (os.sched_getscheduler(0), os.sched_getparam(0))
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    except PermissionError:
+        raise SystemExit("--stream-priority realtime: not permitted to use SCHED_FIFO "
+                         "(needs CAP_SYS_NICE or an rtprio limit, as audio hosts have)") from None
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, *old)
 
 
 def verify_latency(sep, block=1):
