@@ -3,7 +3,7 @@
 A host's first ``process(..., reset=False)`` call builds the separator's
 renderer (a stateful model runs its receptive field of silence) and is the
 first run of each ONNX Runtime session and Numba kernel.  ``prepare(sample_rate,
-num_channels, block_size=...)`` does that set-up before the audio starts.  Each
+num_channels, buffer_size=...)`` does that set-up before the audio starts.  Each
 case runs in a fresh ``python`` subprocess (shared, warm Numba cache), cases
 alternate, and the first ``--blocks`` block times are printed as fractions of
 the block's duration (the real-time budget), beside the time ``prepare`` took.
@@ -32,7 +32,7 @@ x = test_signal((n + 1) * block / SR + 0.1)
 t_prepare = None
 if prepare:
     t = time.perf_counter()
-    sep.prepare(SR, 2, block_size=block)
+    sep.prepare(SR, 2, buffer_size=block)
     t_prepare = time.perf_counter() - t
 times = []
 for i in range(0, n * block, block):

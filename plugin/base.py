@@ -153,13 +153,13 @@ def check_sample_rate(sample_rate):
     return sr
 
 
-def check_buffer_size(buffer_size, *, name="buffer_size"):
+def check_buffer_size(buffer_size):
     try:
         whole = not isinstance(buffer_size, bool) and int(buffer_size) == buffer_size
     except (TypeError, ValueError, OverflowError):   # "512", None, nan, inf
         whole = False
     if not whole or buffer_size < 1:
-        raise ValueError(f"{name} must be a positive integer, got {buffer_size!r}")
+        raise ValueError(f"buffer_size must be a positive integer, got {buffer_size!r}")
     return int(buffer_size)
 
 
@@ -278,7 +278,7 @@ class Processor:
             self._reset()
             self._stream_rate = None
 
-    def prepare(self, sample_rate, num_channels, *, block_size=512):
+    def prepare(self, sample_rate, num_channels, *, buffer_size=512):
         """Do a stream's one-time set-up now, before the audio thread needs it.
 
         The first ``process(..., reset=False)`` of a fresh processor builds its
@@ -288,7 +288,7 @@ class Processor:
         512-sample block of ``live`` took 25-29 times its 11.6 ms budget, the
         next ones about a tenth of it (``bench/first_block.py``).  A host calls
         this from its set-up (JUCE's ``prepareToPlay``): it streams
-        ``block_size``-sample blocks of silence at ``sample_rate`` until output
+        ``buffer_size``-sample blocks of silence at ``sample_rate`` until output
         comes out and two blocks more, then resets, so every stage has run at
         that block size and the stream that follows gives exactly the output it
         would have given without it.  It takes about 0.3-0.4 s for ``live`` and
@@ -301,8 +301,8 @@ class Processor:
         num_channels : int
             Channels of the blocks to come; also announced as with
             :meth:`expect_layout`.
-        block_size : int
-            Samples per block the host will pass.
+        buffer_size : int
+            Samples per :meth:`process` call the host will make (its block).
 
         Raises
         ------
@@ -312,7 +312,7 @@ class Processor:
             When another thread is using this processor at the same time.
         """
         sr = check_sample_rate(sample_rate)
-        bs = check_buffer_size(block_size, name="block_size")
+        bs = check_buffer_size(buffer_size)
         if (isinstance(num_channels, bool) or not isinstance(num_channels, (int, np.integer))
                 or num_channels < 1):
             raise ValueError(f"num_channels must be a positive integer, got {num_channels!r}")

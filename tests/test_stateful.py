@@ -116,7 +116,7 @@ def test_prepare_moves_the_set_up_out_of_the_first_block(wide, monkeypatch):
 
     model = MaskModel(wide, num_threads=2)
     sep = StemSeparator(model, gains_db=GAINS)
-    sep.prepare(SR, 2, block_size=512)
+    sep.prepare(SR, 2, buffer_size=512)
     monkeypatch.setattr(threads, "_pool", _NoHandOff())
     monkeypatch.setattr(threads, "_workers", lambda: 2)
     monkeypatch.setattr(model, "session", _NoHandOff())
@@ -139,8 +139,8 @@ def test_prepare_leaves_every_kind_of_processor_unchanged(pair):
                  lambda: StemSplit({"vocals": [pb.Gain(-6.0)], "bass": None}, model=pair[1])):
         want_stream, want_offline = stream(make(), x, 300), make().process(x, SR)
         p = make()
-        p.prepare(48000, 1, block_size=64)           # another rate and layout first
-        p.prepare(SR, 2, block_size=300)
+        p.prepare(48000, 1, buffer_size=64)           # another rate and layout first
+        p.prepare(SR, 2, buffer_size=300)
         np.testing.assert_array_equal(stream(p, x, 300), want_stream)
         np.testing.assert_array_equal(p.process(x, SR), want_offline)
 
@@ -148,8 +148,8 @@ def test_prepare_leaves_every_kind_of_processor_unchanged(pair):
 @pytest.mark.parametrize("bad, match", [
     (dict(sample_rate=0), "sample_rate"), (dict(sample_rate=float("nan")), "sample_rate"),
     (dict(num_channels=0), "num_channels"), (dict(num_channels=2.5), "num_channels"),
-    (dict(num_channels=True), "num_channels"), (dict(block_size=0), "block_size must be"),
-    (dict(block_size="512"), "block_size must be"), (dict(block_size=None), "block_size must be"),
+    (dict(num_channels=True), "num_channels"), (dict(buffer_size=0), "buffer_size must be"),
+    (dict(buffer_size="512"), "buffer_size must be"), (dict(buffer_size=None), "buffer_size must be"),
 ])
 def test_prepare_checks_its_arguments_before_touching_the_stream(pair, bad, match):
     x = music_like(seconds=1.0, seed=10)
@@ -157,7 +157,7 @@ def test_prepare_checks_its_arguments_before_touching_the_stream(pair, bad, matc
     sep = StemSeparator(pair[1], gains_db=GAINS)
     head = sep.process(x[:, :1024], SR, reset=False)
     with pytest.raises(ValueError, match=match):
-        sep.prepare(**{"sample_rate": SR, "num_channels": 2, "block_size": 512, **bad})
+        sep.prepare(**{"sample_rate": SR, "num_channels": 2, "buffer_size": 512, **bad})
     rest = stream(sep, x[:, 1024:], 512)
     np.testing.assert_array_equal(np.concatenate([head, rest], axis=1), want)
 
