@@ -359,9 +359,9 @@ def _masked_overlap_add_chunks(spec, raw, gains, n_model_bins, high_stem, binary
 
 @numba.njit(cache=True, nogil=True)
 def _masked_overlap_add_frames(spec, raw, gains, n_model_bins, high_stem, binary, n_fft, hop,
-                               synth_window, out, tails, even, frame_major, tile):
+                               synth_window, out, tails, even, frame_major):
     """The frames of :func:`masked_overlap_add` one by one, along the bins, with the
-    inverse FFTs batched over ``tile`` frames.  For frame-major masks (every read
+    inverse FFTs batched over :data:`TILE` frames.  For frame-major masks (every read
     contiguous) and for a streaming call's frame or two, which cannot spread the
     bin-major path's per-bin set-up.  The same arithmetic and sums in the same
     order, so the output depends neither on the path nor on the masks' layout."""
@@ -370,7 +370,7 @@ def _masked_overlap_add_frames(spec, raw, gains, n_model_bins, high_stem, binary
     n_out = gains.shape[0]
     top = n_model_bins - 1
     zero = np.float32(0.0)
-    tile = max(1, min(tile, n_frames))
+    tile = max(1, min(TILE, n_frames))
     r = np.empty((n_stems, n_model_bins), np.float32)
     total = np.empty(n_model_bins, np.float32)
     best = np.empty(n_model_bins, np.float32)
@@ -493,7 +493,7 @@ def masked_overlap_add(spec, raw, gains, n_model_bins, high_stem, binary, ola, n
             _add_frame(ola[o, c], out[o, c], tails[o, c], 0)
     if frame_major or n_frames < FEW_FRAMES:
         _masked_overlap_add_frames(spec, raw, gains, n_model_bins, high_stem, binary, n_fft,
-                                   hop, synth_window, out, tails, even, frame_major, TILE)
+                                   hop, synth_window, out, tails, even, frame_major)
     else:
         _masked_overlap_add_chunks(spec, raw, gains, n_model_bins, high_stem, binary, n_fft,
                                    hop, synth_window, out, tails, even, used, n_used)

@@ -326,8 +326,7 @@ class Processor:
                 left -= bool(self._process(silence, sr, bs, False).shape[-1])
                 pushed += bs
             self._reset()
-            self._layout.num_channels = int(num_channels)
-            self._layout.channels_first = True
+            self.expect_layout(num_channels)
 
     def expect_layout(self, num_channels, *, channels_first=True):
         """Announce how the next blocks are laid out.

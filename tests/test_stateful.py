@@ -149,7 +149,8 @@ def test_prepare_leaves_every_kind_of_processor_unchanged(pair):
     (dict(sample_rate=0), "sample_rate"), (dict(sample_rate=float("nan")), "sample_rate"),
     (dict(num_channels=0), "num_channels"), (dict(num_channels=2.5), "num_channels"),
     (dict(num_channels=True), "num_channels"), (dict(buffer_size=0), "buffer_size must be"),
-    (dict(buffer_size="512"), "buffer_size must be"), (dict(buffer_size=None), "buffer_size must be"),
+    (dict(buffer_size="512"), "buffer_size must be"),
+    (dict(buffer_size=None), "buffer_size must be"),
 ])
 def test_prepare_checks_its_arguments_before_touching_the_stream(pair, bad, match):
     x = music_like(seconds=1.0, seed=10)

@@ -307,7 +307,8 @@ def train(cfg: TrainConfig, spectra, lengths, norm: dict, log=print, n_real=None
                            track_weights=track_weights, stem_gain=stem_gain,
                            phase_sensitive=cfg.loss in ("l2psa", "sdr"), mid_side=cfg.mid_side,
                            phase_residual=cfg.loss == "sdr",
-                           stem_gain_db={STEMS.index("vocals"): cfg.vocals_db} if cfg.vocals_db else None,
+                           stem_gain_db=({STEMS.index("vocals"): cfg.vocals_db}
+                                         if cfg.vocals_db else None),
                            teacher=teacher, distill=cfg.distill)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, cfg.steps // 20)
