@@ -63,6 +63,36 @@ def stream_block_times(sep, x, block, *, realtime=False):
     return times
 
 
+class FixedWork:
+    """A stand-in separator whose every block is the same ``seconds`` of arithmetic
+    (no memory traffic, no allocation, no system calls), timed exactly as the
+    separators' blocks are: its tail is the machine's own (the hypervisor's and the
+    scheduler's), the floor under any code's p99 and max in the same run."""
+
+    def __init__(self, seconds):
+        import numba
+
+        @numba.njit(nogil=True)
+        def spin(n):
+            acc = 0.0
+            for i in range(n):
+                acc = acc * 0.999999 + i
+            return acc
+
+        self._spin = spin
+        n = 100_000
+        spin(n)
+        fastest = min(timed(lambda: spin(n))[0] for _ in range(20))
+        self.iterations = max(1, int(n * seconds / fastest))
+
+    def reset(self):
+        pass
+
+    def process(self, block, sample_rate, buffer_size=None, reset=False):
+        self._spin(self.iterations)
+        return block
+
+
 @contextmanager
 def host_priority(realtime):
     """Run the body on the calling thread at ``SCHED_FIFO`` priority 10 when
@@ -256,6 +286,10 @@ def parse_args(argv=None):
                     help="streaming runs: back to back at normal priority (default), or "
                          "paced in real time on a SCHED_FIFO thread, as a host's audio "
                          "thread calls a plugin")
+    ap.add_argument("--floor-ms", type=float, default=1.0,
+                    help="per-block work of the machine-floor streaming row: a fixed "
+                         "computation of this many milliseconds (default 1.0, about a "
+                         "512-sample block of offline or live; 0: no such row)")
     ap.add_argument("--background-load", type=int, default=0, metavar="N",
                     help="run N busy processes during the timings (synthetic load)")
     ap.add_argument("--json", help="write all results to this JSON file")
@@ -302,6 +336,26 @@ def model_tasks(args, res, x, warm, base):
         if base is not None:
             tasks += baseline_tasks(args, base, label, spec, x, warm, blocks)
     return seps, tasks
+
+
+def floor_tasks(args, res, x, warm):
+    """The machine-floor streaming rows: :class:`FixedWork` through the same timing,
+    pacing and priority as the separators' streaming runs, in the same round-robin."""
+    streamed = any(m.get("latency_samples", SR) < SR for m in res["models"].values())
+    if args.floor_ms <= 0 or not streamed:
+        return []
+    work = FixedWork(args.floor_ms / 1000)
+    label = f"fixed {args.floor_ms:g} ms of arithmetic (machine floor)"
+    res["floor"] = {"label": label, "seconds_per_block": args.floor_ms / 1000,
+                    "iterations": work.iterations}
+    realtime = args.stream_priority == "realtime"
+    tasks = []
+    for b in args.blocks:
+        stream_block_times(work, warm, b)
+        tasks.append(("floor stream", f"{label}@{b}",
+                      lambda b=b: stream_block_times(work, x, b, realtime=realtime),
+                      args.stream_repeats))
+    return tasks
 
 
 def baseline_tasks(args, base, label, spec, x, warm, blocks):
@@ -358,7 +412,8 @@ def run_round_robin(tasks, res, x):
     """Run every task's repeats round-robin; return ``{kind: {name: [result]}}``
     (times for offline runs, per-block time arrays for streaming runs).  Peer
     and STFT times go straight into ``res``."""
-    got = {"offline": {}, "base offline": {}, "stream": {}, "base stream": {}}
+    got = {"offline": {}, "base offline": {}, "stream": {}, "base stream": {},
+           "floor stream": {}}
     for r in range(max(t[3] for t in tasks)):
         # Every other round in reverse order, so no method always runs first: with a
         # fixed order hq, first in every round, printed 18-19x in three runs of session
@@ -369,7 +424,7 @@ def run_round_robin(tasks, res, x):
             print(f"[bench] repeat {r + 1}: {kind} {name}", file=sys.stderr, flush=True)
             if kind in ("offline", "base offline"):
                 got[kind].setdefault(name, []).append(timed(fn)[0])
-            elif kind in ("stream", "base stream"):
+            elif kind in ("stream", "base stream", "floor stream"):
                 got[kind].setdefault(name, []).append(fn())
             elif kind == "peer":
                 res["peers"][name]["times"].append(timed(fn)[0])
@@ -394,6 +449,8 @@ def summarise(res, got, seps):
         res["streaming"][name] = stream_summary(name, runs)
     for name, runs in got["base stream"].items():
         res["baseline"]["streaming"][name] = stream_summary(name, runs)
+    for name, runs in got["floor stream"].items():
+        res["floor"].setdefault("streaming", {})[name] = stream_summary(name, runs)
     for label, sep in seps.items():
         res["latency"][label] = verify_latency(sep)
     for name, p in res["peers"].items():
@@ -415,6 +472,7 @@ def main(argv=None):
 
     # Build everything first, warm it up (JIT, lazy init), then measure round-robin.
     seps, tasks = model_tasks(args, res, x, warm, base)
+    tasks += floor_tasks(args, res, x, warm)
     if not args.no_peers:
         tasks += peer_tasks(args, res, x, warm)
     if not args.no_stft:
@@ -503,7 +561,15 @@ def print_report(res):
             row += ([old["mean_frac"], old["p99_frac"], old["max_frac"],
                      old["p99_frac"] / s["p99_frac"]] if old else [float("nan")] * 4)
         rows.append(row)
+    floor = res.get("floor", {}).get("streaming", {})
+    for name, s in floor.items():
+        rows.append([s["model"], s["block"], s["budget_ms"], s["mean_frac"], s["p99_frac"],
+                     s["max_frac"], s["blocks_per_run"]] + ([""] * 4 if rev else []))
     print(table(headers, rows))
+    if floor:
+        print("\nThe machine floor is the same fixed computation in every block, timed the "
+              "same way in the same round-robin: its p99 and max are this machine's own "
+              "tail, under any code's.")
 
     print("\n## Latency (impulse test, streaming in 1-sample blocks)\n")
     rows = []

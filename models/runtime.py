@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import warnings
 from pathlib import Path
 
@@ -120,13 +121,20 @@ def model_info(name_or_path=None) -> dict:
 #: Runs of fewer frames than this use the single-threaded session (streaming).
 SMALL_RUN_FRAMES = 16
 
+#: Batch sizes whose one-frame runs get a fixed-shape session of their own
+#: (:meth:`MaskModel.step`); further ones use the single-threaded session.
+MAX_FRAME_SESSIONS = 4
 
-def _session(path, providers, num_threads):
+
+def _session(path, providers, num_threads, *, fixed_dims=None):
     """An onnxruntime session with stemboard's options; ``num_threads=None``: ORT's
-    default intra-op threads (all cores)."""
+    default intra-op threads (all cores); ``fixed_dims``: {symbolic dimension name:
+    size} to build the session for those sizes only."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    for name, size in (fixed_dims or {}).items():
+        opts.add_free_dimension_override_by_name(name, int(size))
     opts.log_severity_level = 3
     # Idle ORT worker threads otherwise busy-wait after each run, taking the cores
     # the engine's per-channel kernel threads (dsp/threads.py) run on next: with
@@ -204,6 +212,9 @@ class MaskModel(Named):
         self._small_session = None
         if self.manifest.stateful and (num_threads is None or int(num_threads) > 1):
             self._small_session = _session(self.path, providers, 1)
+        self._providers = providers
+        self._frame_sessions = {}    # batch -> fixed-shape session for one-frame runs
+        self._frame_lock = threading.Lock()
         self._check_graph()
 
     # -- properties -------------------------------------------------------
@@ -241,6 +252,10 @@ class MaskModel(Named):
         shape_in = inputs[m.input_name].shape
         if len(shape_in) != 3:
             raise ModelError(f"{where}: input must be (batch, bins, time), got {shape_in}")
+        # The names of the input's batch and time dimensions, which a one-frame
+        # session fixes (None where they are not two distinct names).
+        named = [d for d in (shape_in[0], shape_in[2]) if isinstance(d, str)]
+        self._free_dims = tuple(named) if len(set(named)) == 2 else None
         if _dim(shape_in[1]) not in (None, m.input_bins):
             raise ModelError(f"{where}: graph takes {shape_in[1]} bins but the manifest "
                              f"(model_bins={m.model_bins}, input_layout={m.input_layout!r}) "
@@ -367,12 +382,39 @@ class MaskModel(Named):
         if not self._states:
             raise ModelError(f"{self.path}: step() needs a stateful graph")
         m = self.manifest
-        feeds = {m.input_name: self._input(features)}
+        x = self._input(features)
+        feeds = {m.input_name: x}
         feeds.update({name: s for (name, _, _), s in zip(self._states, state)})
-        session = (self._small_session if self._small_session is not None
-                   and features.shape[2] < SMALL_RUN_FRAMES else self.session)
-        out = session.run([m.output_name, *(n for _, n, _ in self._states)], feeds)
+        out = self._step_session(x).run([m.output_name, *(n for _, n, _ in self._states)],
+                                        feeds)
         return self._logical(out[0]), out[1:]
+
+    def _step_session(self, x):
+        """The session for a stateful run of the graph input ``x`` (batch, bins, time).
+
+        Long runs (offline blocks) use every core.  Streaming runs a frame or two
+        at a time, on one thread (``_small_session``).  A one-frame run, what a
+        host's block of up to ``hop`` samples brings, gets a session built for
+        its batch size with the batch and time fixed: ONNX Runtime then folds the
+        graph's shape arithmetic away, and a 512-sample streaming block of
+        ``offline`` takes about a tenth less time, the same output to the bit
+        (``bench/step_sessions.py``).  Each is built on its batch's first
+        one-frame run (15-20 ms; :meth:`~stemboard.plugin.base.Processor.prepare`
+        does that before the audio starts).
+        """
+        small = self._small_session or self.session
+        batch, frames = x.shape[0], x.shape[2]
+        if frames != 1 or self._free_dims is None:
+            return small if frames < SMALL_RUN_FRAMES else self.session
+        session = self._frame_sessions.get(batch)
+        if session is None:
+            with self._frame_lock:
+                session = self._frame_sessions.get(batch)
+                if session is None and len(self._frame_sessions) < MAX_FRAME_SESSIONS:
+                    batch_dim, time_dim = self._free_dims
+                    session = self._frame_sessions[batch] = _session(
+                        self.path, self._providers, 1, fixed_dims={batch_dim: batch, time_dim: 1})
+        return session or small
 
     def _logical(self, masks):
         """The graph's masks as (batch, stems, bins, time): a view of frame-major ones."""

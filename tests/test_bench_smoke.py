@@ -61,6 +61,10 @@ def test_speed_smoke(speed_json):
     # the same model at the baseline commit ran in the same round-robin
     assert res["baseline"]["offline"][label]["median_s"] > 0
     assert res["baseline"]["streaming"][f"{label}@512"]["p99_frac"] > 0
+    # the machine floor: fixed work per block, timed the same way, kept apart
+    (floor,) = res["floor"]["streaming"].values()
+    assert floor["block"] == 512 and floor["max_frac"] >= floor["p99_frac"] > 0
+    assert set(res["streaming"]) == {f"{label}@512"}
 
 
 def test_speed_realtime_streaming_is_paced_and_restores_priority(model_path):
@@ -99,6 +103,20 @@ def test_first_block_smoke(model_path):
         assert len(run["block_s"]) == 2 and min(run["block_s"]) > 0
         assert (run["prepare_s"] is None) == key.endswith("no prepare()")
 
+
+
+def test_step_sessions_smoke(tmp_path):
+    pytest.importorskip("onnx")
+    from onnx_fixtures import band_split_model
+
+    path = band_split_model(tmp_path / "step.onnx", stateful=True, context=4, lookahead=2)
+    res = _load("step_sessions").main(["--model", str(path), "--seconds", "0.5",
+                                       "--run", "5"])
+    (figures,) = res["models"].values()
+    assert figures["identical"] is True
+    assert set(figures["stats"]) == {"fixed-shape sessions", "dynamic session"}
+    for median, mean, p99, top in figures["stats"].values():
+        assert 0 < median <= p99 <= top
 
 def test_overlap_add_smoke(model_path):
     res = _load("overlap_add").main(["--model", model_path, "--seconds", "1", "--repeats", "1"])

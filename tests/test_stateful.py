@@ -88,6 +88,65 @@ def test_streaming_blocks_stay_on_the_calling_thread(pair, monkeypatch, block):
                                   want[:, :head.shape[1] + got.shape[1]])
 
 
+
+def test_one_frame_steps_run_on_a_fixed_shape_session(pair, monkeypatch):
+    """A one-frame step (a host's block of up to hop samples) runs on a session built
+    for its batch with the batch and time fixed (issue 28: ONNX Runtime folds the
+    shape arithmetic, and a 512-sample block of offline took about a tenth less;
+    bench/step_sessions.py); its masks and states are the dynamic session's."""
+    model = MaskModel(pair[1], num_threads=2)
+    rng = np.random.default_rng(3)
+    x = rng.random((2, 513, 1)).astype(np.float32)
+    state = [rng.random(s.shape).astype(np.float32) for s in model.zero_state(2)]
+    small = model._small_session
+    monkeypatch.setattr(model, "session", _NoHandOff())
+    monkeypatch.setattr(model, "_small_session", _NoHandOff())
+    masks, states = model.step(x, state)                    # neither session is touched
+    assert list(model._frame_sessions) == [2]
+    opts = model._frame_sessions[2].get_session_options()
+    assert opts.intra_op_num_threads == 1
+    with pytest.raises(AssertionError):                     # two frames: the small session
+        model.step(np.repeat(x, 2, axis=2), state)
+    monkeypatch.setattr(model, "_small_session", small)
+    monkeypatch.setattr(model, "_free_dims", None)          # the dynamic session, as before
+    want, want_states = model.step(x, state)
+    np.testing.assert_allclose(masks, want, atol=1e-6)
+    for a, b in zip(states, want_states):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_fixed_shape_sessions_are_bounded(pair, monkeypatch):
+    """Past MAX_FRAME_SESSIONS batch sizes, one-frame steps use the small session."""
+    from stemboard.models import runtime
+
+    monkeypatch.setattr(runtime, "MAX_FRAME_SESSIONS", 1)
+    model = MaskModel(pair[1], num_threads=2)
+    rng = np.random.default_rng(4)
+    for batch in (1, 3, 1):
+        x = rng.random((batch, 513, 1)).astype(np.float32)
+        masks, _ = model.step(x, model.zero_state(batch))
+        assert masks.shape == (batch, 4, 513, 1)
+    assert list(model._frame_sessions) == [1]
+    monkeypatch.setattr(model, "_small_session", _NoHandOff())
+    with pytest.raises(AssertionError):
+        model.step(x[:1].repeat(3, axis=0), model.zero_state(3))
+
+
+def test_prepared_stream_runs_only_on_the_fixed_shape_session(pair, monkeypatch):
+    """After prepare(), a stream of hop-sized blocks touches neither the main nor the
+    small session, and gives exactly a fresh separator's output."""
+    x = music_like(seconds=1.5, seed=9)
+    want = stream(StemSeparator(pair[1], gains_db=GAINS), x, 512)
+    model = MaskModel(pair[1], num_threads=2)
+    assert model.manifest.hop == 512
+    sep = StemSeparator(model, gains_db=GAINS)
+    sep.prepare(SR, 2, buffer_size=512)
+    monkeypatch.setattr(model, "session", _NoHandOff())
+    monkeypatch.setattr(model, "_small_session", _NoHandOff())
+    got = stream(sep, x, 512, flush=False)
+    np.testing.assert_array_equal(got, want[:, :got.shape[1]])
+
+
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory):
     """A stateful model whose receptive field (19 frames) is past SMALL_RUN_FRAMES, as
