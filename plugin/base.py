@@ -163,6 +163,15 @@ def check_buffer_size(buffer_size):
     return int(buffer_size)
 
 
+def check_num_channels(num_channels):
+    """Return ``num_channels`` as an int, or raise ``ValueError`` naming it (a positive
+    whole number; ``True`` is not one)."""
+    if (isinstance(num_channels, bool) or not isinstance(num_channels, (int, np.integer))
+            or num_channels < 1):
+        raise ValueError(f"num_channels must be a positive integer, got {num_channels!r}")
+    return int(num_channels)
+
+
 class Processor:
     """Base class for stemboard processors (pedalboard's contract by duck typing).
 
@@ -313,10 +322,8 @@ class Processor:
         """
         sr = check_sample_rate(sample_rate)
         bs = check_buffer_size(buffer_size)
-        if (isinstance(num_channels, bool) or not isinstance(num_channels, (int, np.integer))
-                or num_channels < 1):
-            raise ValueError(f"num_channels must be a positive integer, got {num_channels!r}")
-        silence = np.zeros((int(num_channels), bs), np.float32)
+        n_ch = check_num_channels(num_channels)
+        silence = np.zeros((n_ch, bs), np.float32)
         with self._exclusive("prepare"):
             self._reset()
             self._stream_rate = None
@@ -326,15 +333,21 @@ class Processor:
                 left -= bool(self._process(silence, sr, bs, False).shape[-1])
                 pushed += bs
             self._reset()
-            self.expect_layout(num_channels)
+            self.expect_layout(n_ch)
 
     def expect_layout(self, num_channels, *, channels_first=True):
         """Announce how the next blocks are laid out.
 
         A fresh ``(2, 1)`` block would otherwise read as two mono samples
         (pedalboard's rule); after this call it reads as one stereo sample.
+
+        Raises
+        ------
+        ValueError
+            When ``num_channels`` is not a positive whole number, before any change.
         """
-        self._layout.num_channels = int(num_channels)
+        n_ch = check_num_channels(num_channels)
+        self._layout.num_channels = n_ch
         self._layout.channels_first = bool(channels_first)
 
     # -- for containers (Chain, StemSplit, ABSwitch) ---------------------------
