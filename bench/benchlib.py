@@ -201,6 +201,20 @@ def machine_info():
     return info
 
 
+def cpu_seconds():
+    """``(busy, stolen)`` CPU seconds summed over the machine's CPUs since boot, from
+    ``/proc/stat`` (Linux), or ``None``.  Stolen time is what a virtual machine's
+    hypervisor gave to other guests while this one had work to run."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
 def git_rev():
     import subprocess
     try:

@@ -19,6 +19,7 @@ downloaded here); their speed does not depend on the weights.
 import argparse
 import os
 import sys
+import time
 import types
 import warnings
 from contextlib import contextmanager
@@ -27,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (BASELINE_REV, SR, STEMS, git_rev, load_baseline,  # noqa: E402
-                      machine_info, manifest_info, median, resolve_models, save_json, table,
+from benchlib import (BASELINE_REV, SR, STEMS, cpu_seconds, git_rev,  # noqa: E402
+                      load_baseline, machine_info, manifest_info, median, resolve_models, save_json, table,
                       test_signal, timed)
 
 BLOCKS = (256, 512, 1024)
@@ -44,7 +45,6 @@ def stream_block_times(sep, x, block, *, realtime=False):
     (``SCHED_FIFO``, as DAWs and JACK run their audio threads).  Pacing keeps the
     thread's CPU share far below the kernel's real-time throttling limit.
     """
-    import time
     sep.reset()
     n = x.shape[1] - x.shape[1] % block
     times = np.empty(n // block)
@@ -480,8 +480,13 @@ def main(argv=None):
 
     load = background_load(args.background_load)
     res["background_load_processes"] = args.background_load
+    before, t0 = cpu_seconds(), time.perf_counter()
     got = run_round_robin(tasks, res, x)
     res["loadavg_at_end"] = os.getloadavg()   # of the timings, before the load stops
+    after = cpu_seconds()
+    if before and after:
+        res["cpu_seconds"] = {"wall": time.perf_counter() - t0, "busy": after[0] - before[0],
+                              "stolen": after[1] - before[1]}
     stop_load(load)
 
     summarise(res, got, seps)
@@ -517,6 +522,10 @@ def print_report(res):
         print(f"load average (1 min) {start[0]:.2f} at the start, {end[0]:.2f} at the end"
               + (f"; {extra} busy background processes during the timings" if extra else "")
               + "\n")
+    cpu = res.get("cpu_seconds")
+    if cpu:
+        print(f"during the timings ({cpu['wall']:.0f} s): {cpu['busy']:.0f} CPU seconds busy, "
+              f"{cpu['stolen']:.1f} stolen by the hypervisor (all CPUs)\n")
     base = res.get("baseline") or {}
     rev = base.get("rev")
     peers = {name: p["median_s"] for name, p in res["peers"].items() if "median_s" in p}

@@ -65,6 +65,9 @@ def test_speed_smoke(speed_json):
     (floor,) = res["floor"]["streaming"].values()
     assert floor["block"] == 512 and floor["max_frac"] >= floor["p99_frac"] > 0
     assert set(res["streaming"]) == {f"{label}@512"}
+    cpu = res.get("cpu_seconds")                              # Linux only
+    assert cpu is None or 0 <= cpu["stolen"] and 0 < cpu["busy"] <= 2 * cpu["wall"] * res[
+        "machine"]["cpu_count"]
 
 
 def test_speed_realtime_streaming_is_paced_and_restores_priority(model_path):
