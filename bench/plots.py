@@ -152,7 +152,7 @@ def plot_speed(speed, out):
     y = np.arange(len(names))[::-1]
     a1.barh(y, xrt, color=[_color(n if n.startswith("stemboard") else "peer") for n in names])
     for yi, v in zip(y, xrt):
-        a1.text(v, yi, f" {v:.2g}x", va="center", fontsize=8)
+        a1.text(v, yi, f" {v:.3g}x" if v < 100 else f" {v:.0f}x", va="center", fontsize=8)
     a1.set_yticks(y, names, fontsize=8)
     a1.set_xscale("log")
     a1.xaxis.set_major_formatter(_plain())
