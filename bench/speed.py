@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (BASELINE_REV, SR, STEMS, cpu_seconds, git_rev,  # noqa: E402
-                      load_baseline, machine_info, manifest_info, median, resolve_models, save_json, table,
-                      test_signal, timed)
+                      load_baseline, machine_info, manifest_info, median, resolve_models,
+                      save_json, table, test_signal, timed)
 
 BLOCKS = (256, 512, 1024)
 

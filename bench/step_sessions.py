@@ -52,7 +52,8 @@ def main(argv=None):
            "models": {}}
     rows = []
     for label, spec in resolve_models(args.model or ["offline", "live"]).items():
-        seps = {"fixed-shape sessions": StemSeparator(spec), "dynamic session": StemSeparator(spec)}
+        seps = {"fixed-shape sessions": StemSeparator(spec),
+                "dynamic session": StemSeparator(spec)}
         if not seps["dynamic session"].model.stateful:
             raise SystemExit(f"{label}: not a stateful model (nothing to compare)")
         # Private, for the comparison only: without the names of its free dimensions

@@ -411,10 +411,19 @@ class MaskModel(Named):
             with self._frame_lock:
                 session = self._frame_sessions.get(batch)
                 if session is None and len(self._frame_sessions) < MAX_FRAME_SESSIONS:
-                    batch_dim, time_dim = self._free_dims
-                    session = self._frame_sessions[batch] = _session(
-                        self.path, self._providers, 1, fixed_dims={batch_dim: batch, time_dim: 1})
+                    session = self._frame_sessions[batch] = self._frame_session(batch)
         return session or small
+
+    def _frame_session(self, batch):
+        """A single-threaded session for one-frame runs of ``batch`` signals, or False
+        where ONNX Runtime cannot build one (then the general session runs them: the
+        fixed shapes are a speed-up, never a condition)."""
+        batch_dim, time_dim = self._free_dims
+        try:
+            return _session(self.path, self._providers, 1,
+                            fixed_dims={batch_dim: batch, time_dim: 1})
+        except Exception:  # onnxruntime raises several unrelated types
+            return False
 
     def _logical(self, masks):
         """The graph's masks as (batch, stems, bins, time): a view of frame-major ones."""

@@ -132,6 +132,28 @@ def test_fixed_shape_sessions_are_bounded(pair, monkeypatch):
         model.step(x[:1].repeat(3, axis=0), model.zero_state(3))
 
 
+
+def test_a_fixed_shape_session_that_fails_to_build_falls_back(pair, monkeypatch):
+    """The fixed shapes are a speed-up, never a condition: if ONNX Runtime cannot build
+    such a session, one-frame steps run on the small session, with the same masks."""
+    from stemboard.models import runtime
+
+    model = MaskModel(pair[1], num_threads=2)
+    build = runtime._session
+
+    def refuse_fixed(path, providers, num_threads, *, fixed_dims=None):
+        if fixed_dims:
+            raise RuntimeError("cannot fix the shapes")
+        return build(path, providers, num_threads)
+
+    monkeypatch.setattr(runtime, "_session", refuse_fixed)
+    x = np.random.default_rng(5).random((2, 513, 1)).astype(np.float32)
+    got, _ = model.step(x, model.zero_state(2))
+    assert model._frame_sessions == {2: False}
+    monkeypatch.setattr(model, "_free_dims", None)
+    want, _ = model.step(x, model.zero_state(2))
+    np.testing.assert_array_equal(got, want)
+
 def test_prepared_stream_runs_only_on_the_fixed_shape_session(pair, monkeypatch):
     """After prepare(), a stream of hop-sized blocks touches neither the main nor the
     small session, and gives exactly a fresh separator's output."""
