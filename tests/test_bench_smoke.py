@@ -107,7 +107,6 @@ def test_first_block_smoke(model_path):
         assert (run["prepare_s"] is None) == key.endswith("no prepare()")
 
 
-
 def test_step_sessions_smoke(tmp_path):
     pytest.importorskip("onnx")
     from onnx_fixtures import band_split_model
@@ -120,6 +119,7 @@ def test_step_sessions_smoke(tmp_path):
     assert set(figures["stats"]) == {"fixed-shape sessions", "dynamic session"}
     for median, mean, p99, top in figures["stats"].values():
         assert 0 < median <= p99 <= top
+
 
 def test_overlap_add_smoke(model_path):
     res = _load("overlap_add").main(["--model", model_path, "--seconds", "1", "--repeats", "1"])

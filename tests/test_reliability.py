@@ -124,7 +124,6 @@ def test_rejected_block_leaves_layout_alone(model_path):
         assert a.shape == b.shape and np.array_equal(a, b)
 
 
-
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "2", None])
 def test_bad_expected_layout_is_refused_and_changes_nothing(model_path, bad):
     """expect_layout() names a bad channel count (it used to read 2.5 as 2 and accept
@@ -137,6 +136,7 @@ def test_bad_expected_layout_is_refused_and_changes_nothing(model_path, bad):
     tiny = np.full((2, 1), 0.1, np.float32)  # announced: one stereo sample
     a, b = fresh(tiny, SR, reset=False), refused(tiny, SR, reset=False)
     assert a.shape == b.shape and np.array_equal(a, b)
+
 
 def test_rejected_channel_change_leaves_stream_alone(sep):
     x = music_like(seconds=0.4)

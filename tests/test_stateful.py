@@ -88,7 +88,6 @@ def test_streaming_blocks_stay_on_the_calling_thread(pair, monkeypatch, block):
                                   want[:, :head.shape[1] + got.shape[1]])
 
 
-
 def test_one_frame_steps_run_on_a_fixed_shape_session(pair, monkeypatch):
     """A one-frame step (a host's block of up to hop samples) runs on a session built
     for its batch with the batch and time fixed (issue 28: ONNX Runtime folds the
@@ -132,7 +131,6 @@ def test_fixed_shape_sessions_are_bounded(pair, monkeypatch):
         model.step(x[:1].repeat(3, axis=0), model.zero_state(3))
 
 
-
 def test_a_fixed_shape_session_that_fails_to_build_falls_back(pair, monkeypatch):
     """The fixed shapes are a speed-up, never a condition: if ONNX Runtime cannot build
     such a session, one-frame steps run on the small session, with the same masks."""
@@ -153,6 +151,7 @@ def test_a_fixed_shape_session_that_fails_to_build_falls_back(pair, monkeypatch)
     monkeypatch.setattr(model, "_free_dims", None)
     want, _ = model.step(x, model.zero_state(2))
     np.testing.assert_array_equal(got, want)
+
 
 def test_prepared_stream_runs_only_on_the_fixed_shape_session(pair, monkeypatch):
     """After prepare(), a stream of hop-sized blocks touches neither the main nor the
