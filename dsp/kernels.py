@@ -10,7 +10,6 @@ from rocket_fft.lowlevel import c2r
 
 # rocket-fft registers itself on import; keep the import even though unused.
 
-from stemboard.dsp.normalization import log1p_normalization
 
 #: The smallest normal float32.  Values below it are subnormal: arithmetic on
 #: them can take a microcode assist on x86 (no flush-to-zero is set: that is a
@@ -89,24 +88,18 @@ def overlap_add(spec, ola, n_fft, hop, synth_window):
     return out
 
 
-#: The input normalisation's one definition (:mod:`stemboard.dsp.normalization`),
-#: inlined into :func:`log_features`.
-_normalize_log1p = numba.njit(cache=True, nogil=True, inline="always")(log1p_normalization())
-
-
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def log_features(spec, n_model_bins, log, scale, mean, std):
-    """Model input features from a spectrum, in one pass.
+def magnitudes(spec, n_model_bins, floor):
+    """The model's input layout of a spectrum's magnitudes, in one pass.
 
     Parameters
     ----------
     spec : ndarray, shape (channels, frames, bins), complex64
         Finite values (inputs are checked for NaN/inf before the STFT).
     n_model_bins : int
-    log : bool
-        ``True``: ``(log1p(scale * |X|) - mean) / std``; ``False``: ``|X|``.
-    scale : float
-    mean, std : ndarray, shape (n_model_bins,), float32
+    floor : float
+        Magnitudes below this are zeroed (``TINY``: no subnormal value reaches
+        the graph; ``0``: none changed).
 
     Returns
     -------
@@ -114,7 +107,7 @@ def log_features(spec, n_model_bins, log, scale, mean, std):
     """
     n_ch, n_frames = spec.shape[0], spec.shape[1]
     out = np.empty((n_ch, n_model_bins, n_frames), np.float32)
-    scale = np.float32(scale)
+    floor = np.float32(floor)
     tile = 32  # transpose in tiles so both reads and writes stay in cache
     for c in range(n_ch):
         for t0 in range(0, n_frames, tile):
@@ -123,11 +116,7 @@ def log_features(spec, n_model_bins, log, scale, mean, std):
                 for t in range(t0, t1):
                     z = spec[c, t, f]
                     v = np.sqrt(z.real * z.real + z.imag * z.imag)
-                    if log:
-                        v = _normalize_log1p(v, scale, mean[f], std[f])
-                    elif v < TINY:  # raw magnitudes: no subnormal into the graph
-                        v = np.float32(0.0)
-                    out[c, f, t] = v
+                    out[c, f, t] = np.float32(0.0) if v < floor else v
     return out
 
 
@@ -324,9 +313,10 @@ def _add_windowed(frame, synth_window, out, tail, base):
 
 @numba.njit(cache=True, nogil=True)
 def _masked_overlap_add_chunks(spec, raw, gains, n_model_bins, high_stem, binary, n_fft, hop,
-                               synth_window, out, tails, even, used, n_used):
+                               synth_window, out, c0, start, tails, even, used, n_used):
     """The frames of :func:`masked_overlap_add` in spans and tiles, bin-major."""
     n_ch, n_frames, n_bins = spec.shape
+    end = start + n_frames * hop
     n_stems = raw.shape[1]
     n_out = gains.shape[0]
     span = min(SPAN, n_frames)
@@ -353,19 +343,20 @@ def _masked_overlap_add_chunks(spec, raw, gains, n_model_bins, high_stem, binary
                     # The inverse FFTs read the bin-major tile through a transposed view.
                     c2r(mft[:, :n_t].T, frames[:n_t], axes, False, scale, 1)
                     for j in range(n_t):
-                        _add_windowed(frames[j], synth_window, out[o, c], tails[o, c],
+                        _add_windowed(frames[j], synth_window, out[o, c0 + c, start:end], tails[o, c],
                                       (t0 + j) * hop)
 
 
 @numba.njit(cache=True, nogil=True)
 def _masked_overlap_add_frames(spec, raw, gains, n_model_bins, high_stem, binary, n_fft, hop,
-                               synth_window, out, tails, even, frame_major):
+                               synth_window, out, c0, start, tails, even, frame_major):
     """The frames of :func:`masked_overlap_add` one by one, along the bins, with the
     inverse FFTs batched over :data:`TILE` frames.  For frame-major masks (every read
     contiguous) and for a streaming call's frame or two, which cannot spread the
     bin-major path's per-bin set-up.  The same arithmetic and sums in the same
     order, so the output depends neither on the path nor on the masks' layout."""
     n_ch, n_frames, n_bins = spec.shape
+    end = start + n_frames * hop
     n_stems = raw.shape[2] if frame_major else raw.shape[1]
     n_out = gains.shape[0]
     top = n_model_bins - 1
@@ -412,7 +403,8 @@ def _masked_overlap_add_frames(spec, raw, gains, n_model_bins, high_stem, binary
             c2r(masked[:, :n_t], frames[:, :n_t], axes, False, scale, 1)
             for o in range(n_out):
                 for j in range(n_t):
-                    _add_windowed(frames[o, j], synth_window, out[o, c], tails[o, c],
+                    _add_windowed(frames[o, j], synth_window, out[o, c0 + c, start:end],
+                                  tails[o, c],
                                   (t0 + j) * hop)
 
 
@@ -466,16 +458,40 @@ def masked_overlap_add(spec, raw, gains, n_model_bins, high_stem, binary, ola, n
     -------
     ndarray, shape (outputs, channels, frames * hop), float32
     """
+    out = np.empty((gains.shape[0], spec.shape[0], spec.shape[1] * hop), np.float32)
+    masked_overlap_add_into(spec, raw, gains, n_model_bins, high_stem, binary, ola, n_fft,
+                            hop, synth_window, frame_major, out, 0, 0)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def masked_overlap_add_into(spec, raw, gains, n_model_bins, high_stem, binary, ola, n_fft, hop,
+                            synth_window, frame_major, out, c0, start):
+    """:func:`masked_overlap_add`, written into part of a larger array.
+
+    Output ``o`` of channel ``c`` lands in ``out[o, c0 + c, start:start +
+    frames * hop]``, overwriting it, so a renderer can hand over the whole
+    file's output and skip copying each block into it.  ``out`` is the whole
+    C-contiguous array rather than a slice of it so that each row stays a
+    contiguous array to Numba and the loops still vectorise.
+
+    Parameters
+    ----------
+    out : ndarray, shape (>= outputs, >= c0 + channels, >= start + frames * hop), float32
+    c0, start : int
+    """
     n_ch, n_frames, n_bins = spec.shape
     n_stems = raw.shape[2] if frame_major else raw.shape[1]
     n_out = gains.shape[0]
-    length = n_frames * hop
     keep = n_fft - hop
     # Zeroed, then the pending state and every frame are added in frame order:
     # the same sums, in the same order, as a running overlap-add buffer.
-    out = np.zeros((n_out, n_ch, length), np.float32)
+    end = start + n_frames * hop
+    for o in range(n_out):
+        for c in range(n_ch):
+            out[o, c0 + c, start:end] = 0.0
     if n_frames == 0:
-        return out
+        return
     # tails[o, c]: the samples past this call's end, the next call's pending state.
     tails = np.zeros((n_out, n_ch, keep), np.float32)
     even = np.empty(n_out, np.float32)
@@ -490,15 +506,15 @@ def masked_overlap_add(spec, raw, gains, n_model_bins, high_stem, binary, ola, n
     for c in range(n_ch):
         for o in range(n_out):
             # The pending state covers samples 0 .. n_fft - 1 of this call.
-            _add_frame(ola[o, c], out[o, c], tails[o, c], 0)
+            _add_frame(ola[o, c], out[o, c0 + c, start:end], tails[o, c], 0)
     if frame_major or n_frames < FEW_FRAMES:
         _masked_overlap_add_frames(spec, raw, gains, n_model_bins, high_stem, binary, n_fft,
-                                   hop, synth_window, out, tails, even, frame_major)
+                                   hop, synth_window, out, c0, start, tails, even, frame_major)
     else:
         _masked_overlap_add_chunks(spec, raw, gains, n_model_bins, high_stem, binary, n_fft,
-                                   hop, synth_window, out, tails, even, used, n_used)
+                                   hop, synth_window, out, c0, start, tails, even, used,
+                                   n_used)
     for c in range(n_ch):
         for o in range(n_out):
             ola[o, c, :keep] = tails[o, c]
             ola[o, c, keep:] = 0.0
-    return out

@@ -54,20 +54,25 @@ def per_channel(kernel, n_frames: int, channel_args, shared_args=(), *, arg_axes
         Passed unchanged to every call, after ``channel_args``.
     arg_axes : sequence of int, optional
         Channel axis of each of ``channel_args`` (default: 0 for all).
-    axis : int
-        Channel axis of the kernel's result, along which the parts are joined.
+    axis : int or None
+        Channel axis of the kernel's result, along which the parts are joined;
+        ``None`` for a kernel that writes its result in place (through its
+        views, or at channel indices passed as one of ``channel_args``), whose
+        parts need no joining.
 
     Returns
     -------
-    The kernel's result for all channels.
+    The kernel's result for all channels (``None`` when ``axis`` is ``None``).
     """
     if n_frames < MIN_FRAMES:
-        return kernel(*channel_args, *shared_args)
+        out = kernel(*channel_args, *shared_args)
+        return None if axis is None else out
     axes = tuple(arg_axes) if arg_axes is not None else (0,) * len(channel_args)
     n_ch = channel_args[0].shape[axes[0]]
     threads = min(n_ch, _workers())
     if threads < 2:
-        return kernel(*channel_args, *shared_args)
+        out = kernel(*channel_args, *shared_args)
+        return None if axis is None else out
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="stemboard")
@@ -81,4 +86,5 @@ def per_channel(kernel, n_frames: int, channel_args, shared_args=(), *, arg_axes
     jobs = [_pool.submit(kernel, *(part(a, ax, lo, hi) for a, ax in zip(channel_args, axes)),
                          *shared_args)
             for lo, hi in zip(bounds[:-1], bounds[1:])]
-    return np.concatenate([j.result() for j in jobs], axis=axis)
+    parts = [j.result() for j in jobs]
+    return None if axis is None else np.concatenate(parts, axis=axis)

@@ -15,7 +15,8 @@ import abc
 
 import numpy as np
 
-from stemboard.dsp.kernels import MASK_FLOOR, TINY, flush_tiny, log_features, masked_overlap_add
+from stemboard.dsp.features import log_features
+from stemboard.dsp.kernels import MASK_FLOOR, TINY, flush_tiny, masked_overlap_add_into
 from stemboard.dsp.midside import from_mid_side, to_mid_side
 from stemboard.dsp.resample import ChannelsFirstResampler, round_trip_alignment
 from stemboard.dsp.stft import StftGrid, num_frames
@@ -250,6 +251,18 @@ def _compact(masks):
     return np.ascontiguousarray(masks)
 
 
+def _check_room(out, start, m):
+    """Refuse to write ``m`` samples from ``start`` past the end of ``out``.
+
+    An offline render's output has room for every sample pushed, and a
+    renderer never returns more than it was given, so this is an internal
+    error (raised before anything is written).
+    """
+    if start < 0 or start + m > out.shape[2]:
+        raise RuntimeError(f"internal error: the output has room for {out.shape[2] - start} "
+                           f"samples from {start}, and the block renders {m}")
+
+
 def segment_weights(length: int, overlap: int, *, first: bool = False) -> np.ndarray:
     """Crossfade weights of one segment, shape (length,), float32.
 
@@ -348,6 +361,30 @@ class StemRenderer(abc.ABC):
         """Feed (channels, n) float32; ``gains`` is (n_gains, stems).
         Returns (n_outputs, channels, m) float32."""
 
+    def push_into(self, block, gains, out, start) -> int:
+        """:meth:`push`, with its output written to ``out[:, :, start:start + m]``.
+
+        An offline render's whole output, filled block by block: a renderer
+        that can write there directly skips a copy of every block (this
+        default copies).
+
+        Parameters
+        ----------
+        block : ndarray, shape (channels, n), float32
+        gains : ndarray, shape (n_gains, stems)
+        out : ndarray, shape (n_outputs, channels, samples), float32, C-contiguous
+        start : int
+
+        Returns
+        -------
+        int
+            ``m``, the samples written.
+        """
+        y = self.push(block, gains)
+        _check_room(out, start, y.shape[2])
+        out[:, :, start:start + y.shape[2]] = y
+        return y.shape[2]
+
     @abc.abstractmethod
     def flush(self, gains) -> np.ndarray:
         """Return the buffered tail, (n_outputs, channels, m), and reset."""
@@ -400,18 +437,36 @@ class Renderer(StemRenderer):
         self.samples_out = 0
         self._dry = np.zeros((self.num_channels, 0), np.float32)
 
-    def push(self, block, gains):
+    def _pushed(self, block, gains):
+        """``(spec, masks, gains)`` for a new block, in the stream's coding."""
         gains = self._checked_gains(gains)
         block = np.asarray(block, np.float32)
         if self.mid_side:
             block = to_mid_side(block)
         if self.residual:
             self._dry = np.concatenate([self._dry, block], axis=1)
-        return self._to_channels(self._render(*self.stream.push(block), gains))
+        return self.stream.push(block) + (gains,)
+
+    def push(self, block, gains):
+        return self._to_channels(self._render(*self._pushed(block, gains)))
+
+    def push_into(self, block, gains, out, start):
+        spec, masks, gains = self._pushed(block, gains)
+        if self._to_trim or not out.flags.c_contiguous:
+            # The stream's first samples are cut (they would land before
+            # ``start``): render apart and copy, as the default does.
+            y = self._to_channels(self._render(spec, masks, gains))
+            _check_room(out, start, y.shape[2])
+            out[:, :, start:start + y.shape[2]] = y
+            return y.shape[2]
+        m = spec.shape[1] * self.grid.hop
+        _check_room(out, start, m)
+        self._to_channels(self._render(spec, masks, gains, out=out, start=start))
+        return m
 
     def _to_channels(self, out):
-        """(n_outputs, channels, m) in the stream's coding -> left/right."""
-        return from_mid_side(out, axis=1) if self.mid_side else out
+        """(n_outputs, channels, m) in the stream's coding -> left/right, in place."""
+        return from_mid_side(out, axis=1, in_place=True) if self.mid_side else out
 
     def flush(self, gains):
         gains = self._checked_gains(gains)
@@ -420,31 +475,41 @@ class Renderer(StemRenderer):
         self.reset()
         return self._to_channels(out)
 
-    def _render(self, spec, masks, gains):
+    def _render(self, spec, masks, gains, *, out=None, start=0):
+        """Every output of one push, in the stream's coding.
+
+        Written to ``out[:, :, start:start + m]`` and returned as that view,
+        when ``out`` is given (the stream must be past its first samples' trim);
+        else to a new array.  ``m`` is ``frames * hop`` less what is trimmed.
+        """
         gains = np.ascontiguousarray(gains, np.float32)
         binary = self.mask_mode == "binary"
         g = self.grid
+        length = spec.shape[1] * g.hop
+        if out is None:
+            out = np.empty((self.n_outputs, self.num_channels, length), np.float32)
+            start = 0
 
         masks = _compact(np.asarray(masks, np.float32))
         base = _frame_major_base(masks)
         frame_major = base is not None
 
-        def kernel(spec, masks, ola):
-            return masked_overlap_add(spec, masks, gains, self._model_bins, self._high_stem,
-                                      binary, ola, g.n_fft, g.hop, g.synthesis_window,
-                                      frame_major)
+        def kernel(spec, masks, ola, channels):
+            masked_overlap_add_into(spec, masks, gains, self._model_bins, self._high_stem,
+                                    binary, ola, g.n_fft, g.hop, g.synthesis_window,
+                                    frame_major, out, channels[0], start)
 
         if self.n_gains:
-            # Channels in parallel threads for large calls (dsp/threads.py); the
-            # overlap-add state is updated in place through the views.
-            out = per_channel(kernel, spec.shape[1],
-                              (spec, base if frame_major else masks, self._ola),
-                              arg_axes=(0, 0, 1), axis=1)
-        else:
-            out = np.zeros((0, self.num_channels, spec.shape[1] * g.hop), np.float32)
-        trim = min(self._to_trim, out.shape[2])
+            # Channels in parallel threads for large calls (dsp/threads.py); each
+            # writes its channels of ``out``, and the overlap-add state is
+            # updated in place through the views.
+            per_channel(kernel, spec.shape[1],
+                        (spec, base if frame_major else masks, self._ola,
+                         np.arange(self.num_channels)),
+                        arg_axes=(0, 0, 1, 0), axis=None)
+        trim = min(self._to_trim, length)
         self._to_trim -= trim
-        out = out[:, :, trim:]
+        out = out[:, :, start + trim:start + length]
         if self.residual:
             # Output sample j lines up with input sample j; past the input's end
             # (the flush) the input is silence.
@@ -453,7 +518,9 @@ class Renderer(StemRenderer):
             self._dry = self._dry[:, m:]
             if dry.shape[1] < m:
                 dry = np.pad(dry, ((0, 0), (0, m - dry.shape[1])))
-            out = np.concatenate([out, (dry - out.sum(axis=0))[None]], axis=0)
+            rest = out[self.n_gains]
+            np.sum(out[:self.n_gains], axis=0, out=rest)
+            np.subtract(dry, rest, out=rest)
         self.samples_out += out.shape[2]
         return out
 

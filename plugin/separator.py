@@ -139,9 +139,7 @@ class StemSeparator(StemGainControls, Processor):
         pos = 0
         step = max(buffer_size, MIN_OFFLINE_BUFFER_SIZE)
         for i in range(0, x.shape[1], step):
-            y = renderer.push(x[:, i:i + step], gains)
-            out[:, :, pos:pos + y.shape[2]] = y
-            pos += y.shape[2]
+            pos += renderer.push_into(x[:, i:i + step], gains, out, pos)
         y = renderer.flush(gains)
         if pos + y.shape[2] != x.shape[1]:
             # Not an assert: under python -O it would vanish and wrong audio would

@@ -88,7 +88,7 @@ def test_streaming_equals_offline(block, channels):
 def test_block_loops_are_jitted():
     # Streaming must not loop over frames in Python: the frame loops live in @njit kernels.
     for fn in (kernels.analyze_frames, kernels.overlap_add, kernels.masked_overlap_add,
-               kernels.log_features):
+               kernels.magnitudes):
         assert isinstance(fn, numba.core.registry.CPUDispatcher)
 
 
@@ -125,6 +125,38 @@ def test_masked_overlap_add_matches_reference(binary, high_stem, n):
     for o, ref in enumerate(_reference_render(spec, raw, gains, mb, high_stem, binary, n)):
         got = out[o][:, GRID.pad:GRID.pad + n]
         assert np.max(np.abs(got - ref)) <= 1e-4
+
+
+@pytest.mark.parametrize("frame_major", [False, True])
+def test_masked_overlap_add_into_writes_its_rows_and_nothing_else(frame_major):
+    """What the offline render uses: the same bits as a new array, written at a
+    channel and sample offset of a larger output, whose other samples keep
+    their values (even NaN), and the same overlap-add state after."""
+    rng = np.random.default_rng(9)
+    n_frames, mb = 80, 200
+    spec = stft(rng.standard_normal((2, n_frames * GRID.hop)).astype(np.float32), GRID)
+    spec = np.ascontiguousarray(spec[:, :n_frames])
+    raw = rng.uniform(-0.1, 1, (2, 3, mb, n_frames)).astype(np.float32)
+    if frame_major:
+        raw = np.ascontiguousarray(raw.transpose(0, 3, 1, 2))
+    gains = np.array([[1, 0, 0], [0.25, 0.5, 2.0]], np.float32)
+    ola = rng.standard_normal((2, 2, GRID.n_fft)).astype(np.float32)
+    ola[:, :, GRID.n_fft - GRID.hop:] = 0.0
+    args = (gains, mb, -1, False)
+    ola_new = ola.copy()
+    want = kernels.masked_overlap_add(spec, raw, *args, ola_new, GRID.n_fft, GRID.hop,
+                                      GRID.synthesis_window, frame_major)
+    big = np.full((3, 4, n_frames * GRID.hop + 100), np.nan, np.float32)
+    ola_into = ola.copy()
+    # channel 1 of this call to row 2 of the output, from sample 60
+    kernels.masked_overlap_add_into(spec[1:], raw[1:], *args, ola_into[:, 1:], GRID.n_fft,
+                                    GRID.hop, GRID.synthesis_window, frame_major, big, 2, 60)
+    end = 60 + n_frames * GRID.hop
+    np.testing.assert_array_equal(big[:2, 2, 60:end], want[:, 1])
+    np.testing.assert_array_equal(ola_into[:, 1], ola_new[:, 1])
+    written = np.zeros(big.shape, bool)
+    written[:2, 2, 60:end] = True
+    assert np.isnan(big[~written]).all()
 
 
 @pytest.mark.parametrize("binary,high_stem", [(False, -1), (True, -1), (False, 0)])

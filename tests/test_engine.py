@@ -109,6 +109,44 @@ def test_every_renderer_has_the_one_interface(model, cascade, rate):
         assert r.mask_mode == "soft"
 
 
+@pytest.mark.parametrize("stereo_mode", ["left_right", "mid_side"])
+@pytest.mark.parametrize("residual", [False, True])
+def test_push_into_writes_what_push_returns(model_factory, stereo_mode, residual):
+    """The offline render writes each block straight into the whole output
+    (decoding mid/side and the residual there): the same bits as :meth:`push`,
+    the first block (whose first samples are cut) and a strided output included,
+    and nothing outside the block's samples touched.  Blocks of 70000 samples
+    are over ``MIN_FRAMES`` frames: the channels are rendered in two threads."""
+    m = MaskModel(model_factory(manifest_overrides={"stereo_mode": stereo_mode}))
+    x = _noise(150000, seed=3)
+    gains = np.array([[1, 0, 0, 0], [0, 0.5, 2, 0]], np.float32)[:2 - residual]
+    n_out = 2
+    want = _render(Renderer(m, 2, n_out, residual=residual), x, gains, 70000)
+    for out in (np.full((n_out, 2, x.shape[1]), np.nan, np.float32),
+                np.full((n_out, 2, 2 * x.shape[1]), np.nan, np.float32)[:, :, ::2]):
+        r = Renderer(m, 2, n_out, residual=residual)
+        pos = 0
+        for i in range(0, x.shape[1], 70000):
+            n = r.push_into(x[:, i:i + 70000], gains, out, pos)
+            assert np.isnan(out[:, :, pos + n:]).all()
+            pos += n
+        tail = r.flush(gains)
+        out[:, :, pos:] = tail
+        np.testing.assert_array_equal(out, want)
+
+
+def test_push_into_refuses_an_output_without_room(model):
+    r = Renderer(model, 2, 1)
+    gains = np.ones((1, len(model.stems)), np.float32)
+    out = np.zeros((1, 2, 100000), np.float32)
+    pos = r.push_into(_noise(40000), gains, out, 0)
+    pos += r.push_into(_noise(40000, seed=4), gains, out, pos)
+    small = np.zeros((1, 2, pos + 10), np.float32)
+    with pytest.raises(RuntimeError, match="room for 10 samples"):
+        r.push_into(_noise(40000, seed=5), gains, small, pos)
+    assert not small.any()
+
+
 def test_mask_mode_reaches_every_stage(cascade, model):
     r = make_renderer(cascade, 2, 2, sample_rate=48000)
     r.mask_mode = "binary"

@@ -56,13 +56,13 @@ def test_stems_equal_whatever_the_layout(pair, block, monkeypatch):
     from stemboard.plugin import engine
 
     layouts = []
-    real = engine.masked_overlap_add
+    real = engine.masked_overlap_add_into
 
     def spy(spec, raw, *args):
-        layouts.append(args[-1])                    # frame_major
+        layouts.append(args[-4])                    # frame_major (before out, c0, start)
         return real(spec, raw, *args)
 
-    monkeypatch.setattr(engine, "masked_overlap_add", spy)
+    monkeypatch.setattr(engine, "masked_overlap_add_into", spy)
     x = np.random.default_rng(1).uniform(-0.5, 0.5, (2, 20000)).astype(np.float32)
     seps = [StemSeparator(MaskModel(p)) for p in pair]
     outs = []
