@@ -72,7 +72,8 @@ def fixture_model():
 
 
 def resolve_models(specs):
-    """``["offline", "live", "fixture", "path.onnx"]`` -> {label: model arg}; missing bundled names are dropped."""
+    """``["offline", "live", "fixture", "path.onnx"]`` -> {label: model arg}; missing
+    bundled names are dropped."""
     from stemboard.models import bundled_models
 
     out = {}
@@ -123,6 +124,8 @@ BASELINE_REV = "975e4d3"
 #: The repository's folders that become the package (setup.py's package_dir).
 _PACKAGE_DIRS = ("dsp", "plugin", "models", "presets")
 _ABSOLUTE_IMPORT = re.compile(r"^(\s*)(from|import) stemboard\b(\.|\s)", re.MULTILINE)
+# The lazy re-exports name their modules in strings ("stemboard.plugin": ...).
+_MODULE_STRING = re.compile(r"""(["'])stemboard\.(?=[a-z_])""")
 
 
 def load_baseline(rev=BASELINE_REV, name="stemboard_base"):
@@ -160,11 +163,14 @@ def load_baseline(rev=BASELINE_REV, name="stemboard_base"):
     for d in _PACKAGE_DIRS:
         (src / d).rename(pkg / d)
     # Since issue 27 the modules import each other absolutely (``from stemboard.dsp
-    # import ...``): point those at ``name``, or the baseline would run this checkout's
-    # modules. Relative imports (older commits) are left as they are.
+    # import ...``), and the lazy re-exports (issue 25) name their modules in strings:
+    # point both at ``name``, or the baseline would run this checkout's modules
+    # (``base.StemSeparator`` was this checkout's class until session 35). Relative
+    # imports (older commits) are left as they are.
     for path in pkg.rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         new = _ABSOLUTE_IMPORT.sub(rf"\1\2 {name}\3", text)
+        new = _MODULE_STRING.sub(rf"\1{name}.", new)
         if new != text:
             path.write_text(new, encoding="utf-8")
     sys.path.insert(0, str(site))

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import BASELINE_REV, ROOT, SR, load_baseline, save_json, table, test_signal  # noqa: E402
+from benchlib import (BASELINE_REV, ROOT, SR, load_baseline, save_json, table,  # noqa: E402
+                      test_signal)
 
 CACHE = ROOT / "runs" / "bench_cache" / "musdb18-7_valid"
 

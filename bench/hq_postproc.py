@@ -113,7 +113,8 @@ def main(argv=None):
             "power-2": power_masks(mix, four),
             "shares from the mix": split_accompaniment(vocals, acc, from_mix, NARROW),
             "shares averaged": split_accompaniment(vocals, acc, 0.5 * (on_acc + from_mix), NARROW),
-            "+ live ensemble": split_accompaniment(vocals, acc, 0.5 * (on_acc + from_live), NARROW),
+            "+ live ensemble": split_accompaniment(vocals, acc, 0.5 * (on_acc + from_live),
+                                                   NARROW),
         }
         for r in rows:
             for col, w in score(stems, est[r]).items():

@@ -2,9 +2,10 @@
 
 Each run is a fresh ``python -m stemboard separate IN -o OUT`` subprocess; its
 peak resident set size (``VmHWM`` of its own address space, read from
-``/proc/self/status`` as it exits; Linux only) is the measure. A ``python -m stemboard models`` run (imports and model load,
-no audio) gives the floor. The inputs are synthetic stereo 44.1 kHz 16-bit
-WAVs written block by block into a temporary folder and deleted afterwards.
+``/proc/self/status`` as it exits; Linux only) is the measure. A ``python -m
+stemboard models`` run (imports and model load, no audio) gives the floor. The
+inputs are synthetic stereo 44.1 kHz 16-bit WAVs written block by block into a
+temporary folder and deleted afterwards.
 
     python bench/memory.py --json runs/bench/memory.json
     python bench/memory.py --model fixture --minutes 0.05 0.5     # smoke run
@@ -57,7 +58,8 @@ sys.exit(code)
 
 
 def run_peak_rss(cli_args):
-    """Run ``stemboard CLI_ARGS``; return (peak RSS in MiB, wall seconds, return code, stderr tail)."""
+    """Run ``stemboard CLI_ARGS``; return (peak RSS in MiB, wall seconds, return code,
+    stderr tail)."""
     t0 = time.perf_counter()
     # Not from the checkout's root: its stemboard/ folder (without the mapped dsp/,
     # models/, ... folders) would shadow the package under test.
@@ -112,7 +114,8 @@ def main(argv=None):
                 p.unlink()
 
     print(f"\n## Peak memory, disk to disk (`stemboard separate`, model {label})\n")
-    rows = [["imports + model, no audio (`stemboard models`)", "—", res["floor_mib"], "—", "—", "—"]]
+    rows = [["imports + model, no audio (`stemboard models`)", "—", res["floor_mib"],
+             "—", "—", "—"]]
     for r in res["runs"]:
         rows.append([f"{r['minutes']:g} min stereo 44.1 kHz", f"{r['input_mib']:.0f}",
                      r["peak_rss_mib"], r["float32_input_mib"] + r["float32_stems_mib"],

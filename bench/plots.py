@@ -52,8 +52,9 @@ def _save(fig, path, dpi=110):
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     try:  # a 256-colour palette keeps the PNGs small for the repository
         from PIL import Image
-        Image.open(path).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
-                                                 dither=Image.Dither.NONE).save(path, optimize=True)
+        image = Image.open(path).convert("RGB").quantize(
+            colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        image.save(path, optimize=True)
     except ImportError:
         pass
     print(f"[bench] wrote {path} ({path.stat().st_size // 1024} KiB)", file=sys.stderr)
@@ -177,7 +178,8 @@ def plot_speed(speed, out):
     a2.axhline(1, color="red", linewidth=0.8, linestyle="--")
     a2.text(len(blocks) - 0.5, 1, "real-time budget", color="red", fontsize=7.5, ha="right",
             va="bottom")
-    a2.set_xticks(np.arange(len(blocks)), [f"{b} samples\n({1000 * b / SR:.1f} ms)" for b in blocks])
+    a2.set_xticks(np.arange(len(blocks)),
+                  [f"{b} samples\n({1000 * b / SR:.1f} ms)" for b in blocks])
     a2.set_ylabel("time per block / block duration")
     a2.set_title("Streaming, process(reset=False)", loc="left")
     a2.legend(fontsize=7.5, frameon=False)

@@ -157,7 +157,8 @@ def verify_latency(sep, block=1):
         "measured_max_delay_samples": int(delay.max()),
         "impulse_index_in": int(p),
         "impulse_index_stream_out": int(np.argmax(np.abs(out[0]))) if out.size else -1,
-        "stream_impulse_error": float(np.abs(out - x[:, :out.shape[1]]).max()) if out.size else float("nan"),
+        "stream_impulse_error": (float(np.abs(out - x[:, :out.shape[1]]).max()) if out.size
+                                 else float("nan")),
         "impulse_index_offline_out": int(np.argmax(np.abs(off[0]))),
         "offline_length_ok": bool(off.shape == x.shape),
     }
@@ -193,7 +194,8 @@ def _torch(threads):
 
 
 def make_umx(threads):
-    """Open-Unmix umxhq architecture (4 targets, n_fft 4096, hop 1024, 16 kHz bandwidth), random weights."""
+    """Open-Unmix umxhq architecture (4 targets, n_fft 4096, hop 1024, 16 kHz bandwidth),
+    random weights."""
     torch = _torch(threads)
     try:
         import torchaudio  # noqa: F401
@@ -213,12 +215,14 @@ def make_umx(threads):
     def run(x):
         with torch.inference_mode():
             return sep(torch.from_numpy(x)[None]).numpy()
-    return run, {"params_per_target_M": params / 1e6, "config": "umxhq-like: 4 x OpenUnmix(hidden 512, "
-                 "max_bin 1487), n_fft 4096, hop 1024, 1 Wiener iteration"}
+    return run, {"params_per_target_M": params / 1e6,
+                 "config": "umxhq-like: 4 x OpenUnmix(hidden 512, max_bin 1487), n_fft 4096, "
+                           "hop 1024, 1 Wiener iteration"}
 
 
 def make_demucs(threads):
-    """HT Demucs architecture (htdemucs defaults, segment 7.8 s), random weights, demucs CLI defaults."""
+    """HT Demucs architecture (htdemucs defaults, segment 7.8 s), random weights, demucs CLI
+    defaults."""
     torch = _torch(threads)
     from demucs.apply import apply_model
     from demucs.htdemucs import HTDemucs
@@ -441,7 +445,8 @@ def summarise(res, got, seps):
     dur = res["audio_seconds"]
     for label in seps:
         ts = got["offline"].get(label, [])
-        res["offline"][label] = {"times": ts, "median_s": median(ts), "x_realtime": dur / median(ts)}
+        res["offline"][label] = {"times": ts, "median_s": median(ts),
+                                 "x_realtime": dur / median(ts)}
     for label, ts in got["base offline"].items():
         res["baseline"]["offline"][label] = {"times": ts, "median_s": median(ts),
                                              "x_realtime": dur / median(ts)}

@@ -343,8 +343,8 @@ def _masked_overlap_add_chunks(spec, raw, gains, n_model_bins, high_stem, binary
                     # The inverse FFTs read the bin-major tile through a transposed view.
                     c2r(mft[:, :n_t].T, frames[:n_t], axes, False, scale, 1)
                     for j in range(n_t):
-                        _add_windowed(frames[j], synth_window, out[o, c0 + c, start:end], tails[o, c],
-                                      (t0 + j) * hop)
+                        _add_windowed(frames[j], synth_window, out[o, c0 + c, start:end],
+                                      tails[o, c], (t0 + j) * hop)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -224,7 +224,8 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None
 
 
 def stems_template(name_template):
-    """A :class:`~stemboard.plugin.naming.NameTemplate` for per-stem outputs (default ``{stem}``)."""
+    """A :class:`~stemboard.plugin.naming.NameTemplate` for per-stem outputs (default
+    ``{stem}``)."""
     if isinstance(name_template, NameTemplate):
         return name_template
     return NameTemplate(name_template or "{stem}", available=STEM_FIELDS, required=("stem",),
