@@ -10,6 +10,7 @@ from rocket_fft.lowlevel import c2r
 
 # rocket-fft registers itself on import; keep the import even though unused.
 
+from stemboard.dsp.normalization import log1p_normalization
 
 #: The smallest normal float32.  Values below it are subnormal: arithmetic on
 #: them can take a microcode assist on x86 (no flush-to-zero is set: that is a
@@ -88,18 +89,24 @@ def overlap_add(spec, ola, n_fft, hop, synth_window):
     return out
 
 
+#: The input normalisation's one definition (:mod:`stemboard.dsp.normalization`),
+#: inlined into :func:`log_features`.
+_normalize_log1p = numba.njit(cache=True, nogil=True, inline="always")(log1p_normalization())
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def magnitudes(spec, n_model_bins, floor):
-    """The model's input layout of a spectrum's magnitudes, in one pass.
+def log_features(spec, n_model_bins, log, scale, mean, std):
+    """Model input features from a spectrum, in one pass.
 
     Parameters
     ----------
     spec : ndarray, shape (channels, frames, bins), complex64
         Finite values (inputs are checked for NaN/inf before the STFT).
     n_model_bins : int
-    floor : float
-        Magnitudes below this are zeroed (``TINY``: no subnormal value reaches
-        the graph; ``0``: none changed).
+    log : bool
+        ``True``: ``(log1p(scale * |X|) - mean) / std``; ``False``: ``|X|``.
+    scale : float
+    mean, std : ndarray, shape (n_model_bins,), float32
 
     Returns
     -------
@@ -107,7 +114,7 @@ def magnitudes(spec, n_model_bins, floor):
     """
     n_ch, n_frames = spec.shape[0], spec.shape[1]
     out = np.empty((n_ch, n_model_bins, n_frames), np.float32)
-    floor = np.float32(floor)
+    scale = np.float32(scale)
     tile = 32  # transpose in tiles so both reads and writes stay in cache
     for c in range(n_ch):
         for t0 in range(0, n_frames, tile):
@@ -116,7 +123,11 @@ def magnitudes(spec, n_model_bins, floor):
                 for t in range(t0, t1):
                     z = spec[c, t, f]
                     v = np.sqrt(z.real * z.real + z.imag * z.imag)
-                    out[c, f, t] = np.float32(0.0) if v < floor else v
+                    if log:
+                        v = _normalize_log1p(v, scale, mean[f], std[f])
+                    elif v < TINY:  # raw magnitudes: no subnormal into the graph
+                        v = np.float32(0.0)
+                    out[c, f, t] = v
     return out
 
 

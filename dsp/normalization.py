@@ -1,6 +1,5 @@
 """The ``"log1p"`` input normalisation of mask models: one definition for the
-engine's features (:mod:`stemboard.dsp.features`), the runtime's numpy reference
-and training's torch code.
+engine's Numba kernel, the runtime's numpy reference and training's torch code.
 
 A manifest describes it as ``"input_normalization": {"type": "log1p", "scale": s,
 "mean": m, "std": d}`` (``mean`` and ``std`` a number or one per model bin), and
@@ -26,7 +25,9 @@ def log1p_normalization(log1p=np.log1p):
     callable
         ``normalize(magnitude, scale, mean, std)``: ``(log1p(scale * magnitude)
         - mean) / std``, elementwise with broadcasting (``magnitude`` of any
-        shape; ``mean`` and ``std`` broadcast against it).
+        shape; ``mean`` and ``std`` broadcast against it).  Wrapped in
+        ``numba.njit`` it is the kernel's per-value step
+        (:func:`stemboard.dsp.kernels.log_features`).
     """
     def normalize(magnitude, scale, mean, std):
         return (log1p(scale * magnitude) - mean) / std

@@ -15,8 +15,8 @@ import abc
 
 import numpy as np
 
-from stemboard.dsp.features import log_features
-from stemboard.dsp.kernels import MASK_FLOOR, TINY, flush_tiny, masked_overlap_add_into
+from stemboard.dsp.kernels import (MASK_FLOOR, TINY, flush_tiny, log_features,
+                                   masked_overlap_add_into)
 from stemboard.dsp.midside import from_mid_side, to_mid_side
 from stemboard.dsp.resample import ChannelsFirstResampler, round_trip_alignment
 from stemboard.dsp.stft import StftGrid, num_frames

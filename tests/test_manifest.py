@@ -58,10 +58,10 @@ def test_missing_manifest_key(model_path, tmp_path, key):
 
 
 def test_engine_features_equal_manifest_normalisation():
-    # The streaming engine computes features with a Numba kernel; they must equal
+    # The streaming engine computes features in a Numba kernel; they must equal
     # the manifest's (numpy) normalisation that MaskModel.masks and training use.
     from stemboard.dsp import StftGrid, stft
-    from stemboard.dsp.features import log_features
+    from stemboard.dsp.kernels import log_features
     from stemboard.models import Manifest
 
     rng = np.random.default_rng(3)
