@@ -14,6 +14,7 @@ from stemboard.models.runtime import bundled_models, model_info
 from stemboard.plugin import audio
 from stemboard.plugin.base import DEFAULT_BUFFER_SIZE, Processor, check_sample_rate
 from stemboard.plugin.chain import Chain, is_native
+from stemboard.plugin.defaults import SEPARATION_BUFFER_SIZE
 from stemboard.plugin.midi import MidiController, automate, midi_file_events
 from stemboard.plugin.naming import NameTemplate, track_name
 from stemboard.plugin.presets import separator_from_preset, stemsplit_from_preset
@@ -154,7 +155,7 @@ def _plain(processor, blocks, sr, buffer_size):
 
 
 def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None,
-                 buffer_size=DEFAULT_BUFFER_SIZE, format="wav", bit_depth=None, bitrate=None,
+                 buffer_size=SEPARATION_BUFFER_SIZE, format="wav", bit_depth=None, bitrate=None,
                  progress=None, model=None, name_template=None, block_size=None):
     """Write one file per stem, all published together (or none on failure).
 
@@ -177,7 +178,9 @@ def render_stems(in_path, out_dir, separator=None, *, stems=None, two_stems=None
         Write this stem and ``no_<stem>``, the sum of all the others, instead
         (Demucs's ``--two-stems``): the two add up to the input.
     format, bit_depth, bitrate, buffer_size, progress, block_size
-        As in :func:`render`.
+        As in :func:`render`; ``buffer_size`` defaults to
+        :data:`~stemboard.plugin.defaults.SEPARATION_BUFFER_SIZE` (65536), where a
+        separation's fixed cost per block is spread thin.
     name_template : str or NameTemplate, optional
         Output path under ``out_dir``, with the fields ``{stem}`` (required),
         ``{track}`` (the input's name, also ``{input}``), ``{model}`` and

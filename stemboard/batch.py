@@ -16,7 +16,7 @@ from stemboard.cli_common import RENDER_FILENAME, SEPARATE_FILENAME, one_line
 from stemboard.jobs import JobError, JobSpec
 from stemboard.models import model_info
 from stemboard.plugin import audio
-from stemboard.plugin.base import DEFAULT_BUFFER_SIZE
+from stemboard.plugin.defaults import SEPARATION_BUFFER_SIZE
 from stemboard.plugin.naming import NameTemplate
 from stemboard.plugin.render import READ_SUFFIXES, two_stem_model
 from stemboard.presets import PresetError, load_preset
@@ -370,7 +370,7 @@ def expand_sources(items, *, recursive=False):
 
 def run(sources, out, *, model=None, stems=None, two_stems=None, preset=None, format="wav",
         bit_depth=None, bitrate=None, filename=None, mask_mode=None,
-        block_size=DEFAULT_BUFFER_SIZE, threads=None, providers=None, engine="local",
+        block_size=SEPARATION_BUFFER_SIZE, threads=None, providers=None, engine="local",
         workers=None, address=None, retries=2, recursive=False, rehash=False,
         progress=False):
     """Separate a catalog into ``out``, resumably: ``stemboard batch`` from Python.
@@ -484,7 +484,7 @@ def _workers(engine, workers):
 
 def job_spec(out, *, model=None, stems=None, two_stems=None, preset=None, format="wav",
              bit_depth=None, bitrate=None, filename=None, mask_mode=None,
-             block_size=DEFAULT_BUFFER_SIZE, threads=None, providers=None, engine="local",
+             block_size=SEPARATION_BUFFER_SIZE, threads=None, providers=None, engine="local",
              workers=None):
     """A checked :class:`~stemboard.jobs.JobSpec` and its output names, from the manifests.
 

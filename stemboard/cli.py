@@ -16,7 +16,7 @@ from stemboard import __version__
 from stemboard.cli_common import (DEVICES, ENGINES, EXIT_ERROR, REMIX_FILENAME,
                                   RENDER_FILENAME, SEPARATE_FILENAME, CliError, one_line)
 from stemboard.models.modes import MASK_MODES
-from stemboard.plugin.defaults import DEFAULT_BUFFER_SIZE, WRITE_FORMATS
+from stemboard.plugin.defaults import DEFAULT_BUFFER_SIZE, SEPARATION_BUFFER_SIZE, WRITE_FORMATS
 
 
 class Stopped(KeyboardInterrupt):
@@ -74,11 +74,11 @@ def bit_depth_arg(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not one of 16, 24, 32f (or 8)") from None
 
 
-def add_buffer_size(p):
+def add_buffer_size(p, default=DEFAULT_BUFFER_SIZE):
     """``--buffer-size``, and its deprecated old name ``--block-size``."""
-    p.add_argument("--buffer-size", type=int, default=DEFAULT_BUFFER_SIZE,
+    p.add_argument("--buffer-size", type=int, default=default,
                    help="samples per block read, processed and written (default "
-                        f"{DEFAULT_BUFFER_SIZE}; memory use, not results)")
+                        f"{default}; speed and memory use, not results)")
     p.add_argument("--block-size", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -138,7 +138,7 @@ def _common(p, *, filename, when=None):
                         help="onnxruntime execution providers in order of preference, e.g. "
                              "TensorrtExecutionProvider,CUDAExecutionProvider or cuda,cpu")
     p.add_argument("--mask-mode", choices=MASK_MODES, default="soft")
-    add_buffer_size(p)
+    add_buffer_size(p, SEPARATION_BUFFER_SIZE)
     p.add_argument("--json", action="store_true",
                    help="print a JSON summary (inputs, outputs, model, durations, seconds, "
                         "real-time factor) instead of the output paths")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from stemboard.cli_common import ENGINES, SEPARATE_FILENAME, one_line
 from stemboard.plugin import StemSeparator, audio
-from stemboard.plugin.base import DEFAULT_BUFFER_SIZE
+from stemboard.plugin.defaults import SEPARATION_BUFFER_SIZE
 from stemboard.plugin.naming import NameTemplate, track_name
 from stemboard.plugin.render import (_make_parents, _remove_empty, _with_ext, render, render_stems,
                                      stem_groups)
@@ -84,7 +84,7 @@ class JobSpec:
     bitrate: int | None = None
     filename: str = SEPARATE_FILENAME
     mask_mode: str = "soft"
-    block_size: int = DEFAULT_BUFFER_SIZE   # the render's buffer_size
+    block_size: int = SEPARATION_BUFFER_SIZE   # the render's buffer_size
     threads: int | None = None
     providers: tuple | None = None
     preset: str | None = None

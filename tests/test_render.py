@@ -110,6 +110,37 @@ def test_render_stems_sum_to_input(tmp_path, song, model_path):
     assert np.abs(total - x).max() < 1e-5
 
 
+def test_separation_renders_default_to_larger_blocks_with_the_same_output(tmp_path,
+                                                                          model_path):
+    """Stem renders (and ``separate``/``remix``/``batch``) default to
+    SEPARATION_BUFFER_SIZE blocks, for speed; the stems are the same bits as in
+    render's smaller default blocks, whose size stays for effect chains."""
+    import inspect
+
+    from stemboard.cli import build_parser
+    from stemboard.plugin import StemSeparator
+    from stemboard.plugin.defaults import DEFAULT_BUFFER_SIZE, SEPARATION_BUFFER_SIZE
+
+    assert SEPARATION_BUFFER_SIZE > DEFAULT_BUFFER_SIZE
+    default = inspect.signature(render_stems).parameters["buffer_size"].default
+    assert default == SEPARATION_BUFFER_SIZE
+    assert inspect.signature(render).parameters["buffer_size"].default == DEFAULT_BUFFER_SIZE
+    parser = build_parser()
+    for argv in (["separate", "x.wav", "-o", "o"], ["remix", "x.wav", "-o", "o.wav"],
+                 ["batch", "x.wav", "-o", "o"]):
+        assert parser.parse_args(argv).buffer_size == SEPARATION_BUFFER_SIZE, argv[0]
+    assert parser.parse_args(["render", "x.wav", "-o", "o.wav", "--preset", "p"]
+                             ).buffer_size == DEFAULT_BUFFER_SIZE
+
+    x = music_like(channels=2, seconds=3.5)          # more than two default blocks
+    path = write_wav(tmp_path / "long.wav", x)
+    sep = StemSeparator(model_path)
+    big = render_stems(path, tmp_path / "big", sep)
+    small = render_stems(path, tmp_path / "small", sep, buffer_size=DEFAULT_BUFFER_SIZE)
+    for stem in big:
+        np.testing.assert_array_equal(read(big[stem])[0], read(small[stem])[0])
+
+
 def test_render_folder_with_presets(tmp_path, model_path):
     songs = tmp_path / "songs"
     songs.mkdir()
