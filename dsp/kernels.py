@@ -415,8 +415,7 @@ def _masked_overlap_add_frames(spec, raw, gains, n_model_bins, high_stem, binary
             for o in range(n_out):
                 for j in range(n_t):
                     _add_windowed(frames[o, j], synth_window, out[o, c0 + c, start:end],
-                                  tails[o, c],
-                                  (t0 + j) * hop)
+                                  tails[o, c], (t0 + j) * hop)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -295,8 +295,8 @@ class Processor:
         receptive field of silence), and the first runs of each ONNX Runtime
         session and Numba kernel are slower again: in a fresh process the first
         512-sample block of ``live`` or ``offline`` took 25-36 times its 11.6 ms
-        budget, the next ones about a tenth of it (``bench/first_block.py``).  A host calls
-        this from its set-up (JUCE's ``prepareToPlay``): it streams
+        budget, the next ones about a tenth of it (``bench/first_block.py``).  A
+        host calls this from its set-up (JUCE's ``prepareToPlay``): it streams
         ``buffer_size``-sample blocks of silence at ``sample_rate`` until output
         comes out and two blocks more, then resets, so every stage has run at
         that block size and the stream that follows gives exactly the output it

@@ -263,6 +263,14 @@ def _check_room(out, start, m):
                            f"samples from {start}, and the block renders {m}")
 
 
+def _copy_into(out, start, y):
+    """Write a rendered block ``y`` (n_outputs, channels, m) to ``out`` from ``start``;
+    returns ``m``."""
+    _check_room(out, start, y.shape[2])
+    out[:, :, start:start + y.shape[2]] = y
+    return y.shape[2]
+
+
 def segment_weights(length: int, overlap: int, *, first: bool = False) -> np.ndarray:
     """Crossfade weights of one segment, shape (length,), float32.
 
@@ -380,10 +388,7 @@ class StemRenderer(abc.ABC):
         int
             ``m``, the samples written.
         """
-        y = self.push(block, gains)
-        _check_room(out, start, y.shape[2])
-        out[:, :, start:start + y.shape[2]] = y
-        return y.shape[2]
+        return _copy_into(out, start, self.push(block, gains))
 
     @abc.abstractmethod
     def flush(self, gains) -> np.ndarray:
@@ -455,10 +460,7 @@ class Renderer(StemRenderer):
         if self._to_trim or not out.flags.c_contiguous:
             # The stream's first samples are cut (they would land before
             # ``start``): render apart and copy, as the default does.
-            y = self._to_channels(self._render(spec, masks, gains))
-            _check_room(out, start, y.shape[2])
-            out[:, :, start:start + y.shape[2]] = y
-            return y.shape[2]
+            return _copy_into(out, start, self._to_channels(self._render(spec, masks, gains)))
         m = spec.shape[1] * self.grid.hop
         _check_room(out, start, m)
         self._to_channels(self._render(spec, masks, gains, out=out, start=start))
