@@ -61,7 +61,8 @@ def separate(pkg, model, x, stream):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="append", help="bundled name (repeatable; default "
-                    "offline, live, hq)")
+                    "offline, live, hq); NAME=OLD compares this checkout's NAME with the "
+                    "baseline's OLD (offline-fp32=offline: the fp32 graph under its old name)")
     ap.add_argument("--baseline", default=BASELINE_REV)
     ap.add_argument("--cache", default=str(CACHE), help="bench/quality.py's excerpt cache")
     ap.add_argument("--tracks", type=int, default=None, help="at most this many excerpts")
@@ -76,7 +77,9 @@ def main(argv=None):
     signals = {**valid_excerpts(args.cache, args.tracks), **synthetic_signals(args.seconds)}
     res = {"baseline": args.baseline, "rows": []}
     for name in args.model or ["offline", "live", "hq"]:
-        new_model, old_model = stemboard.load_model(name), base.load_model(name)
+        new_name, _, old_name = name.partition("=")
+        new_model = stemboard.load_model(new_name)
+        old_model = base.load_model(old_name or new_name)
         modes = ["offline"] + ([] if args.no_stream or new_model.latency_samples > SR
                                else ["512-sample blocks"])
         for mode in modes:

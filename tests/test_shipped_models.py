@@ -8,7 +8,7 @@ import pytest
 from stemboard.dsp import StftGrid, stft
 from stemboard.models import MaskModel, bundled_models, resolve_model_path
 
-SHIPPED = ("offline", "live", "hq-split")
+SHIPPED = ("offline", "live", "hq-split", "offline-fp32", "live-fp32")
 
 
 def _audio(seconds=2.0, seed=0):

@@ -15,11 +15,12 @@ import json
 from pathlib import Path
 
 from stemboard.train.card_hq import hq_section
+from stemboard.train.card_int8 import int8_section
 from stemboard.train.data import STEMS, resample_ratio
 
 LABELS = {
-    "offline": "**offline** (shipped, 12 past + 12 future frames)",
-    "live": "**live** (shipped, 22 past + 2 lookahead frames)",
+    "offline": "**offline** (fp32: `offline-fp32`, 12 past + 12 future frames)",
+    "live": "**live** (fp32: `live-fp32`, 22 past + 2 lookahead frames)",
     "offline_left_right": "offline run on left/right instead of mid/side (not shipped)",
     "live_left_right": "live run on left/right instead of mid/side (not shipped)",
     "oracle_ibm": "oracle binary mask (IBM), same grid, 0–22 kHz",
@@ -95,6 +96,7 @@ def write_card(path, summary):
     _card_metrics(add, ablation_rows, off, sdr, summary)
     _card_vad(add, sdr)
     _card_speed(add, sp)
+    lines.extend(int8_section(Path(path).parent))
     _card_comparisons(add, sdr, tr)
     if ablation_rows is not None:
         _ablations(add, ablation_rows)
@@ -110,9 +112,11 @@ def _card_intro(add):
     add("# stemboard separation models (`offline`, `live`, `hq-vocals`, `hq-vocals-ft`, `hq`)")
     add("")
     add("Two 4-stem (vocals, drums, bass, other) spectrogram-mask CNNs exported to ONNX, "
-        "run by `stemboard.models.MaskModel`. `offline` is the fast 4-stem model and the "
-        "second stage of the package default, `hq` (see the section on `hq-vocals` and "
-        "`hq` below); `live` is the low-latency variant for streaming. This card is "
+        "run by `stemboard.models.MaskModel`. `offline` is the fast 4-stem model (its "
+        "architecture, trained on accompaniments, is `hq-split`, the second stage of the "
+        "package default `hq`: see the section on `hq-vocals` and `hq` below); `live` is "
+        "the low-latency variant for streaming. Both ship as int8 graphs, with their fp32 "
+        "sources beside them (see *int8 graphs*). This card is "
         "written by the training pipeline; every number below was measured by it or by "
         "the scripts it names.")
     add("")

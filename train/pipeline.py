@@ -6,7 +6,9 @@ Stages (each cached under ``--work``, default ``runs/pipeline``; ``--fresh``
 ignores the caches): decode the data, precompute stem STFTs, train the shipped
 ``offline`` and ``live`` models and the comparison runs, export ONNX, evaluate
 every system on the 14 ``valid`` excerpts through the runtime path, measure
-speed, write ``offline.onnx/.json``, ``live.onnx/.json``, ``metrics.json`` and
+speed, write ``offline-fp32.onnx/.json``, ``live-fp32.onnx/.json``, their int8
+copies ``offline.onnx/.json`` and ``live.onnx/.json`` (``stemboard.train.quantize``:
+calibrated on the ``train`` excerpts, scored on ``valid``), ``metrics.json`` and
 ``MODEL_CARD.md`` into ``--out``.
 
 By default the runs train one after the other in this process with two torch
@@ -47,6 +49,7 @@ from stemboard.train.evaluate import (evaluate_systems, onnx_system, oracle_syst
                        separation_speed)
 from stemboard.train.export import export_onnx
 from stemboard.train.model import build_net
+from stemboard.train.quantize import main as quantize_main
 from stemboard.train.synth import render_synthetic
 from stemboard.train.train import TrainConfig, normalization_stats, train
 
@@ -607,7 +610,9 @@ def ship(args, argv, configs, out, work, norm, *, table, infos, speed, timings):
     for name in ("offline", "live"):
         cfg = cfg_by_name[name]
         src = work / f"{name}.onnx"
-        shutil.copyfile(src, out / f"{name}.onnx")
+        # The trained fp32 graph ships as "<name>-fp32"; "<name>" is its int8 copy.
+        fp32 = out / f"{name}-fp32.onnx"
+        shutil.copyfile(src, fp32)
         metrics = {k: v for k, v in summary["sdr_valid"][name].items()}
         metrics["speed"] = speed[name]
         metrics["eval"] = ("museval BSSEval v4 SDR (dB), 1 s windows, median over frames then "
@@ -618,10 +623,12 @@ def ship(args, argv, configs, out, work, norm, *, table, infos, speed, timings):
                  "license": "weights trained on MUSDB18 (non-commercial research use only; "
                             "many songs CC BY-NC-SA)"}
         manifest_for(cfg, norm, descriptions[name], extra,
-                     stereo_mode=args.stereo_mode).save(out / f"{name}.json")
+                     stereo_mode=args.stereo_mode).save(fp32.with_suffix(".json"))
         # Shipped frame-major: the engine's overlap-add reads masks frame by frame.
-        convert_frame_major(out / f"{name}.onnx")
-        MaskModel(out / f"{name}.onnx")  # validate what ships
+        convert_frame_major(fp32)
+        MaskModel(fp32)  # validate what ships
+        quantize_main([str(fp32), str(out / f"{name}.onnx"), "--data", args.data,
+                       "--cache", args.cache, "--name", f"stemboard-{name}"])
     write_card(out / "MODEL_CARD.md", summary)
 
 
