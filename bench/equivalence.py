@@ -9,6 +9,10 @@ prints the largest difference of any stem sample per model and signal.
 
     python bench/equivalence.py                          # offline, live, hq; all excerpts
     python bench/equivalence.py --model offline --tracks 3 --no-stream
+    python bench/equivalence.py --self --model offline --model live   # streamed vs offline
+
+``--self`` compares each model's streamed stems with its own offline ones instead
+(no baseline): "streaming equals offline" on real music.
 """
 import argparse
 import sys
@@ -68,25 +72,30 @@ def main(argv=None):
     ap.add_argument("--tracks", type=int, default=None, help="at most this many excerpts")
     ap.add_argument("--seconds", type=float, default=8.0, help="synthetic signals' length")
     ap.add_argument("--no-stream", action="store_true", help="offline only")
+    ap.add_argument("--self", action="store_true", help="streamed against this checkout's "
+                    "own offline output, no baseline")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
     import stemboard
 
-    base = load_baseline(args.baseline)
+    base = None if args.self else load_baseline(args.baseline)
     signals = {**valid_excerpts(args.cache, args.tracks), **synthetic_signals(args.seconds)}
-    res = {"baseline": args.baseline, "rows": []}
+    res = {"baseline": "self" if args.self else args.baseline, "rows": []}
     for name in args.model or ["offline", "live", "hq"]:
         new_name, _, old_name = name.partition("=")
         new_model = stemboard.load_model(new_name)
-        old_model = base.load_model(old_name or new_name)
+        old_model = None if args.self else base.load_model(old_name or new_name)
         modes = ["offline"] + ([] if args.no_stream or new_model.latency_samples > SR
                                else ["512-sample blocks"])
+        if args.self:
+            modes = ["512-sample blocks"]
         for mode in modes:
             worst, where = 0.0, ""
             for sig, x in signals.items():
                 a = separate(stemboard, new_model, x, mode != "offline")
-                b = separate(base, old_model, x, mode != "offline")
+                b = (separate(stemboard, new_model, x, False) if args.self
+                     else separate(base, old_model, x, mode != "offline"))
                 d = float(np.abs(a - b).max())
                 if d >= worst:
                     worst, where = d, sig
@@ -102,7 +111,8 @@ def main(argv=None):
         real = [v for k, v in per.items() if k not in synth]
         out.append([model, mode, f"{max(real):.1e}" if real else "—", len(real)]
                    + [f"{per[s]:.1e}" for s in synth])
-    print(f"\n## Largest stem-sample difference to {args.baseline}\n")
+    against = "this checkout's offline output" if args.self else args.baseline
+    print(f"\n## Largest stem-sample difference to {against}\n")
     print(table(["model", "mode", "valid excerpts", "excerpts"] + synth, out))
     save_json(args.json, res)
     return res

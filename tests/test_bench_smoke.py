@@ -138,6 +138,14 @@ def test_equivalence_smoke(model_path, tmp_path):
     assert max(r["max_abs"] for r in res["rows"]) < 1e-6
 
 
+def test_equivalence_self_smoke(tmp_path):
+    res = _load("equivalence").main(["--self", "--model", "offline", "--tracks", "0",
+                                     "--seconds", "0.5", "--cache", str(tmp_path)])
+    assert res["baseline"] == "self"
+    assert {r["mode"] for r in res["rows"]} == {"512-sample blocks"}
+    assert max(r["max_abs"] for r in res["rows"]) < 1e-5
+
+
 def test_memory_smoke(model_path, tmp_path):
     if not Path("/proc/self/status").exists():
         pytest.skip("peak RSS is read from /proc (Linux)")

@@ -9,15 +9,21 @@ the time, so the recipe quantises what is GEMM-shaped and keeps the rest in fp32
   the output ``MatMul``: 7-bit int8 weights, one scale per output channel, and uint8
   activations with *fixed* scales, the min/max over calibration runs of the fp32
   graph (ONNX Runtime's ``quantize_static``, QDQ format);
-- fp32: the frequency front end (1 and 16 channels, where the int8 convolution
-  was 3.5x slower than fp32), the output layer's logits (``MatMul`` writes float:
+- fp32: everything else.  The frequency front end (1 and 16 channels, where the
+  int8 convolution was 3.5x slower than fp32); the ops that only move data
+  (``Concat``, ``Slice``, ``Transpose``) and the residual ``Add``, so the carried
+  states stay fp32 (quantised, a state left one call through a DequantizeLinear and
+  entered the next through a QuantizeLinear of another scale: rounded twice, where
+  one long call rounds once, and masks moved by up to 0.5 between one call and
+  one-frame calls); the output layer's logits (``MatMul`` writes float:
   8-bit logits cost 0.04 dB, and the masks moved by up to 0.4), its bias and the
   softmax over stems.  The output layer is then written as one
   ``MatMulIntegerToFloat`` node (:func:`fuse_output_layer`).
 
-Fixed scales keep "streaming equals offline": a frame's activations are rounded
-the same way whichever call it arrives in, and integer sums do not depend on how a
-call is blocked (a dynamic, per-call scale moved streamed output by 3.4e-3).
+Fixed scales and fp32 states keep "streaming equals offline" exact: a frame's
+activations are rounded once, the same way whichever call it arrives in, and
+integer sums do not depend on how a call is blocked (a dynamic, per-call scale
+moved streamed output by 3.4e-3).
 
     python -m stemboard.models.convert.quantize SRC.onnx DST.onnx --calibration feeds.npz
 
@@ -37,6 +43,8 @@ import numpy as np
 #: Layers with fewer input or output channels than this stay fp32: ONNX Runtime's
 #: int8 convolution does not pay for itself on the 1- and 16-channel front end.
 MIN_INT8_CHANNELS = 64
+#: The op types quantised (each convolution's ReLU is fused into it).
+QUANTIZED_OPS = ("Conv", "Relu", "MatMul")
 #: Ops after the output layer's MatMul (bias, softmax over stems) stay fp32.
 TAIL_OPS = ("Add", "Reshape", "ReduceMax", "Sub", "Exp", "ReduceSum", "Div")
 #: A guard against a broken calibration, not a quality bar (valid SDR is): the int8
@@ -146,7 +154,7 @@ def quantize(src: bytes, feeds: list[dict], *, check: list[dict] | None = None) 
             # > 32767); at 7 bits they cannot, so every x86 CPU gets the same exact
             # integer sums.  Valid SDR: -0.02 dB against -0.004 at 8 bits (offline).
             reduce_range=True,
-            nodes_to_exclude=fp32_nodes(model),
+            op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=fp32_nodes(model),
             # (Not "CalibMaxIntermediateOutputs": onnxruntime 1.32 drops, rather
             # than reduces, the runs it has collected when that count is reached.)
             extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul"]})
