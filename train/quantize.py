@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from stemboard.models import MaskModel
-from stemboard.models.convert.quantize import quantize, write_whole
+from stemboard.models.convert.graphs import write_whole
+from stemboard.models.convert.quantize import quantize
 from stemboard.plugin import StemSeparator
 from stemboard.train.data import SAMPLE_RATE, decode_musdb
 from stemboard.train.evaluate import evaluate_systems, onnx_system, separation_speed

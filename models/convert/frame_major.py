@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from stemboard.models.convert.graphs import prune, write_whole
 from stemboard.models.manifest import Manifest
 
 #: The old tail, from the 1x1 convolution to the masks: the ops the rewrite replaces.
@@ -147,7 +147,7 @@ def frame_major_model(model, *, stems: int, bins: int):
     del g.initializer[:]
     g.initializer.extend(kept_inits + consts)
     # Constant nodes and value_info of the old tail are now unused.
-    _prune(g)
+    prune(g)
     out = g.output[0]
     dims = out.type.tensor_type.shape.dim
     old = [(d.dim_param, d.dim_value) for d in dims]
@@ -164,18 +164,6 @@ def frame_major_model(model, *, stems: int, bins: int):
     g.value_info.extend(keep_vi)
     onnx.checker.check_model(model)
     return model
-
-
-def _prune(graph):
-    """Drop nodes none of whose outputs is used (the old tail's shape arithmetic)."""
-    outputs = {o.name for o in graph.output}
-    while True:
-        used = {i for n in graph.node for i in n.input} | outputs
-        keep = [n for n in graph.node if any(o in used for o in n.output)]
-        if len(keep) == len(graph.node):
-            return
-        del graph.node[:]
-        graph.node.extend(keep)
 
 
 def _check_same_masks(old_bytes, new_bytes, manifest: dict, *, atol=1e-5):
@@ -205,16 +193,6 @@ def _check_same_masks(old_bytes, new_bytes, manifest: dict, *, atol=1e-5):
                                f"({diff})")
 
 
-def _write_whole(path: Path, data: bytes):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def convert(onnx_path) -> dict:
     """Rewrite ``onnx_path`` and its ``.json`` manifest in place; returns the new manifest.
 
@@ -242,8 +220,8 @@ def convert(onnx_path) -> dict:
     new_manifest = {**manifest, "mask_layout": "frames"}
     new_manifest["version"] = Manifest.from_dict(
         new_manifest, source=str(manifest_path)).required_version()
-    _write_whole(onnx_path, new_bytes)
-    _write_whole(manifest_path, (json.dumps(new_manifest, indent=2) + "\n").encode())
+    write_whole(onnx_path, new_bytes)
+    write_whole(manifest_path, (json.dumps(new_manifest, indent=2) + "\n").encode())
     return new_manifest
 
 

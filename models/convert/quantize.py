@@ -34,11 +34,12 @@ the result).  Needs the ``onnx`` package (the ``test`` or ``train`` extra).
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from stemboard.models.convert.graphs import prune, write_whole
 
 #: Layers with fewer input or output channels than this stay fp32: ONNX Runtime's
 #: int8 convolution does not pay for itself on the 1- and 16-channel front end.
@@ -202,16 +203,7 @@ def fuse_output_layer(model):
     nodes = [fused if n is matmul else n for n in graph.node if n is not add[0]]
     del graph.node[:]
     graph.node.extend(nodes)
-    # Drop what now feeds nothing (the weights' DequantizeLinear at least): ONNX
-    # Runtime would still run a dead node on every call.
-    outputs = {o.name for o in graph.output}
-    while True:
-        used = {i for n in graph.node for i in n.input} | outputs
-        keep = [n for n in graph.node if any(o in used for o in n.output)]
-        if len(keep) == len(graph.node):
-            break
-        del graph.node[:]
-        graph.node.extend(keep)
+    prune(graph)  # the weights' DequantizeLinear now feeds nothing
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
 
@@ -226,18 +218,6 @@ def _check_masks(old: bytes, new: bytes, runs: list[dict]):
     if not np.isfinite(change) or change > MAX_MEAN_MASK_CHANGE:
         raise QuantizeError(f"the int8 masks differ from the fp32 ones by {change:.3g} "
                             f"on average (at most {MAX_MEAN_MASK_CHANGE} allowed)")
-
-
-def write_whole(path, data: bytes):
-    """Write ``path`` through a temporary file and a rename: never half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_feeds(path) -> list[dict]:
