@@ -169,3 +169,17 @@ def test_int8_masks_do_not_depend_on_how_calls_are_cut(name):
     for chunk in (1, 2, 5, 64):
         np.testing.assert_array_equal(_masks_in_chunks(path, features, chunk), whole,
                                       err_msg=f"{chunk}-frame calls")
+
+
+def test_quantize_command_names_what_is_missing(tmp_path):
+    from stemboard.train.quantize import main
+
+    src = str(_fp32())
+    with pytest.raises(SystemExit, match="must differ"):
+        main([src, src])
+    with pytest.raises(SystemExit, match="No such file"):
+        main([str(tmp_path / "none.onnx"), str(tmp_path / "out.onnx")])
+    with pytest.raises(SystemExit, match="no MUSDB18 tracks"):
+        main([src, str(tmp_path / "out.onnx"), "--data", str(tmp_path),
+              "--cache", str(tmp_path / "cache")])
+    assert not (tmp_path / "out.onnx").exists()

@@ -81,6 +81,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        run(args, argv)
+    except (OSError, ValueError) as e:  # missing files or data, ModelError, QuantizeError
+        raise SystemExit(f"[quantize] {e}")
+
+
+def run(args, argv=None):
+    """Calibrate, quantise, score and write (see the module notes)."""
     src, dst = Path(args.src), Path(args.dst)
     if src.resolve() == dst.resolve():
         raise SystemExit("src and dst must differ: the fp32 graph is the recipe's input")
