@@ -86,10 +86,8 @@ def main(argv=None):
         new_name, _, old_name = name.partition("=")
         new_model = stemboard.load_model(new_name)
         old_model = None if args.self else base.load_model(old_name or new_name)
-        modes = ["offline"] + ([] if args.no_stream or new_model.latency_samples > SR
-                               else ["512-sample blocks"])
-        if args.self:
-            modes = ["512-sample blocks"]
+        modes = (["512-sample blocks"] if args.self else ["offline"] + (
+            [] if args.no_stream or new_model.latency_samples > SR else ["512-sample blocks"]))
         for mode in modes:
             worst, where = 0.0, ""
             for sig, x in signals.items():

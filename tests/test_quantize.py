@@ -83,17 +83,6 @@ def test_quantize_refuses_bad_calibration(monkeypatch):
         q.quantize(_fp32().read_bytes(), _feeds(_fp32(), runs=1))
 
 
-def test_feeds_file_round_trip(tmp_path):
-    feeds = _feeds(_fp32(), runs=2, frames=30)
-    path = tmp_path / "feeds.npz"
-    np.savez(path, **{f"{i}/{k}": v for i, f in enumerate(feeds) for k, v in f.items()})
-    back = q.load_feeds(path)
-    assert [sorted(f) for f in back] == [sorted(f) for f in feeds]
-    for a, b in zip(back, feeds):
-        for k in a:
-            np.testing.assert_array_equal(a[k], b[k])
-
-
 @pytest.mark.parametrize("name,source", PAIRS)
 def test_shipped_int8_graph_names_its_source_and_separates_like_it(name, source):
     models = bundled_models()

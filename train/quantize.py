@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 
 from stemboard.models import MaskModel
 from stemboard.models.convert.graphs import write_whole
@@ -34,6 +35,12 @@ from stemboard.models.convert.quantize import quantize
 from stemboard.plugin import StemSeparator
 from stemboard.train.data import SAMPLE_RATE, decode_musdb
 from stemboard.train.evaluate import evaluate_systems, onnx_system, separation_speed
+
+#: What the manifest records as the recipe (the details: models/convert/quantize.py).
+RECIPE = ("stemboard.models.convert.quantize: onnxruntime quantize_static, QDQ, "
+          "Conv/Relu/MatMul only: 7-bit per-channel int8 weights, uint8 activations with "
+          "MinMax scales from the 80 MUSDB18-7 train excerpts; front end, carried states, "
+          "residual adds, logits and softmax fp32")
 
 
 class _Recorder(MaskModel):
@@ -57,7 +64,7 @@ def calibration_feeds(src, tracks, log=print) -> list[dict]:
     """The graph inputs of ``src`` separating each track's mixture (sum of stems)."""
     model = _Recorder(src)
     if not model.stateful:
-        raise SystemExit(f"{src}: calibration records stateful graph calls only")
+        raise ValueError(f"{src}: calibration records stateful graph calls only")
     for i, track in enumerate(tracks):
         StemSeparator(model).separate(track["stems"].sum(0), SAMPLE_RATE)
         if (i + 1) % 20 == 0:
@@ -110,12 +117,10 @@ def run(args, argv=None):
         new["source"] = {
             "quantized_from": src.name,
             "quantized_from_sha256": _sha(src_bytes),
-            "recipe": "stemboard.models.convert.quantize: onnxruntime quantize_static, QDQ, "
-                      "int8 per-channel weights, uint8 activations, MinMax scales from the "
-                      "80 MUSDB18-7 train excerpts; front end, logits and softmax fp32",
+            "recipe": RECIPE,
             "converter": "python -m stemboard.train.quantize " + " ".join(
                 sys.argv[1:] if argv is None else argv),
-            "onnxruntime": __import__("onnxruntime").__version__,
+            "onnxruntime": onnxruntime.__version__,
             "onnx_sha256": _sha(out),
         }
         trial.with_suffix(".json").write_text(json.dumps(new, indent=2) + "\n")

@@ -25,21 +25,19 @@ activations are rounded once, the same way whichever call it arrives in, and
 integer sums do not depend on how a call is blocked (a dynamic, per-call scale
 moved streamed output by 3.4e-3).
 
-    python -m stemboard.models.convert.quantize SRC.onnx DST.onnx --calibration feeds.npz
-
-writes ``DST.onnx`` (its manifest is the caller's: see ``stemboard.train.quantize``,
-which records the calibration feeds from the MUSDB18-7 training excerpts and scores
-the result).  Needs the ``onnx`` package (the ``test`` or ``train`` extra).
+:func:`quantize` returns the int8 graph's bytes; ``python -m stemboard.train.quantize``
+records the calibration feeds from the MUSDB18-7 training excerpts, scores the
+result and writes it with its manifest.  Needs the ``onnx`` package (the ``test`` or
+``train`` extra).
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from stemboard.models.convert.graphs import prune, write_whole
+from stemboard.models.convert.graphs import prune
 
 #: Layers with fewer input or output channels than this stay fp32: ONNX Runtime's
 #: int8 convolution does not pay for itself on the 1- and 16-channel front end.
@@ -218,32 +216,3 @@ def _check_masks(old: bytes, new: bytes, runs: list[dict]):
     if not np.isfinite(change) or change > MAX_MEAN_MASK_CHANGE:
         raise QuantizeError(f"the int8 masks differ from the fp32 ones by {change:.3g} "
                             f"on average (at most {MAX_MEAN_MASK_CHANGE} allowed)")
-
-
-def load_feeds(path) -> list[dict]:
-    """Calibration feeds from an ``.npz`` of ``{run}/{input name}`` arrays."""
-    with np.load(path) as data:
-        runs: dict[str, dict] = {}
-        for key in data.files:
-            run, _, name = key.partition("/")
-            runs.setdefault(run, {})[name] = data[key]
-    return [runs[k] for k in sorted(runs, key=int)]
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("src", help="the fp32 .onnx graph")
-    ap.add_argument("dst", help="where to write the int8 graph")
-    ap.add_argument("--calibration", required=True,
-                    help=".npz of calibration runs, keys '{run}/{input name}'")
-    args = ap.parse_args(argv)
-    try:
-        out = quantize(Path(args.src).read_bytes(), load_feeds(args.calibration))
-    except (QuantizeError, OSError) as e:
-        raise SystemExit(f"{args.src}: {e}")
-    write_whole(args.dst, out)
-    print(f"{args.dst}: int8 graph, {len(out) / 1e6:.2f} MB")
-
-
-if __name__ == "__main__":
-    main()
